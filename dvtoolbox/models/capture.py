@@ -1,0 +1,86 @@
+"""Layers reached by name through forward hooks.
+
+``LayerCapture(model, names)`` is a context manager: inside it, every forward pass stores the output of each
+named submodule in ``capture.outputs[name]`` (the tensor itself, still in the autograd graph). Hooks are removed
+on exit, also when the body raises. Names are ``model.named_modules()`` names (dotted paths such as
+``_blocks.3._depthwise_conv``); an unknown name raises a UsageError that lists the valid ones.
+
+A model may declare ``gradient_sources``, a dict from a layer name to the name of the module whose output the
+backward pass starts from for that layer. Caffe models use it for blobs that an in-place layer overwrites: the
+original reads ``conv1`` after its in-place ReLU but starts backward at the convolution (see doc/caffe-models.md).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Tuple
+
+import torch
+from torch import nn
+
+from dvtoolbox.errors import UsageError
+
+
+def named_layers(model: nn.Module) -> Dict[str, nn.Module]:
+    """Every named submodule except the root, by its dotted name."""
+    return {name: module for name, module in model.named_modules() if name}
+
+
+def gradient_source(model: nn.Module, layer: str) -> str:
+    """The module whose output backward starts from when ``layer`` is pushed (usually ``layer`` itself)."""
+    return getattr(model, "gradient_sources", {}).get(layer, layer)
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; a UsageError listing the valid names when there is none."""
+    layers = named_layers(model)
+    if name not in layers:
+        raise UsageError(f"unknown layer {name!r}; valid layers: {', '.join(layers)}")
+    return layers[name]
+
+
+class LayerCapture:
+    """Record the outputs of named submodules during forward passes (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str]):
+        self.modules = {name: resolve_layer(model, name) for name in names}
+        self.outputs: Dict[str, torch.Tensor] = {}
+        self._handles: List = []
+
+    def __enter__(self) -> "LayerCapture":
+        for name, module in self.modules.items():
+            self._handles.append(module.register_forward_hook(self._hook_for(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        return False
+
+    def _hook_for(self, name):
+        def hook(_module, _inputs, output):
+            self.outputs[name] = output
+
+        return hook
+
+
+def layer_shapes(model: nn.Module, size: Tuple[int, int], device="cpu") -> Dict[str, Tuple[int, ...]]:
+    """Output shape (without the batch dimension) of every named submodule whose output is a tensor, in the
+    order the forward pass reaches them. x: zeros of shape (1, 3, H, W)."""
+    shapes: Dict[str, Tuple[int, ...]] = {}
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor) and name not in shapes:
+                shapes[name] = tuple(output.shape[1:])
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in named_layers(model).items()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, 3) + tuple(size), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
