@@ -1,0 +1,246 @@
+"""optimize_image.py: the original's command line (all 26 flags, same names, meanings and defaults) on dvtoolbox.
+
+``get_parser()`` returns the parser; ``main(argv)`` parses, builds an OptimizeJob and runs it, so the command line
+is testable and the core never parses. Defaults come, in rising order, from the built-in defaults, settings_local.py,
+``--config FILE.yaml`` and the command line. Bad input prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from dvtoolbox import __version__
+from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
+from dvtoolbox.cli.settings import find_settings_file, read_settings_local, read_yaml_config
+from dvtoolbox.errors import UsageError
+from dvtoolbox.optimize.job import DEFAULT_MODEL, OptimizeJob, layer_table, prepare, run_job
+from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.optimize.start import START_AT_CHOICES
+
+PROG = "optimize_image.py"
+FROM_MODEL = "<the model's>"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default, except where the help text already says it."""
+
+    def __init__(self, prog):
+        super().__init__(prog, width=100, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The optimize_image.py parser, flags grouped as the original's --help groups them."""
+    parser = OneLineErrorParser(
+        prog=PROG, formatter_class=DefaultsHelpFormatter,
+        description="Find, with or without regularization, images that cause high or low activations of specific "
+                    "neurons in a network via numerical optimization (deep-visualization-toolbox, in PyTorch).")
+    net = parser.add_argument_group("Which trained network to load")
+    net.add_argument("--caffe-root", default=None,
+                     help="Accepted for compatibility and ignored: dvtoolbox needs no Caffe installation. "
+                          "(default: <read from settings>)")
+    net.add_argument("--deploy-proto", default=None,
+                     help="Path to a Caffe network prototxt; runs that Caffe model in PyTorch. Without it the "
+                          f"--model is used. (default: <read from settings>)")
+    net.add_argument("--net-weights", default=None,
+                     help="Path to the Caffe network weights (.caffemodel). (default: <read from settings>)")
+    net.add_argument("--model", default=DEFAULT_MODEL,
+                     help="Registered model used when no Caffe model is given (see --list-models).")
+    net.add_argument("--mean", default=None,
+                     help="Mean. The mean may be None, a tuple of one mean value per channel (broadcast to the data "
+                          "size), or a string giving the path of a mean image (.npy or .binaryproto). This argument "
+                          "is a Python literal: \"None\", \"(10,20,30)\" and \"'mean.npy'\" are all valid (quote a "
+                          "path inside the shell's quotes). (default: <read from settings>, else the model's mean)")
+    net.add_argument("--channel-swap-to-rgb", default=None,
+                     help="Permutation to apply to channels to change to RGB space for plotting. Hint: (0,1,2) if "
+                          "your network is trained for RGB, (2,1,0) if it is trained for BGR. (default: the model's "
+                          "channel order: (0,1,2) for the embedded model, (2,1,0) for Caffe models)")
+    net.add_argument("--data-size", default=None,
+                     help="Size of network input, e.g. \"(227,227)\". (default: the model's input size: (224,224) "
+                          "for the embedded model, the prototxt's input for Caffe models)")
+    net.add_argument("--device", default=None,
+                     help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    net.add_argument("--list-layers", action="store_true",
+                     help="Print every pushable layer of the model with its output shape, then exit.")
+    net.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
+
+    start = parser.add_argument_group("Where to start optimization")
+    start.add_argument("--start-at", default="mean_plus_rand",
+                       help=f"How to generate x0, the initial point used in optimization: one of "
+                            f"{', '.join(START_AT_CHOICES)}, or the path of a .npy file holding x0 (3 x H x W, the "
+                            "image minus the mean on the 0..255 scale, model channel order), used exactly as given.")
+    start.add_argument("--rand-seed", type=int, default=0,
+                       help="Random seed used for generating the start-at image (use different seeds to generate "
+                            "different images).")
+
+    push = parser.add_argument_group("Which neuron to optimize and in what direction")
+    push.add_argument("--push-layer", default="fc8",
+                      help="Name of layer that contains the desired neuron whose value is optimized.")
+    push.add_argument("--push-channel", type=int, default=130,
+                      help="Channel number for desired neuron whose value is optimized (channel for conv, neuron "
+                           "index for FC).")
+    push.add_argument("--push-spatial", default="None",
+                      help="Which spatial location to push for conv layers. For FC layers, set this to None. For "
+                           "conv layers, set it to a tuple, e.g. when using `--push-layer conv5` on AlexNet, "
+                           "--push-spatial (6,6) will maximize the center unit of the 13x13 spatial grid.")
+    push.add_argument("--push-dir", type=float, default=1.0,
+                      help="Which direction to push the activation of the selected neuron, that is, the value used "
+                           "to begin backprop. For example, use 1 to maximize the selected neuron activation and -1 "
+                           "to minimize it.")
+
+    reg = parser.add_argument_group("Which regularization options to apply")
+    reg.add_argument("--decay", type=float, default=0.0, help="Amount of L2 decay to use.")
+    reg.add_argument("--blur-radius", type=float, default=0.0,
+                     help="Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, perform no blurring. "
+                          "Blur sizes between 0 and 0.3 work poorly.")
+    reg.add_argument("--blur-every", type=int, default=0,
+                     help="Blur every BLUR_EVERY steps. If 0, perform no blurring.")
+    reg.add_argument("--small-val-percentile", type=float, default=0.0,
+                     help="Induce sparsity by setting pixels with absolute value under SMALL_VAL_PERCENTILE "
+                          "percentile to 0. Not discussed in paper. 0 to disable.")
+    reg.add_argument("--small-norm-percentile", type=float, default=0.0,
+                     help="Induce sparsity by setting pixels with norm under SMALL_NORM_PERCENTILE percentile to 0. "
+                          "\\theta_{n_pct} from the paper. 0 to disable.")
+    reg.add_argument("--px-benefit-percentile", type=float, default=0.0,
+                     help="Induce sparsity by setting pixels with contribution under PX_BENEFIT_PERCENTILE "
+                          "percentile to 0. Mentioned briefly in paper but not used. 0 to disable.")
+    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0.0,
+                     help="Induce sparsity by setting pixels with absolute contribution under "
+                          "PX_ABS_BENEFIT_PERCENTILE percentile to 0. \\theta_{c_pct} from the paper. 0 to disable.")
+
+    lr = parser.add_argument_group("What learning rate schedule to use")
+    lr.add_argument("--lr-policy", default="constant", choices=tuple(REQUIRED_LR_KEYS),
+                    help="Learning rate policy. See description in lr-params.")
+    lr.add_argument("--lr-params", default="{'lr': 1}",
+                    help="Learning rate params, a Python dict literal. The \"constant\" policy requires the \"lr\" "
+                         "key. The \"progress\" policy requires \"max_lr\" and \"desired_prog\" and scales the "
+                         "learning rate so the objective changes by DESIRED_PROG under a linear assumption, limited "
+                         "to MAX_LR. The \"progress01\" policy requires \"max_lr\", \"early_prog\" and "
+                         "\"late_prog_mult\" and is tuned for outputs in [0,1] (softmax units): it slows down as the "
+                         "output approaches 1.")
+    lr.add_argument("--max-iter", type=int, default=500, help="Number of iterations of the optimization loop.")
+
+    out = parser.add_argument_group("Where to save results")
+    out.add_argument("--output-prefix", default="optimize_results/opt", help="Output path and filename prefix.")
+    out.add_argument("--output-template", default="%(p.push_layer)s_%(p.push_channel)04d_%(p.rand_seed)d",
+                     help="Output filename template, filled with p.<FindParams field> and r.<FindResults field>. The "
+                          "default prefix and template give files like optimize_results/opt_fc8_0130_0_best_X.jpg. "
+                          "(default: %%(p.push_layer)s_%%(p.push_channel)04d_%%(p.rand_seed)d)")
+    out.add_argument("--brave", action="store_true",
+                     help="Allow overwriting existing results files. Default: off, i.e. cowardly refuse to "
+                          "overwrite existing files.")
+    out.add_argument("--skipbig", action="store_true",
+                     help="Skip outputting the large *info_big.pkl file (pickled FindParams and FindResults with x0, "
+                          "last x, best x and the first x that made the unit the maximum of its layer).")
+
+    run = parser.add_argument_group("Running")
+    run.add_argument("--config", default=None, metavar="FILE.yaml",
+                     help="YAML file whose keys are flag names (e.g. max-iter: 1000); values become defaults that "
+                          "the command line overrides. (default: none)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="Log the original's per-iteration lines instead of showing a progress bar.")
+    run.add_argument("--version", action="version", version=f"dvtoolbox {__version__}")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> argparse.Namespace:
+    """Parse with defaults from settings_local.py and --config (in that order), then the command line."""
+    parser = get_parser()
+    dests = [a.dest for a in parser._actions if a.dest != "help"]
+    settings_path = find_settings_file(settings_dirs)
+    if settings_path:
+        parser.set_defaults(**read_settings_local(settings_path, dests))
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        parser.set_defaults(**read_yaml_config(pre.config, dests))
+    args = parser.parse_args(argv)
+    args.settings_file = settings_path
+    return args
+
+
+def job_from_args(args: argparse.Namespace) -> OptimizeJob:
+    """Validate every option once and build the job."""
+    params = FindParams(
+        rand_seed=args.rand_seed, start_at=args.start_at, push_layer=args.push_layer,
+        push_channel=args.push_channel, push_spatial=parse_push_spatial(args.push_spatial),
+        push_dir=args.push_dir, decay=args.decay, blur_radius=args.blur_radius, blur_every=args.blur_every,
+        small_val_percentile=args.small_val_percentile, small_norm_percentile=args.small_norm_percentile,
+        px_benefit_percentile=args.px_benefit_percentile, px_abs_benefit_percentile=args.px_abs_benefit_percentile,
+        lr_policy=args.lr_policy, lr_params=parse_lr_params(args.lr_params), max_iter=args.max_iter)
+    return OptimizeJob(
+        params=params, model=args.model, deploy_proto=args.deploy_proto, net_weights=args.net_weights,
+        mean="model" if args.mean is None else parse_mean(args.mean),
+        channel_swap_to_rgb=None if args.channel_swap_to_rgb is None else parse_int_tuple(
+            "--channel-swap-to-rgb", args.channel_swap_to_rgb, None, 0),
+        data_size=None if args.data_size is None else parse_int_tuple("--data-size", args.data_size, 2, 1),
+        device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
+        brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args))
+
+
+def resolved_config(args: argparse.Namespace) -> dict:
+    """Every flag's final value (what config.yaml beside the outputs records), plus provenance."""
+    config = {k.replace("_", "-"): v for k, v in vars(args).items()
+              if k not in ("config", "list_layers", "list_models", "verbose", "settings_file")}
+    config["dvtoolbox-version"] = __version__
+    config["settings-file"] = args.settings_file
+    config["config-file"] = args.config
+    return config
+
+
+def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[str]] = None) -> int:
+    """Run optimize_image.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
+    settings_dirs = [os.getcwd()] if settings_dirs is None else list(settings_dirs)
+    try:
+        args = parse_args(argv, settings_dirs)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        if args.list_models:
+            from dvtoolbox.models.registry import list_models
+            print("\n".join(list_models()))
+            return 0
+        job = job_from_args(args)
+        if args.list_layers:
+            print_layers(job)
+            return 0
+        if args.verbose:
+            print("Starting optimization with the following parameters:\n" + str(job.params))
+        results, written = run_job(job)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    for res in results:
+        print(res.meta_result)
+        print(f"best obj {res.best_obj:g} at iteration {res.best_ii}; last obj {res.last_obj:g}")
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def print_layers(job: OptimizeJob) -> None:
+    """The --list-layers table: every pushable layer and its output shape (without the batch dimension)."""
+    prep = prepare(job)
+    rows: List = layer_table(prep)
+    width = max(len(name) for name, _ in rows)
+    for name, shape in rows:
+        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")

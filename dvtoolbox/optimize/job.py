@@ -1,0 +1,169 @@
+"""One optimize_image job, resolved and validated: which model, which pixel space, which unit(s), where to write.
+
+``run_job(job)`` is the whole pipeline below the command line: build the model on its device, settle the data
+size / mean / channel swap from the model's input contract (or the job's overrides), check the unit against the
+layer's shape and the outputs against the overwrite rule *before* any work, make x0, run the loop, write.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.models.capture import layer_shapes, resolve_layer
+from dvtoolbox.models.mean import MeanSpec, load_mean
+from dvtoolbox.models.registry import create_model
+from dvtoolbox.optimize.loop import optimize
+from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.optimize.results import FindResults
+from dvtoolbox.optimize.start import initial_x
+from dvtoolbox.optimize.writers import (check_writable, output_prefix, planned_files, uses_results,
+                                        write_results)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+@dataclass
+class OptimizeJob:
+    """Everything one run needs. None for data_size / mean / channel_swap_to_rgb means "the model's own"."""
+
+    params: FindParams
+    model: str = DEFAULT_MODEL
+    deploy_proto: Optional[str] = None
+    net_weights: Optional[str] = None
+    mean: MeanSpec = "model"
+    channel_swap_to_rgb: Optional[Tuple[int, ...]] = None
+    data_size: Optional[Tuple[int, int]] = None
+    device: Optional[str] = None
+    output_prefix: str = "optimize_results/opt"
+    output_template: str = "%(p.push_layer)s_%(p.push_channel)04d_%(p.rand_seed)d"
+    brave: bool = False
+    skipbig: bool = False
+    progress: bool = False
+    config: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def prefix_template(self) -> str:
+        """The original's '<output-prefix>_<output-template>_'."""
+        return f"{self.output_prefix}_{self.output_template}_"
+
+
+@dataclass
+class Prepared:
+    """A job's model and pixel space, resolved."""
+
+    model: nn.Module
+    device: torch.device
+    data_size: Tuple[int, int]
+    mean: np.ndarray
+    channel_swap_to_rgb: Tuple[int, ...]
+    shapes: Dict[str, Tuple[int, ...]]
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; None means cuda when present, else cpu."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(name)
+
+
+def build_model(job: OptimizeJob) -> nn.Module:
+    """The job's network: a Caffe model when deploy_proto is set, else the registry model."""
+    if job.deploy_proto is not None or job.net_weights is not None:
+        if job.deploy_proto is None or job.net_weights is None:
+            raise UsageError("--deploy-proto and --net-weights go together: give both for a Caffe model")
+        try:
+            from dvtoolbox.models.caffe import load_caffe_model
+        except ImportError:
+            raise UsageError("Caffe models (--deploy-proto/--net-weights) are not supported by this build") from None
+        return load_caffe_model(job.deploy_proto, job.net_weights).eval()
+    return create_model(job.model)
+
+
+def prepare(job: OptimizeJob) -> Prepared:
+    """Build the model on its device and settle data size, mean and channel swap."""
+    device = resolve_device(job.device)
+    model = build_model(job).to(device)
+    model.requires_grad_(False)
+    contract = model.input_contract
+    data_size = tuple(job.data_size) if job.data_size is not None else tuple(contract.size)
+    mean = contract.mean_image(data_size) if job.mean == "model" else load_mean(job.mean, data_size)
+    swap = tuple(job.channel_swap_to_rgb) if job.channel_swap_to_rgb is not None else contract.channel_swap_to_rgb
+    if sorted(swap) != list(range(mean.shape[0])):
+        raise UsageError(f"--channel-swap-to-rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}")
+    try:
+        shapes = layer_shapes(model, data_size, device)
+    except RuntimeError as exc:
+        raise UsageError(f"the model cannot take input of --data-size {data_size}: {str(exc).splitlines()[0]}") from None
+    return Prepared(model, device, data_size, mean, swap, shapes)
+
+
+def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn.Module) -> Tuple[int, int, int]:
+    """The push layer's shape as (C, H, W) after checking the unit lies in it; bad units raise UsageError."""
+    layer = params.push_layer
+    resolve_layer(model, layer)
+    if layer not in shapes:
+        raise UsageError(f"layer {layer!r} produces no tensor output; see --list-layers for pushable layers")
+    shape = shapes[layer]
+    if len(shape) == 1:
+        if params.push_spatial != (0, 0):
+            raise UsageError(f"--push-spatial {params.push_spatial}: layer {layer!r} has no spatial dimensions "
+                             f"(shape {shape}); use --push-spatial None")
+        shape3d = (shape[0], 1, 1)
+    elif len(shape) == 3:
+        shape3d = shape
+        if params.push_spatial == (0, 0):
+            log.warning("A unit on a conv layer (%s) is being optimized, but push_spatial is (0, 0), so the "
+                        "upper-left unit is selected; to avoid edge effects push the centre, e.g. "
+                        "--push-spatial \"(%d,%d)\"", layer, shape[1] // 2, shape[2] // 2)
+    else:
+        raise UsageError(f"layer {layer!r} has output shape {shape}; only (C,) and (C, H, W) layers can be pushed")
+    if params.push_channel >= shape3d[0]:
+        raise UsageError(f"--push-channel {params.push_channel} is out of range: layer {layer!r} has "
+                         f"{shape3d[0]} channels (0..{shape3d[0] - 1})")
+    y, x = params.push_spatial
+    if y >= shape3d[1] or x >= shape3d[2]:
+        raise UsageError(f"--push-spatial {params.push_spatial} is out of range: layer {layer!r} is "
+                         f"{shape3d[1]}x{shape3d[2]} (y in 0..{shape3d[1] - 1}, x in 0..{shape3d[2] - 1})")
+    return tuple(shape3d)
+
+
+def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
+    """Run one job end to end; returns the results and the files written."""
+    prep = prepare(job)
+    shape3d = check_unit(job.params, prep.shapes, prep.model)
+    known_prefix = not uses_results(job.prefix_template)
+    if known_prefix:
+        check_writable(planned_files(output_prefix(job.prefix_template, job.params), job.skipbig), job.brave)
+    x0 = initial_x(job.params.start_at, job.params.rand_seed, prep.mean)[None]
+    contract = prep.model.input_contract
+    (results,) = optimize(prep.model, [job.params], x0, prep.mean, shape3d, progress=job.progress,
+                          labels=contract.labels, label_layers=contract.label_layers)
+    prefix = output_prefix(job.prefix_template, job.params, results)
+    if not known_prefix:
+        check_writable(planned_files(prefix, job.skipbig), job.brave)
+    written = write_results(prefix, job.params, results, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
+                            job.config)
+    return [results], written
+
+
+def layer_table(prep: Prepared) -> List[Tuple[str, Tuple[int, ...]]]:
+    """(name, shape) of every pushable layer, in forward order."""
+    return [(name, shape) for name, shape in prep.shapes.items() if len(shape) in (1, 3)]

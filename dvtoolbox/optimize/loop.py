@@ -1,0 +1,118 @@
+"""The DVT optimizer loop: regularised gradient ascent in pixel space, over a batch of images on one device.
+
+Each image n pushes its own unit with its own FindParams; all share one schedule (FindParams.schedule_key). Image
+n's result is what a run of that image alone gives: its own learning rate, percentile thresholds, snapshots and
+grad-0 stop. Phases are numbered as the original numbers them (optimize/gradient_optimizer.py).
+
+x: (N, 3, H, W) float32 on the model's device, the image minus the mean on the 0..255 scale, model channel order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.optimize.lr_policies import learning_rate
+from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.optimize.push import UnitPush
+from dvtoolbox.optimize.recorder import Recorder, batch_statistics
+from dvtoolbox.optimize.regularizers import crop_to_valid_range, regularize
+from dvtoolbox.optimize.results import FindResults
+
+log = logging.getLogger(__name__)
+
+
+def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mean: np.ndarray,
+             layer_shape3d, progress: bool = False, labels: Optional[Sequence[str]] = None,
+             label_layers: Sequence[str] = ()) -> List[FindResults]:
+    """Run the loop; returns one FindResults per image.
+
+    model: in eval mode, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both float32
+    0..255 scale in the model's channel order. layer_shape3d: (C, H, W) of the push layer ((C, 1, 1) for FC).
+    labels, label_layers: class names printed in -v lines when the push layer is one of label_layers.
+    """
+    p = _shared_schedule(params)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
+    x = torch.as_tensor(x0, dtype=torch.float32, device=device).clone()
+    x0_t = x.clone()
+    units = torch.as_tensor([q.push_unit for q in params], dtype=torch.long, device=device)
+    signs = torch.as_tensor([np.sign(q.push_dir) for q in params], dtype=torch.float32, device=device)
+    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], [q.push_dir for q in params], device)
+    recorder = Recorder(params, x0_t, layer_shape3d)
+    bar = tqdm(range(p.max_iter), disable=not progress, desc=f"{p.push_layer} {_unit_label(params)}", leave=True)
+    old_obj = pred_prog = None
+    for ii in bar:
+        x = crop_to_valid_range(x, mean_t)                                          # 0. crop to [0, 255]
+        acts, grad = push(x)                                                        # 1. forward (4. backward)
+        stats_t = batch_statistics(acts, x, x0_t, grad, units, signs)
+        stats = stats_t.tolist()
+        recorder.update(ii, stats, x)                                               # 2. record
+        _report(bar, ii, params, recorder, acts, x, grad, stats, old_obj, pred_prog,   # 3. progress
+                labels if p.push_layer in label_layers else None)
+        old_obj = [row[0] for row in stats]
+        recorder.stop_zero_gradients(stats)                                         # 4. grad 0: stop
+        if not any(recorder.active):
+            break
+        obj = stats_t[:, 0].to(torch.float32)
+        lr, pred_prog = learning_rate(p, grad, obj)                                 # 5. learning rate
+        if ii < p.max_iter - 1:                                                     # 6. step, regularize
+            stepped = regularize(x + lr.view(-1, 1, 1, 1) * grad, grad, ii, p)
+            active = torch.as_tensor(recorder.active, device=device).view(-1, 1, 1, 1)
+            x = torch.where(active, stepped, x)
+    bar.close()
+    return recorder.finish()
+
+
+def _shared_schedule(params: Sequence[FindParams]) -> FindParams:
+    if not params:
+        raise UsageError("nothing to optimize: the list of units is empty")
+    keys = {q.schedule_key() for q in params}
+    if len(keys) != 1:
+        raise UsageError("a batch must share every setting except push_channel, push_spatial, rand_seed, start_at")
+    return params[0]
+
+
+def _unit_label(params: Sequence[FindParams]) -> str:
+    if len(params) == 1:
+        return "unit %s" % (params[0].push_unit,)
+    return f"{len(params)} units"
+
+
+def _report(bar, ii, params, recorder, acts, x, grad, stats, old_obj, pred_prog, labels) -> None:
+    """tqdm postfix (obj and best so far) and, with -v, the original's per-iteration lines through logging."""
+    if not bar.disable:
+        if len(params) == 1:
+            bar.set_postfix_str(f"obj={stats[0][0]:.4g} best={recorder.results[0].best_obj:.4g}", refresh=False)
+        else:
+            best = [r.best_obj for r in recorder.results]
+            bar.set_postfix_str(f"mean obj={np.mean([s[0] for s in stats]):.4g} mean best={np.mean(best):.4g}",
+                                refresh=False)
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for n, p in enumerate(params):
+        if not recorder.active[n]:
+            continue
+        tag = f"[{n}] " if len(params) > 1 else ""
+        obj, res = stats[n][0], recorder.results[n]
+        if ii == 0:
+            log.info("%s%d", tag, ii)
+        elif p.lr_policy in ("progress", "progress01") and pred_prog is not None:
+            log.info("%s%-4d  progress predicted: %g, actual: %g", tag, ii, float(pred_prog[n]), obj - old_obj[n])
+        else:
+            log.info("%s%-4d  progress: %g", tag, ii, obj - old_obj[n])
+        idxmax = res.idxmax[-1]
+        push_label = f" ({labels[p.push_channel]})" if labels is not None and p.push_channel < len(labels) else ""
+        max_label = f" ({labels[idxmax[0]]})" if labels is not None and idxmax[0] < len(labels) else ""
+        log.info("%s     push unit: %16s with value %g%s", tag, p.push_unit, obj, push_label)
+        log.info("%s       Max idx: %16s with value %g%s", tag, idxmax, float(acts[n][idxmax]), max_label)
+        log.info("%s             X: %g %g %g", tag, float(x[n].min()), float(x[n].max()), stats[n][2])
+        log.info("%s          grad: %g %g %g", tag, float(grad[n].min()), float(grad[n].max()), stats[n][5])
+        if stats[n][5] == 0:
+            log.info("%sGrad exactly 0, failed", tag)

@@ -1,0 +1,87 @@
+"""Learning-rate policies of the original optimizer (phase 5 of the loop), per batch element.
+
+Contract: ``(params, grad, obj) => (lr, pred_prog)``. ``grad`` is (N, 3, H, W), ``obj`` the (N,) objective
+values of the same step; each element gets its own rate from its own gradient norm. Policies, with
+``g2 = |grad_n|^2`` (the squared L2 norm over the element's 3*H*W values):
+
+- ``constant``: ``lr``; no predicted progress (None), as the original.
+- ``progress``: ``min(max_lr, desired_prog / g2)``; pred_prog = ``lr * g2``.
+- ``progress01`` (for outputs in [0, 1] such as softmax): desired = ``min(early_prog, late_prog_mult * (1 -
+  obj))``, ``lr = min(max_lr, desired / g2)``; pred_prog = ``lr * g2``.
+
+Where ``g2 == 0`` the original divided by zero; the loop stops such an element, and here it gets ``max_lr``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Mapping, Optional, Tuple
+
+import torch
+
+from dvtoolbox.errors import UsageError
+
+REQUIRED_LR_KEYS = {
+    "constant": ("lr",),
+    "progress": ("max_lr", "desired_prog"),
+    "progress01": ("max_lr", "early_prog", "late_prog_mult"),
+}
+
+
+def _is_real(value: Any) -> bool:
+    """True for int/float-like numbers (numpy scalars included), False for bool and everything else."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_lr_params(policy: str, params: Mapping[str, Any]) -> None:
+    """Raise UsageError (one line) unless ``policy`` is known and ``params`` holds its keys as real numbers.
+
+    Extra keys are allowed (the original ignored them).
+    """
+    if policy not in REQUIRED_LR_KEYS:
+        raise UsageError(f"unknown lr_policy {policy!r}; valid: {', '.join(REQUIRED_LR_KEYS)}")
+    if not isinstance(params, Mapping):
+        raise UsageError(f"lr_params must be a dict, got {params!r}")
+    required = REQUIRED_LR_KEYS[policy]
+    missing = [key for key in required if key not in params]
+    if missing:
+        raise UsageError(
+            f"lr_policy {policy!r} needs lr_params {', '.join(required)}; missing: {', '.join(missing)}"
+        )
+    bad = [f"{key}={params[key]!r}" for key in required if not _is_real(params[key])]
+    if bad:
+        raise UsageError(f"lr_params for lr_policy {policy!r} must be real numbers, got {', '.join(bad)}")
+
+
+def squared_grad_norm(grad: torch.Tensor) -> torch.Tensor:
+    """|grad_n|^2 over each element's values: (N, ...) -> (N,) in grad's dtype."""
+    flat = grad.reshape(grad.shape[0], -1)
+    return (flat * flat).sum(dim=1)
+
+
+def _progress_lr(desired: torch.Tensor, g2: torch.Tensor, max_lr: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``lr = min(max_lr, desired / g2)`` (max_lr where g2 == 0) and ``pred_prog = lr * g2``: both (N,)."""
+    safe_g2 = torch.where(g2 == 0, torch.ones_like(g2), g2)
+    prog_lr = desired / safe_g2
+    lr = torch.where(g2 == 0, torch.full_like(g2, max_lr), torch.clamp(prog_lr, max=max_lr))
+    return lr, lr * g2
+
+
+def learning_rate(p: Any, grad: torch.Tensor, obj: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """This step's learning rate per element, and the progress it predicts (None for 'constant').
+
+    p: params with ``lr_policy`` and ``lr_params``. grad: (N, 3, H, W) float32; obj: (N,) objective values.
+    Returns (lr (N,), pred_prog (N,) or None), in grad's dtype on grad's device.
+    """
+    validate_lr_params(p.lr_policy, p.lr_params)
+    lrp = p.lr_params
+    if p.lr_policy == "constant":
+        return torch.full((grad.shape[0],), float(lrp["lr"]), dtype=grad.dtype, device=grad.device), None
+    g2 = squared_grad_norm(grad)
+    if p.lr_policy == "progress":
+        desired = torch.full_like(g2, float(lrp["desired_prog"]))
+    else:  # progress01
+        obj = torch.as_tensor(obj, dtype=g2.dtype, device=g2.device).reshape(g2.shape)
+        late = float(lrp["late_prog_mult"]) * (1 - obj)
+        desired = torch.clamp(late, max=float(lrp["early_prog"]))
+    return _progress_lr(desired, g2, float(lrp["max_lr"]))
