@@ -18,7 +18,7 @@ from torch import nn
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import layer_shapes, resolve_layer
-from dvtoolbox.models.mean import MeanSpec, load_mean
+from dvtoolbox.models.mean import MeanSpec, load_mean, mean_is_per_channel
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
@@ -160,8 +160,21 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     if not known_prefix:
         check_writable(planned_files(prefix, job.skipbig), job.brave)
     written = write_results(prefix, job.params, results, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
-                            job.config)
+                            dict(job.config, resolved=resolved_settings(job, prep)))
     return [results], written
+
+
+def resolved_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
+    """What the run actually used where the job said "the model's own" (saved in config.yaml)."""
+    per_channel = mean_is_per_channel(prep.mean)
+    return {
+        "model": "caffe:" + job.deploy_proto if job.deploy_proto else job.model,
+        "device": str(prep.device),
+        "data-size": list(prep.data_size),
+        "mean": list(per_channel) if per_channel is not None else job.mean,
+        "channel-swap-to-rgb": list(prep.channel_swap_to_rgb),
+        "channel-order": prep.model.input_contract.channel_order,
+    }
 
 
 def layer_table(prep: Prepared) -> List[Tuple[str, Tuple[int, ...]]]:

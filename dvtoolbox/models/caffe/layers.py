@@ -1,0 +1,299 @@
+"""PyTorch modules that compute what Caffe's CPU layers compute, plus Caffe's output-shape rules.
+
+Each module takes and returns (N, C, H, W) or (N, K) float32 tensors and uses only torch operators, so it runs
+on any device. Where a Caffe rule differs from PyTorch's (pooling's rounding, LRN), the module follows Caffe:
+
+- Pooling: output size ``ceil((H + 2p - k) / s) + 1``, reduced by one when padded and the last window starts at or
+  beyond ``H + p``. MAX never picks padding; AVE divides each window by its size clipped to the padded extent
+  ``[-p, H + p)``. PyTorch's ``ceil_mode=True`` pooling is the same computation whenever its output size agrees and
+  ``p <= k / 2``; other cases pad explicitly (-inf for MAX, zeros and a precomputed divisor map for AVE).
+- LRN ACROSS_CHANNELS: ``x * (k + alpha / n * sum over n channels centred on c of x^2) ^ -beta``, zero channels
+  padding both ends; WITHIN_CHANNEL: ``x * (1 + alpha * mean of x^2 over an n x n window) ^ -beta`` (Caffe's
+  within-channel LRN ignores ``k``). Both are one pooling pass over the squared input.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Shape = Tuple[int, ...]
+
+
+def conv_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """Caffe's (and PyTorch's) convolution output size: floor((H + 2p - d(k - 1) - 1) / s) + 1."""
+    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
+
+
+def caffe_pool_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Caffe's pooling output size: ceil((H + 2p - k) / s) + 1, minus one when padded and the last window would
+    start at or beyond H + p."""
+    out = -(-(size + 2 * pad - kernel) // stride) + 1
+    if pad and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _torch_pool_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    """PyTorch's ceil_mode pooling output size (aten pooling_output_shape, dilation 1)."""
+    out = (size + 2 * pad - kernel + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+class CaffePooling(nn.Module):
+    """Caffe's Pooling layer, MAX or AVE (see the module docstring). kernel/stride/pad: (h, w) pairs."""
+
+    def __init__(self, method: str, kernel: Tuple[int, int], stride: Tuple[int, int], pad: Tuple[int, int],
+                 global_pooling: bool = False):
+        super().__init__()
+        if method not in ("MAX", "AVE"):
+            raise ValueError(f"method must be 'MAX' or 'AVE', got {method!r}")
+        self.method = method
+        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
+        self.global_pooling = global_pooling
+        self._plans: Dict[Tuple[int, int], tuple] = {}
+        self._divisors: Dict[tuple, torch.Tensor] = {}
+
+    def extra_repr(self) -> str:
+        if self.global_pooling:
+            return f"{self.method}, global"
+        return f"{self.method}, kernel={self.kernel}, stride={self.stride}, pad={self.pad}"
+
+    def out_size(self, h: int, w: int) -> Tuple[int, int]:
+        if self.global_pooling:
+            return 1, 1
+        return (caffe_pool_out(h, self.kernel[0], self.stride[0], self.pad[0]),
+                caffe_pool_out(w, self.kernel[1], self.stride[1], self.pad[1]))
+
+    def _plan(self, h: int, w: int) -> tuple:
+        """(native, out_h, out_w, extra bottom pad, extra right pad) for an input of h x w."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
+        oh, ow = self.out_size(h, w)
+        native = (2 * ph <= kh and 2 * pw <= kw and _torch_pool_out(h, kh, sh, ph) == oh
+                  and _torch_pool_out(w, kw, sw, pw) == ow)
+        rh = max(0, (oh - 1) * sh + kh - (h + ph))
+        rw = max(0, (ow - 1) * sw + kw - (w + pw))
+        plan = (native, oh, ow, rh, rw)
+        self._plans[(h, w)] = plan
+        return plan
+
+    def _divisor(self, h: int, w: int, device, dtype) -> torch.Tensor:
+        key = (h, w, device, dtype)
+        if key not in self._divisors:
+            sizes = []
+            for size, k, s, p, o in zip((h, w), self.kernel, self.stride, self.pad, self.out_size(h, w)):
+                start = np.arange(o) * s - p
+                sizes.append(np.minimum(start + k, size + p) - start)
+            div = np.outer(sizes[0], sizes[1]).astype(np.float32)
+            self._divisors[key] = torch.as_tensor(div, device=device, dtype=dtype)
+        return self._divisors[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pooling:
+            return x.amax((-2, -1), keepdim=True) if self.method == "MAX" else x.mean((-2, -1), keepdim=True)
+        h, w = x.shape[-2], x.shape[-1]
+        native, oh, ow, rh, rw = self._plans.get((h, w)) or self._plan(h, w)
+        if native:
+            if self.method == "MAX":
+                return F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)
+            return F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True, count_include_pad=True)
+        (ph, pw) = self.pad
+        if self.method == "MAX":
+            padded = F.pad(x, (pw, rw, ph, rh), value=float("-inf"))
+            return F.max_pool2d(padded, self.kernel, self.stride)[..., :oh, :ow]
+        padded = F.pad(x, (pw, rw, ph, rh))
+        sums = F.avg_pool2d(padded, self.kernel, self.stride, divisor_override=1)[..., :oh, :ow]
+        return sums / self._divisor(h, w, x.device, x.dtype)
+
+
+class CaffeLRN(nn.Module):
+    """Caffe's LRN layer (see the module docstring); ``local_size`` must be odd, as Caffe requires."""
+
+    def __init__(self, local_size: int, alpha: float, beta: float, k: float, region: str = "ACROSS_CHANNELS"):
+        super().__init__()
+        if region not in ("ACROSS_CHANNELS", "WITHIN_CHANNEL"):
+            raise ValueError(f"region must be 'ACROSS_CHANNELS' or 'WITHIN_CHANNEL', got {region!r}")
+        if local_size < 1 or local_size % 2 != 1:
+            raise ValueError(f"local_size must be odd, got {local_size}")
+        self.local_size, self.alpha, self.beta, self.k, self.region = local_size, alpha, beta, k, region
+
+    def extra_repr(self) -> str:
+        return f"{self.region}, local_size={self.local_size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, half = self.local_size, (self.local_size - 1) // 2
+        sq = x * x
+        if self.region == "ACROSS_CHANNELS":
+            # mean over n channels with zero channels padding both ends = sum / n: alpha / n * sum
+            mean = F.avg_pool3d(sq.unsqueeze(1), (n, 1, 1), stride=1, padding=(half, 0, 0),
+                                count_include_pad=True).squeeze(1)
+            scale = mean * self.alpha + self.k
+        else:
+            mean = F.avg_pool2d(sq, n, stride=1, padding=half, count_include_pad=True)
+            scale = mean * self.alpha + 1.0
+        return x * scale.pow(-self.beta)
+
+
+class CaffeInnerProduct(nn.Module):
+    """y = flatten(x, from axis) @ weight.T + bias. weight: (N, K) as Caffe's (non-transposed) blob."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, axis: int = 1):
+        super().__init__()
+        self.axis = axis
+        self.weight = nn.Parameter(torch.zeros(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def extra_repr(self) -> str:
+        k, n = self.weight.shape[1], self.weight.shape[0]
+        return f"in_features={k}, out_features={n}, bias={self.bias is not None}, axis={self.axis}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > self.axis + 1:
+            x = x.flatten(self.axis)
+        return F.linear(x, self.weight, self.bias)
+
+
+class Concat(nn.Module):
+    def __init__(self, axis: int = 1):
+        super().__init__()
+        self.axis = axis
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, self.axis)
+
+
+class Eltwise(nn.Module):
+    """Caffe's Eltwise: SUM (with optional per-input coefficients), PROD or MAX of all inputs, in input order."""
+
+    def __init__(self, operation: str, coeffs: Optional[Sequence[float]] = None):
+        super().__init__()
+        if operation not in ("SUM", "PROD", "MAX"):
+            raise ValueError(f"operation must be 'SUM', 'PROD' or 'MAX', got {operation!r}")
+        self.operation = operation
+        self.coeffs = None if coeffs is None or all(c == 1.0 for c in coeffs) else tuple(float(c) for c in coeffs)
+
+    def extra_repr(self) -> str:
+        return self.operation + (f", coeffs={self.coeffs}" if self.coeffs else "")
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        if self.operation == "SUM":
+            if self.coeffs is None:
+                out = xs[0]
+                for x in xs[1:]:
+                    out = out + x
+                return out
+            out = xs[0] * self.coeffs[0]
+            for x, c in zip(xs[1:], self.coeffs[1:]):
+                out = torch.add(out, x, alpha=c)
+            return out
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x if self.operation == "PROD" else torch.maximum(out, x)
+        return out
+
+
+class Split(nn.Module):
+    """Caffe's Split: the same blob under ``n`` names (a tuple of n references to the input)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return (x,) * self.n
+
+
+class Dropout(nn.Identity):
+    """Caffe's Dropout in the TEST phase: the identity (Caffe scales at training time, not at test time)."""
+
+
+def reshape_shape(shape: Shape, dims: Sequence[int], axis: int, num_axes: int) -> Shape:
+    """Caffe's Reshape rule: dims replace ``shape[axis : axis + num_axes]`` (num_axes -1: to the end); a 0 copies
+    the input's dimension, one -1 is inferred from the count."""
+    start = axis if axis >= 0 else len(shape) + axis + 1
+    end = len(shape) if num_axes == -1 else start + num_axes
+    if not 0 <= start <= end <= len(shape):
+        raise ValueError(f"reshape axis {axis} / num_axes {num_axes} do not fit an input of shape {shape}")
+    top = list(shape[:start]) + list(dims) + list(shape[end:])
+    inferred = None
+    for i, d in enumerate(dims):
+        if d == 0:
+            top[start + i] = shape[start + i]
+        elif d == -1:
+            if inferred is not None:
+                raise ValueError(f"reshape dims {tuple(dims)} have more than one -1")
+            inferred = start + i
+    count = int(np.prod(shape, dtype=np.int64))
+    if inferred is not None:
+        known = int(np.prod([d for i, d in enumerate(top) if i != inferred], dtype=np.int64))
+        if known == 0 or count % known:
+            raise ValueError(f"reshape dims {tuple(dims)} do not divide an input of shape {shape}")
+        top[inferred] = count // known
+    if int(np.prod(top, dtype=np.int64)) != count:
+        raise ValueError(f"reshape to {tuple(top)} does not keep the count of an input of shape {shape}")
+    return tuple(int(d) for d in top)
+
+
+class CaffeReshape(nn.Module):
+    def __init__(self, dims: Sequence[int], axis: int = 0, num_axes: int = -1):
+        super().__init__()
+        self.dims, self.axis, self.num_axes = tuple(dims), axis, num_axes
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, axis={self.axis}, num_axes={self.num_axes}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(reshape_shape(tuple(x.shape), self.dims, self.axis, self.num_axes))
+
+
+class CaffeBatchNorm(nn.Module):
+    """Caffe's BatchNorm (no affine part: Caffe puts that in a Scale layer). With ``use_global_stats`` (Caffe's
+    TEST-phase default): (x - mean) / sqrt(var + eps) with the stored statistics, already divided by Caffe's
+    moving-average scale factor; without: the batch's own mean and (biased) variance."""
+
+    def __init__(self, channels: int, eps: float, use_global_stats: bool = True):
+        super().__init__()
+        self.eps, self.use_global_stats = float(eps), use_global_stats
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def extra_repr(self) -> str:
+        return f"{self.running_mean.numel()}, eps={self.eps}, use_global_stats={self.use_global_stats}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_global_stats:
+            return F.batch_norm(x, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
+        return F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+
+
+class CaffeScale(nn.Module):
+    """Caffe's Scale: x * scale (+ bias), scale broadcast along ``axis``. With one input the scale is the learned
+    ``weight`` of shape ``param_shape``; with two inputs it is the second input (and ``weight`` is None)."""
+
+    def __init__(self, axis: int, param_shape: Optional[Shape], bias_shape: Optional[Shape], in_dims: int):
+        super().__init__()
+        self.axis = axis
+        self.weight = nn.Parameter(torch.ones(param_shape)) if param_shape is not None else None
+        self.bias = nn.Parameter(torch.zeros(bias_shape)) if bias_shape is not None else None
+        self.in_dims = in_dims
+
+    def _broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        trailing = self.in_dims - self.axis - t.dim()
+        return t.reshape(tuple(t.shape) + (1,) * trailing) if trailing > 0 else t
+
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if scale is None:
+            scale = self.weight
+        out = x * self._broadcast(scale)
+        if self.bias is not None:
+            out = out + self._broadcast(self.bias)
+        return out

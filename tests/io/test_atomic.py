@@ -1,0 +1,26 @@
+"""Atomic writes: the target is either the old file or the whole new one; no temporary file is left."""
+
+import os
+
+import pytest
+
+from dvtoolbox.io.atomic import atomic_open, write_text_atomic
+
+
+def test_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    write_text_atomic(str(target), "new contents")
+    assert target.read_text() == "new contents"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(str(target), "w") as handle:
+            handle.write("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]

@@ -1,0 +1,71 @@
+"""FindParams / FindResults: the original's printed layout, trimming, pickling and validation."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.optimize.results import FindResults
+
+
+def seed_like_results():
+    res = FindResults()
+    res.ii = [0, 1, 998, 999]
+    res.obj = [float(np.float32(v)) for v in (-1.30543, -0.756828, 5.0, 63.5805, 68.1828)]
+    res.dist = [1.9916364387e-12, 3413.05052366, 3956.88723303, 3957.78892399, 1.0]
+    res.idxmax = [(330, 0, 0), (533, 0, 0), (130, 0, 0), (130, 0, 0), (130, 0, 0)]
+    res.best_obj = float(np.float32(71.186447))
+    res.x0 = np.array([17.6405234597, 4.00157208367, 1.0], np.float64).reshape(3, 1, 1)
+    return res
+
+
+def test_results_print_like_the_original():
+    text = str(seed_like_results())
+    assert text.startswith("FindResults:\n")
+    assert "                           obj: [-1.30543, -0.756828, ..., 63.5805, 68.1828]\n" in text
+    assert "                          dist: [1.9916364387e-12, 3413.05052366, ..., 3957.78892399, 1]\n" in text
+    assert "                        idxmax: [(330, 0, 0), (533, 0, 0), ..., (130, 0, 0), (130, 0, 0)]\n" in text
+    assert "                            ii: [0, 1, 998, 999]\n" in text
+    assert "                      best_obj: 71.1864\n" in text
+    assert "                            x0: (3, 1, 1) array [17.6405234597, 4.00157208367, ...]\n" in text
+
+
+def test_trim_replaces_arrays_and_pickles_round_trip():
+    res = seed_like_results()
+    restored = pickle.loads(pickle.dumps(res))
+    np.testing.assert_array_equal(restored.x0, res.x0)
+    res.trim_arrays()
+    assert res.x0 == "Trimmed (3, 1, 1) array [17.6405234597, 4.00157208367, ...]"
+
+
+def test_params_print_like_the_original():
+    p = FindParams(decay=0.0001, blur_radius=1.0, blur_every=4, max_iter=1000, lr_params={"lr": 100.0})
+    lines = str(p).splitlines()
+    assert lines[0] == "FindParams:"
+    assert lines[1] == "                    blur_every: 4"
+    assert "                     push_unit: (130, 0, 0)" in lines
+    assert lines[-1] == "                      start_at: mean_plus_rand"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == sorted(line.split(":")[0].strip()
+                                                                       for line in lines[1:])
+    assert pickle.loads(pickle.dumps(p)) == p
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(push_channel=-1), "push_channel must be >= 0"),
+    (dict(push_channel=1.5), "push_channel must be an integer"),
+    (dict(push_spatial=(1,)), "push_spatial must be None or a tuple"),
+    (dict(lr_policy="progress", lr_params={"max_lr": 1}), "desired_prog"),
+    (dict(rand_seed=2**32), "rand_seed must be <= 4294967295"),
+    (dict(decay=float("nan")), "decay must be a number"),
+])
+def test_params_reject_bad_values(kwargs, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        FindParams(**kwargs)
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(UsageError, match="unknown FindParams field"):
+        FindParams.from_dict({"max_iters": 3})
+    assert FindParams.from_dict({"max_iter": 3}).max_iter == 3
