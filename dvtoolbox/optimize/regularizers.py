@@ -129,23 +129,28 @@ def _linear_position(count: int, q: float) -> Tuple[int, int, float]:
     return lo, lo + 1, virtual - lo
 
 
-def _next_order_stat(values: torch.Tensor, lower: torch.Tensor, rank: int) -> torch.Tensor:
-    """The ``rank``-th smallest (0-based) value per row, given ``lower`` = the ``rank - 1``-th: (N,).
+def _adjacent_order_stats(values: torch.Tensor, lo: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The ``lo``-th and ``lo + 1``-th smallest values (0-based, ties counted) of each row: two (N,) tensors.
 
-    One pass instead of a second kthvalue: it equals ``lower`` when ties reach that far, else the smallest
-    value above ``lower``.
+    One ``topk`` from whichever end of the sorted order is nearer (O(K), faster than kthvalue on the CPU, any
+    K), then the two extreme values of that subset. Needs ``lo + 1 < K``.
     """
-    lower_col = lower.unsqueeze(1)
-    reaches = (values <= lower_col).sum(dim=1) > rank
-    above = torch.where(values > lower_col, values, torch.full_like(values, math.inf)).amin(dim=1)
-    return torch.where(reaches, lower, above)
+    count = values.shape[1]
+    if lo + 2 <= count - lo:  # the lo + 2 smallest: their two largest are sorted[lo + 1], sorted[lo]
+        low = torch.topk(values, lo + 2, dim=1, largest=False, sorted=False).values
+        b, a = torch.topk(low, 2, dim=1, largest=True, sorted=True).values.unbind(1)
+    else:  # the count - lo largest: their two smallest are sorted[lo], sorted[lo + 1]
+        high = torch.topk(values, count - lo, dim=1, largest=True, sorted=False).values
+        a, b = torch.topk(high, 2, dim=1, largest=False, sorted=True).values.unbind(1)
+    return a, b
 
 
 def _percentile_float64(values: torch.Tensor, q: float) -> torch.Tensor:
     """``np.percentile(values[n].astype(float64), q)`` for each row n: (N,) float64 on values' device."""
     lo, hi, frac = _linear_position(values.shape[1], q)
-    a = torch.kthvalue(values, lo + 1, dim=1).values
-    b = a if hi == lo else _next_order_stat(values, a, hi)
+    if hi == lo:  # at the top: the maximum
+        return values.amax(dim=1).double()
+    a, b = _adjacent_order_stats(values, lo)
     a, b = a.double(), b.double()
     diff = b - a
     if frac >= 0.5:  # numpy's _lerp picks this form for t >= 0.5
@@ -156,7 +161,7 @@ def _percentile_float64(values: torch.Tensor, q: float) -> torch.Tensor:
 def percentile_per_item(values: torch.Tensor, q: float) -> torch.Tensor:
     """The q-th percentile of each row, as ``np.percentile(row, q)`` (method 'linear').
 
-    values: (N, K) float, any K >= 1 (kthvalue based, no torch.quantile size limit). q in [0, 100].
+    values: (N, K) float, any K >= 1 (topk based, no torch.quantile size limit). q in [0, 100].
     Returns (N,) in values' dtype: numpy's float64 result for the same values, rounded once.
     """
     return _percentile_float64(values, q).to(values.dtype)
