@@ -38,12 +38,21 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     return layers[name]
 
 
-class LayerCapture:
-    """Record the outputs of named submodules during forward passes (see the module docstring)."""
+class StopForward(Exception):
+    """Raised by a LayerCapture with stop_when_complete=True once every named layer has produced its output."""
 
-    def __init__(self, model: nn.Module, names: Iterable[str]):
+
+class LayerCapture:
+    """Record the outputs of named submodules during forward passes (see the module docstring).
+
+    stop_when_complete: raise StopForward as soon as every named layer has run, so that a forward pass costs only
+    the layers up to the last captured one (the caller catches it).
+    """
+
+    def __init__(self, model: nn.Module, names: Iterable[str], stop_when_complete: bool = False):
         self.modules = {name: resolve_layer(model, name) for name in names}
         self.outputs: Dict[str, torch.Tensor] = {}
+        self.stop_when_complete = stop_when_complete
         self._handles: List = []
 
     def __enter__(self) -> "LayerCapture":
@@ -60,6 +69,8 @@ class LayerCapture:
     def _hook_for(self, name):
         def hook(_module, _inputs, output):
             self.outputs[name] = output
+            if self.stop_when_complete and len(self.outputs) == len(self.modules):
+                raise StopForward()
 
         return hook
 

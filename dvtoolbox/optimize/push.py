@@ -13,7 +13,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from dvtoolbox.models.capture import LayerCapture, gradient_source
+from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
 
 
 def as_units3d(acts: torch.Tensor) -> torch.Tensor:
@@ -36,7 +36,7 @@ class UnitPush:
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
-        self.capture = LayerCapture(model, {layer, self.source})
+        self.capture = LayerCapture(model, {layer, self.source}, stop_when_complete=True)
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.batch_index = torch.arange(len(units), device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
@@ -45,7 +45,10 @@ class UnitPush:
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         with self.capture:
-            self.model(x)
+            try:
+                self.model(x)
+            except StopForward:
+                pass
         acts = as_units3d(self.capture.outputs[self.layer])
         source = as_units3d(self.capture.outputs[self.source])
         pushed = source[self.batch_index, self.channel, self.row, self.col]

@@ -68,3 +68,20 @@ def test_unknown_name_lists_valid_names(tiny):
 
 def test_layer_shapes():
     assert layer_shapes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (5, 6)) == {"0": (4, 3, 4), "1": (4, 3, 4)}
+
+
+def test_stop_when_complete_skips_later_layers():
+    import torch
+    from torch import nn
+
+    from dvtoolbox.models.capture import LayerCapture, StopForward
+
+    calls = []
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    model[2].register_forward_pre_hook(lambda *_: calls.append("last"))
+    with LayerCapture(model, ["1"], stop_when_complete=True) as cap:
+        try:
+            model(torch.ones(1, 2))
+        except StopForward:
+            pass
+    assert calls == [] and cap.outputs["1"].shape == (1, 2)
