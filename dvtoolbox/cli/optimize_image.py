@@ -21,6 +21,7 @@ from dvtoolbox.optimize.job import DEFAULT_MODEL, OptimizeJob, layer_table, prep
 from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
+from dvtoolbox.optimize.units import is_single_unit
 
 PROG = "optimize_image.py"
 FROM_MODEL = "<the model's>"
@@ -93,9 +94,10 @@ def get_parser() -> argparse.ArgumentParser:
     push = parser.add_argument_group("Which neuron to optimize and in what direction")
     push.add_argument("--push-layer", default="fc8",
                       help="Name of layer that contains the desired neuron whose value is optimized.")
-    push.add_argument("--push-channel", type=int, default=130,
+    push.add_argument("--push-channel", default="130",
                       help="Channel number for desired neuron whose value is optimized (channel for conv, neuron "
-                           "index for FC).")
+                           "index for FC). Several units: a list 1,130,554, a range 0:1000 (end excluded), or all; "
+                           "each unit is written as its own single run would write it.")
     push.add_argument("--push-spatial", default="None",
                       help="Which spatial location to push for conv layers. For FC layers, set this to None. For "
                            "conv layers, set it to a tuple, e.g. when using `--push-layer conv5` on AlexNet, "
@@ -151,6 +153,12 @@ def get_parser() -> argparse.ArgumentParser:
                           "last x, best x and the first x that made the unit the maximum of its layer).")
 
     run = parser.add_argument_group("Running")
+    run.add_argument("--batch-size", type=int, default=1,
+                     help="Optimize this many units at once (one forward/backward for all); each unit's result is "
+                          "what its single run gives.")
+    run.add_argument("--resume", action="store_true",
+                     help="Skip units whose files are all there, redo the others (incomplete ones are overwritten); "
+                          "the folder's run summary must have the same settings.")
     run.add_argument("--config", default=None, metavar="FILE.yaml",
                      help="YAML file whose keys are flag names (e.g. max-iter: 1000); values become defaults that "
                           "the command line overrides. (default: none)")
@@ -177,9 +185,12 @@ def parse_args(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> a
 
 def job_from_args(args: argparse.Namespace) -> OptimizeJob:
     """Validate every option once and build the job."""
+    single = is_single_unit(args.push_channel)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     params = FindParams(
         rand_seed=args.rand_seed, start_at=args.start_at, push_layer=args.push_layer,
-        push_channel=args.push_channel, push_spatial=parse_push_spatial(args.push_spatial),
+        push_channel=int(args.push_channel) if single else 0, push_spatial=parse_push_spatial(args.push_spatial),
         push_dir=args.push_dir, decay=args.decay, blur_radius=args.blur_radius, blur_every=args.blur_every,
         small_val_percentile=args.small_val_percentile, small_norm_percentile=args.small_norm_percentile,
         px_benefit_percentile=args.px_benefit_percentile, px_abs_benefit_percentile=args.px_abs_benefit_percentile,
@@ -191,7 +202,8 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
             "--channel-swap-to-rgb", args.channel_swap_to_rgb, None, 0),
         data_size=None if args.data_size is None else parse_int_tuple("--data-size", args.data_size, 2, 1),
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
-        brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args))
+        brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
+        channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume)
 
 
 def resolved_config(args: argparse.Namespace) -> dict:
@@ -230,10 +242,13 @@ def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    for res in results:
+    if len(results) == 1:
+        res = results[0]
         print(res.meta_result)
         print(f"best obj {res.best_obj:g} at iteration {res.best_ii}; last obj {res.last_obj:g}")
-    print("wrote " + ", ".join(written))
+        print("wrote " + ", ".join(written))
+    else:
+        print(f"{len(results)} units optimized; summary: {written[-1] if written else 'none'}")
     return 0
 
 

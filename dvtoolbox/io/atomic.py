@@ -6,6 +6,7 @@ A reader (or a run killed at any moment) sees either the old file or the complet
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from typing import IO, Iterator
@@ -38,3 +39,13 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(path: str) -> int:
+    """Remove temporary files a killed writer of ``path`` left behind; returns how many."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stale = glob.glob(os.path.join(glob.escape(folder), "." + glob.escape(name) + ".*.tmp"))
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return len(stale)

@@ -7,7 +7,9 @@ layer's shape and the outputs against the overwrite rule *before* any work, make
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -17,13 +19,16 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import layer_shapes, resolve_layer
 from dvtoolbox.models.mean import MeanSpec, load_mean, mean_is_per_channel
 from dvtoolbox.models.registry import create_model
+from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
+from dvtoolbox.optimize.units import UnitSpec, batches, is_single_unit, parse_channels
 from dvtoolbox.optimize.writers import (check_writable, output_prefix, planned_files, uses_results,
                                         write_results)
 
@@ -50,6 +55,14 @@ class OptimizeJob:
     skipbig: bool = False
     progress: bool = False
     config: Dict[str, object] = field(default_factory=dict)
+    channels: Optional[UnitSpec] = None
+    batch_size: int = 1
+    resume: bool = False
+
+    @property
+    def unit_spec(self) -> UnitSpec:
+        """The units to push: ``channels`` when given, else the params' single push_channel."""
+        return self.params.push_channel if self.channels is None else self.channels
 
     @property
     def prefix_template(self) -> str:
@@ -97,9 +110,9 @@ def build_model(job: OptimizeJob) -> nn.Module:
     return create_model(job.model)
 
 
-def prepare(job: OptimizeJob) -> Prepared:
-    """Build the model on its device and settle data size, mean and channel swap."""
-    device = resolve_device(job.device)
+def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
+    """Build the model on its device (this rank's GPU under torchrun) and settle data size, mean, channel swap."""
+    device = distributed.rank_device(resolve_device(job.device), rank)
     model = build_model(job).to(device)
     model.requires_grad_(False)
     contract = model.input_contract
@@ -115,7 +128,8 @@ def prepare(job: OptimizeJob) -> Prepared:
     return Prepared(model, device, data_size, mean, swap, shapes)
 
 
-def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn.Module) -> Tuple[int, int, int]:
+def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn.Module,
+               check_channel: bool = True) -> Tuple[int, int, int]:
     """The push layer's shape as (C, H, W) after checking the unit lies in it; bad units raise UsageError."""
     layer = params.push_layer
     resolve_layer(model, layer)
@@ -135,7 +149,7 @@ def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn
                         "--push-spatial \"(%d,%d)\"", layer, shape[1] // 2, shape[2] // 2)
     else:
         raise UsageError(f"layer {layer!r} has output shape {shape}; only (C,) and (C, H, W) layers can be pushed")
-    if params.push_channel >= shape3d[0]:
+    if check_channel and params.push_channel >= shape3d[0]:
         raise UsageError(f"--push-channel {params.push_channel} is out of range: layer {layer!r} has "
                          f"{shape3d[0]} channels (0..{shape3d[0] - 1})")
     y, x = params.push_spatial
@@ -146,22 +160,94 @@ def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn
 
 
 def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
-    """Run one job end to end; returns the results and the files written."""
-    prep = prepare(job)
-    shape3d = check_unit(job.params, prep.shapes, prep.model)
-    known_prefix = not uses_results(job.prefix_template)
-    if known_prefix:
-        check_writable(planned_files(output_prefix(job.prefix_template, job.params), job.skipbig), job.brave)
-    x0 = initial_x(job.params.start_at, job.params.rand_seed, prep.mean)[None]
+    """Run one job end to end (this rank's share of its units); returns the results and the files written."""
+    rank = distributed.current_rank()
+    prep = prepare(job, rank)
+    single = is_single_unit(job.unit_spec) and not job.resume and not rank.is_distributed
+    shape3d = check_unit(job.params, prep.shapes, prep.model, check_channel=single)
+    channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
+    mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
+    settings = run_settings(job, prep)
+    if job.resume:
+        summary.check_same_settings(summary.summary_path(job.output_prefix, job.params.push_layer), settings)
+    todo, prefixes = plan_outputs(job, mine)
+    distributed.start(prep.device, rank)
+    all_results, written, entries = [], [], {}
     contract = prep.model.input_contract
-    (results,) = optimize(prep.model, [job.params], x0, prep.mean, shape3d, progress=job.progress,
-                          labels=contract.labels, label_layers=contract.label_layers)
-    prefix = output_prefix(job.prefix_template, job.params, results)
-    if not known_prefix:
-        check_writable(planned_files(prefix, job.skipbig), job.brave)
-    written = write_results(prefix, job.params, results, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
-                            dict(job.config, resolved=resolved_settings(job, prep)))
-    return [results], written
+    for group in batches(todo, job.batch_size):
+        x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
+        results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,
+                           labels=contract.labels, label_layers=contract.label_layers)
+        for q, res in zip(group, results):
+            prefix = prefixes.get(q.push_channel) or output_prefix(job.prefix_template, q, res)
+            if q.push_channel not in prefixes:
+                check_writable(planned_files(prefix, job.skipbig), job.brave)
+            written += write_results(prefix, q, res, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
+                                     dict(job.config, resolved=resolved_settings(job, prep)))
+            entries[str(q.push_channel)] = summary.unit_entry(res, prefix)
+        all_results += results
+        if not single:
+            _update_summary(job, settings, entries, rank)
+    if not single:
+        written.append(_finish_summary(job, settings, entries, prep.device, rank))
+    return all_results, written
+
+
+def plan_outputs(job: OptimizeJob, mine: Sequence[FindParams]) -> Tuple[List[FindParams], Dict[int, str]]:
+    """The units still to do and their prefixes; refuses, before any work, to overwrite without --brave.
+    With --resume, units whose every file exists are skipped and incomplete ones are redone."""
+    if uses_results(job.prefix_template):
+        if job.resume:
+            raise UsageError("--resume needs an --output-template without r. fields (file names must be known "
+                             "before the run)")
+        return list(mine), {}
+    prefixes = {q.push_channel: output_prefix(job.prefix_template, q) for q in mine}
+    todo = []
+    for q in mine:
+        files = planned_files(prefixes[q.push_channel], job.skipbig)
+        if job.resume and all(os.path.exists(f) for f in files):
+            continue
+        if job.resume:
+            for f in files:
+                remove_stale_temps(f)
+        check_writable(files, job.brave or job.resume)
+        todo.append(q)
+    if job.resume:
+        log.info("--resume: %d of %d units already complete, %d to do", len(mine) - len(todo), len(mine), len(todo))
+    return todo, prefixes
+
+
+def run_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
+    """What must match for --resume to continue a folder: everything but the units and the run mechanics."""
+    params = {k: v for k, v in dataclasses.asdict(job.params).items() if k not in ("push_channel", "push_unit")}
+    params["push_spatial"] = list(params["push_spatial"])
+    resolved = resolved_settings(job, prep)
+    resolved.pop("device")
+    return {"params": params, "model": resolved, "output_template": job.output_template, "skipbig": job.skipbig}
+
+
+def _update_summary(job: OptimizeJob, settings, entries, rank: distributed.Rank) -> None:
+    if rank.is_distributed:
+        summary.write_summary(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank), settings,
+                              entries)
+    else:
+        path = summary.summary_path(job.output_prefix, job.params.push_layer)
+        units = dict((summary.read_summary(path) or {}).get("units", {})) if job.resume else {}
+        units.update(entries)
+        summary.write_summary(path, settings, units)
+
+
+def _finish_summary(job: OptimizeJob, settings, entries, device, rank: distributed.Rank) -> str:
+    path = summary.summary_path(job.output_prefix, job.params.push_layer)
+    if not rank.is_distributed:
+        if not os.path.exists(path):
+            summary.write_summary(path, settings, entries)
+        return path
+    _update_summary(job, settings, entries, rank)
+    distributed.barrier_and_stop(device, rank)
+    if rank.rank == 0:
+        summary.merge_rank_parts(job.output_prefix, job.params.push_layer, settings)
+    return path
 
 
 def resolved_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:

@@ -132,7 +132,7 @@ def _linear_position(count: int, q: float) -> Tuple[int, int, float]:
 def _adjacent_order_stats(values: torch.Tensor, lo: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """The ``lo``-th and ``lo + 1``-th smallest values (0-based, ties counted) of each row: two (N,) tensors.
 
-    One ``topk`` from whichever end of the sorted order is nearer (O(K), faster than kthvalue on the CPU, any
+    One ``topk`` from whichever end of the sorted order is nearer (faster than kthvalue on the CPU, works for any
     K), then the two extreme values of that subset. Needs ``lo + 1 < K``.
     """
     count = values.shape[1]

@@ -36,7 +36,7 @@ def test_all_26_original_flags_with_the_original_defaults():
     options = {s for a in parser._actions for s in a.option_strings}
     assert len(ORIGINAL_FLAGS) == 26 and set(ORIGINAL_FLAGS) <= options
     args = parser.parse_args([])
-    assert (args.push_layer, args.push_channel, args.push_spatial, args.push_dir) == ("fc8", 130, "None", 1.0)
+    assert (args.push_layer, args.push_channel, args.push_spatial, args.push_dir) == ("fc8", "130", "None", 1.0)
     assert (args.decay, args.blur_radius, args.blur_every, args.max_iter) == (0, 0, 0, 500)
     assert (args.start_at, args.rand_seed, args.lr_policy) == ("mean_plus_rand", 0, "constant")
     assert args.output_prefix == "optimize_results/opt"
@@ -45,7 +45,7 @@ def test_all_26_original_flags_with_the_original_defaults():
 
 def test_help_shows_every_default():
     text = " ".join(get_parser().format_help().split())
-    for expected in ("(default: 500)", "(default: fc8)", "(default: 130)", "(default: None)", "(default: 1.0)",
+    for expected in ("(default: 500)", "(default: fc8)", "(default: 130)", "(default: 1)", "(default: None)", "(default: 1.0)",
                      "(default: mean_plus_rand)", "(default: constant)", "(default: {'lr': 1})",
                      "(default: optimize_results/opt)", "(default: False)", "(default: cuda when present, else cpu)"):
         assert expected in text, expected
@@ -118,7 +118,10 @@ BAD_INPUTS = {
     "caffe half given": (["--deploy-proto", "x.prototxt"], "--deploy-proto and --net-weights go together"),
     "unknown model": (["--model", "resnet9000"], "unknown model 'resnet9000'; valid models:"),
     "bad template": (["--output-template", "%(p.nope)s"], "unknown field %(p.nope)s"),
-    "not an int": (["--push-channel", "one"], "invalid int value: 'one'"),
+    "not a unit": (["--push-channel", "one"], "--push-channel 'one': cannot read 'one'"),
+    "empty unit list": (["--push-channel", "5:5"], "names no unit"),
+    "unit list out of range": (["--push-channel", "1,2,9"], "unit 9 is out of range; the layer has 5 channels"),
+    "batch size 0": (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
 }
 
 
@@ -126,9 +129,9 @@ BAD_INPUTS = {
 def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flags, expected = BAD_INPUTS[case]
-    with pytest.raises(SystemExit) if case in ("unknown policy", "not an int") else _no_raise() as exc:
+    with pytest.raises(SystemExit) if case == "unknown policy" else _no_raise() as exc:
         status = run(tmp_path, *flags)
-    status = exc.value.code if case in ("unknown policy", "not an int") else status
+    status = exc.value.code if case == "unknown policy" else status
     err = capsys.readouterr().err
     assert status == 2
     assert expected in err, err

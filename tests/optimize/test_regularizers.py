@@ -67,8 +67,8 @@ def ref_phase6(xx, grad, ii, p):
 
 def ref_batch(fn, x, *args):
     """Apply a one-image reference to each element of a float32 batch, in float64."""
-    outs = [fn(x[n : n + 1].astype(np.float64), *[a[n : n + 1].astype(np.float64) for a in args]) for n in range(len(x))]
-    return outs
+    as64 = [a.astype(np.float64) for a in (x,) + args]
+    return [fn(*[a[n : n + 1] for a in as64]) for n in range(len(x))]
 
 
 def make_params(**kw):
@@ -129,9 +129,8 @@ def test_reflect_indices_match_numpy_symmetric_pad(size, radius):
 
 
 def blur_reference(x, sigma):
-    return np.stack(
-        [np.stack([gaussian_filter(x[n, c].astype(np.float64), sigma) for c in range(x.shape[1])]) for n in range(len(x))]
-    )
+    x64 = x.astype(np.float64)
+    return np.stack([[gaussian_filter(x64[n, c], sigma) for c in range(x.shape[1])] for n in range(len(x))])
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.5, 1.0, 2.0, 7.0])

@@ -131,8 +131,12 @@ class CaffeLRN(nn.Module):
         sq = x * x
         if self.region == "ACROSS_CHANNELS":
             # mean over n channels with zero channels padding both ends = sum / n: alpha / n * sum
-            mean = F.avg_pool3d(sq.unsqueeze(1), (n, 1, 1), stride=1, padding=(half, 0, 0),
-                                count_include_pad=True).squeeze(1)
+            sq = sq.unsqueeze(1)
+            if sq.shape[2] < n:  # avg_pool3d refuses fewer channels than the window; pad them explicitly
+                sq, pad = F.pad(sq, (0, 0, 0, 0, half, half)), 0
+            else:
+                pad = half
+            mean = F.avg_pool3d(sq, (n, 1, 1), stride=1, padding=(pad, 0, 0), count_include_pad=True).squeeze(1)
             scale = mean * self.alpha + self.k
         else:
             mean = F.avg_pool2d(sq, n, stride=1, padding=half, count_include_pad=True)

@@ -90,6 +90,8 @@ def read_net_binary(path: str) -> caffe_pb2.NetParameter:
     except pb_message.DecodeError as exc:
         raise UsageError(f"cannot read net weights {path!r}: not a binary Caffe NetParameter ({_one_line(exc)})"
                          ) from None
+    if not len(net.layer) and not len(net.layers):
+        raise UsageError(f"cannot read net weights {path!r}: it holds no layers (not a caffemodel?)")
     return net
 
 

@@ -15,7 +15,7 @@ import torch
 from dvtoolbox.models.capture import LayerCapture, gradient_source
 from dvtoolbox.models.caffe import load_caffe_model
 
-from .paths import ref_path
+from .helpers import ref_path
 
 COMBINATIONS = [
     ("tiny.prototxt", "tiny.caffemodel"),

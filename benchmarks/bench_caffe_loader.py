@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Time the original's per-iteration work on a Caffe model loaded without Caffe, against real Caffe's time.
+
+One iteration is what DVT's optimizer does each step on caffenet-yos (227x227): forward to the pushed layer
+(``net.forward(end="fc8")``), backward from one unit of it to the data, and a Gaussian blur of the 3x227x227
+image. The weights are random (the time does not depend on them). Reports the median of ``--iters`` iterations
+after ``--warmup`` ones, for each thread count, and the speed-up over real Caffe on the same class of 2-core
+machine (0.095 s/iteration with 2 BLAS threads, 0.178 s with 1).
+
+    python benchmarks/bench_caffe_loader.py                  # 2 threads, then 1
+    python benchmarks/bench_caffe_loader.py --device cuda    # the same module on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from dvtoolbox.models.caffe import load_caffe_model  # noqa: E402
+from dvtoolbox.models.capture import LayerCapture, gradient_source  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PROTO = os.path.join(HERE, "..", "tests", "data", "caffe_models", "caffenet-yos-deploy.prototxt")
+CAFFE_SECONDS = {2: 0.095, 1: 0.178}  # real Caffe, s/iteration, by BLAS thread count (2-core machine)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--deploy-proto", default=DEFAULT_PROTO, help="deploy prototxt to build (random weights)")
+    parser.add_argument("--push-layer", default="fc8", help="blob pushed: forward ends there, backward starts there")
+    parser.add_argument("--push-channel", type=int, default=130, help="unit pushed")
+    parser.add_argument("--blur-radius", type=float, default=1.0, help="Gaussian blur sigma in pixels (paper: 1.0)")
+    parser.add_argument("--threads", default="2,1", help="comma-separated torch thread counts to time")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per thread count")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    return parser
+
+
+def blur_function(device: str):
+    """dvtoolbox's gaussian_blur when it is there, else scipy.ndimage.gaussian_filter per channel (CPU only)."""
+    try:
+        from dvtoolbox.optimize.regularizers import gaussian_blur
+        return "dvtoolbox.optimize.regularizers.gaussian_blur", gaussian_blur
+    except ImportError:
+        from scipy.ndimage import gaussian_filter
+
+        def blur(x, sigma):
+            arr = x.detach().cpu().numpy()
+            out = np.stack([[gaussian_filter(c, sigma) for c in img] for img in arr])
+            return torch.from_numpy(out).to(x.device)
+        return "scipy.ndimage.gaussian_filter per channel", blur
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def one_iteration(model, x, layer, source, unit, blur, sigma, device):
+    """(forward s, backward s, blur s, new x) of one iteration."""
+    t0 = time.perf_counter()
+    x = x.detach().requires_grad_(True)
+    with LayerCapture(model, {layer, source}) as cap:
+        model(x, end=layer)
+    pushed = cap.outputs[source].reshape(x.shape[0], -1)[0, unit]
+    sync(device)
+    t1 = time.perf_counter()
+    (grad,) = torch.autograd.grad(pushed, x)
+    sync(device)
+    t2 = time.perf_counter()
+    x = blur(x.detach() + grad, sigma)
+    sync(device)
+    t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2, x
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    model = load_caffe_model(args.deploy_proto, None).to(args.device)
+    build_s = time.perf_counter() - t0
+    size = model.input_contract.size
+    source = gradient_source(model, args.push_layer)
+    blur_name, blur = blur_function(args.device)
+    print(f"model: {os.path.basename(args.deploy_proto)} {size[0]}x{size[1]}, built in {build_s:.2f} s (random "
+          f"weights); push {args.push_layer} unit {args.push_channel} (gradient from {source}); device {args.device}")
+    print(f"blur: {blur_name}, sigma {args.blur_radius}; torch {torch.__version__}; median of {args.iters} "
+          f"iterations after {args.warmup} warm-up")
+    gen = torch.Generator().manual_seed(0)
+    x0 = (torch.rand((1, 3) + tuple(size), generator=gen) * 255.0 - 117.0).to(args.device)
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        x, rows = x0, []
+        for i in range(args.warmup + args.iters):
+            fwd, bwd, blr, x = one_iteration(model, x, args.push_layer, source, args.push_channel, blur,
+                                             args.blur_radius, args.device)
+            if i >= args.warmup:
+                rows.append((fwd + bwd + blr, fwd, bwd, blr))
+        total, fwd, bwd, blr = (statistics.median(col) for col in zip(*rows))
+        line = (f"threads {threads}: {total * 1000:.1f} ms/iteration (forward {fwd * 1000:.1f}, backward "
+                f"{bwd * 1000:.1f}, blur {blr * 1000:.1f})")
+        if threads in CAFFE_SECONDS and args.device == "cpu":
+            caffe = CAFFE_SECONDS[threads]
+            line += f"; real Caffe {caffe * 1000:.0f} ms -> {caffe / total:.2f}x faster"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

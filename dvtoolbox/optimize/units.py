@@ -1,0 +1,63 @@
+"""Which units a run pushes: the original's single ``--push-channel``, or a list, a range or a whole layer.
+
+Text forms: ``130`` (one unit, exactly the original), ``1,130,554`` (a list), ``0:1000`` (a Python-style range,
+end excluded; ``0:1000:10`` with a step), ``all`` (every channel of the push layer). Lists may mix the forms:
+``0:10,130,500:510``. Resolution against the layer's channel count happens once the model is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Sequence, Union
+
+from dvtoolbox.errors import UsageError
+
+UnitSpec = Union[int, str]
+
+
+def parse_channels(spec: UnitSpec, n_channels: int) -> List[int]:
+    """The channels ``spec`` names, in order, without repeats; every one must lie in 0..n_channels-1."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        channels = [spec]
+    elif isinstance(spec, str) and spec.strip() == "all":
+        channels = list(range(n_channels))
+    elif isinstance(spec, str):
+        channels = []
+        for part in spec.split(","):
+            channels += _parse_part(part.strip(), spec)
+    else:
+        raise UsageError(f"--push-channel must be an integer, a list (1,130,554), a range (0:1000) or all; "
+                         f"got {spec!r}")
+    channels = list(dict.fromkeys(channels))
+    if not channels:
+        raise UsageError(f"--push-channel {spec!r} names no unit; e.g. 130, 1,130,554, 0:1000 or all")
+    bad = [c for c in channels if not 0 <= c < n_channels]
+    if bad:
+        raise UsageError(f"--push-channel {spec!r}: unit {bad[0]} is out of range; the layer has {n_channels} "
+                         f"channels (0..{n_channels - 1})")
+    return channels
+
+
+def _parse_part(part: str, whole: str) -> List[int]:
+    if re.fullmatch(r"-?\d+", part):
+        return [int(part)]
+    match = re.fullmatch(r"(\d+):(\d+)(?::(\d+))?", part)
+    if match is None:
+        raise UsageError(f"--push-channel {whole!r}: cannot read {part!r}; use e.g. 130, 1,130,554, 0:1000, "
+                         "0:1000:10 or all")
+    start, stop, step = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
+    if step < 1:
+        raise UsageError(f"--push-channel {whole!r}: the step of {part!r} must be >= 1")
+    return list(range(start, stop, step))
+
+
+def is_single_unit(spec: UnitSpec) -> bool:
+    """True when spec is the original's plain single channel."""
+    return isinstance(spec, int) or (isinstance(spec, str) and re.fullmatch(r"\s*\d+\s*", spec) is not None)
+
+
+def batches(items: Sequence, size: int) -> List[Sequence]:
+    """Consecutive groups of at most ``size`` items."""
+    if size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {size}")
+    return [items[i:i + size] for i in range(0, len(items), size)]
