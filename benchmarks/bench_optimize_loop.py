@@ -8,11 +8,15 @@ machine noise hits every variant alike; the medians over rounds are reported. No
 """
 
 import argparse
+import os
+import sys
 import statistics
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.optimize.loop import optimize

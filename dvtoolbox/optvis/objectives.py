@@ -443,9 +443,10 @@ def _parse(spec: str, batch: Batch) -> Objective:
         raise UsageError(f"channel, y and x must be integers in objective {spec!r}") from None
     if min(numbers_) < 0:
         raise UsageError(f"channel, y and x must be >= 0 in objective {spec!r}")
+    extra = {} if batch is None else {"batch": batch}
     if len(parts) == 2:
-        return channel(parts[0], numbers_[0], batch=batch)
-    return neuron(parts[0], numbers_[0], x=numbers_[2], y=numbers_[1], batch=batch)
+        return channel(parts[0], numbers_[0], **extra)
+    return neuron(parts[0], numbers_[0], x=numbers_[2], y=numbers_[1], **extra)
 
 
 def check_layers(objective: Objective, model: nn.Module) -> None:

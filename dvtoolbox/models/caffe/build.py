@@ -38,8 +38,8 @@ from torch import nn
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.caffe import caffe_pb2
 from dvtoolbox.models.caffe.layers import (CaffeBatchNorm, CaffeInnerProduct, CaffeLRN, CaffePooling, CaffeReshape,
-                                           CaffeScale, Concat, Dropout, Eltwise, Split, caffe_pool_out, conv_out,
-                                           reshape_shape)
+                                           CaffeScale, Concat, Dropout, Eltwise, Split, StridedInputConv2d,
+                                           caffe_pool_out, conv_out, reshape_shape)
 from dvtoolbox.models.caffe.proto import (LayerSpec, blob_array, blob_shape, input_shape_of, layer_param,
                                           net_layers, read_net_binary, read_net_text, weights_by_layer)
 from dvtoolbox.models.contract import InputContract
@@ -163,7 +163,8 @@ def _build_convolution(spec: LayerSpec, shapes: List[Shape]):
     group, n_out, channels = int(p.group), int(p.num_output), shape[1]
     if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or n_out < 1 or group < 1:
         raise UsageError(f"layer {spec.name!r} (Convolution): needs num_output, kernel, stride, dilation, group >= 1; "
-                         f"got num_output {n_out}, kernel {kernel}, stride {stride}, dilation {dilation}, group {group}")
+                         f"got num_output {n_out}, kernel {kernel}, stride {stride}, dilation {dilation}, "
+                         f"group {group}")
     if channels % group or n_out % group:
         raise UsageError(f"layer {spec.name!r} (Convolution): group {group} must divide the {channels} input "
                          f"channels and num_output {n_out}")
@@ -171,7 +172,11 @@ def _build_convolution(spec: LayerSpec, shapes: List[Shape]):
     if min(out_hw) < 1:
         raise UsageError(f"layer {spec.name!r} (Convolution): an input of {shape[2]}x{shape[3]} is smaller than the "
                          f"kernel {kernel} (pad {pad}, dilation {dilation})")
-    module = nn.Conv2d(channels, n_out, kernel, stride, pad, dilation, group, bias=bool(p.bias_term))
+    # a strided convolution of the image: a faster backward pass to the image (see StridedInputConv2d)
+    fast_input_grad = group == 1 and dilation == (1, 1) and stride[0] == stride[1] > 1 and channels <= 4
+    # skip_init: no default initialisation (it would draw from torch's global RNG); the weights are always set
+    module = nn.utils.skip_init(StridedInputConv2d if fast_input_grad else nn.Conv2d, channels, n_out, kernel, stride,
+                                pad, dilation, group, bias=bool(p.bias_term))
     params = [(n_out, channels // group) + kernel] + ([(n_out,)] if p.bias_term else [])
     return module, [(shape[0], n_out) + out_hw], params
 
@@ -536,7 +541,7 @@ def build_caffe_net(net: caffe_pb2.NetParameter, source: str,
 
     input_taps = taps_for(input_name, input_producer)
     all_taps = list(input_taps) + [t for entry in plan for seq in entry[3] for t in seq]
-    _check_tap_names(all_taps, source)
+    _check_names(all_taps, list(layers), source)
     model = CaffeNet(net.name, layers, input_taps, plan, len(slot_shapes), plan[-1][2][0])
     model.gradient_sources = {tap_name(b): version_tap_name(b, writers[b][0]) for b in writers if b in versioned}
     model.caffe_layer_outputs = layer_outputs
@@ -550,15 +555,27 @@ def build_caffe_net(net: caffe_pb2.NetParameter, source: str,
     return model
 
 
-def _check_tap_names(taps: List[str], source: str) -> None:
+# Attribute names a blob tap cannot take: nn.Module's and the ones CaffeNet and load_caffe_model set.
+_MODEL_ATTRIBUTES = frozenset(dir(nn.Module())) | {
+    "layers", "caffe_name", "blob_taps", "blob_shapes", "gradient_sources", "caffe_layer_outputs", "input_contract",
+    "input_blob", "input_shape", "_input_taps", "_steps", "_ends", "_n_slots", "_output_slot"}
+_CONTAINER_ATTRIBUTES = frozenset(dir(nn.ModuleDict()))
+
+
+def _check_names(taps: List[str], layers: Sequence[str], source: str) -> None:
+    """Every tap and layer name is a distinct, valid module name (UsageError otherwise)."""
     seen = set()
-    reserved = set(dir(nn.Module)) | {"layers"}
     for t in taps:
         if t in seen:
             raise UsageError(f"{source}: two blobs map to the module name {t!r} ('.' becomes '_'); rename one")
-        if t in reserved or not t:
-            raise UsageError(f"{source}: a blob named {t!r} cannot be a module name (it is an nn.Module attribute)")
+        if t in _MODEL_ATTRIBUTES or not t:
+            raise UsageError(f"{source}: a blob cannot be named {t!r} here (the name of a module attribute); "
+                             f"rename it in the prototxt")
         seen.add(t)
+    for name in layers:
+        if name in _CONTAINER_ATTRIBUTES or not name:
+            raise UsageError(f"{source}: a layer cannot be named {name!r} here (the name of a module attribute); "
+                             f"rename it in the prototxt")
 
 
 def _label_layers(specs: List[LayerSpec]) -> Tuple[str, ...]:

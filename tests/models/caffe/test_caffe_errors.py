@@ -170,3 +170,15 @@ def test_write_caffemodel_helper_round_trips(tmp_path):
                                        'convolution_param { num_output: 2 kernel_size: 2 } }', (1, 3, 4, 4))
         model = load_caffe_model(proto, str(path))
         np.testing.assert_array_equal(model.layers["c"].weight.numpy(), w)
+
+
+@pytest.mark.parametrize("body,expected", [
+    ('layer { name: "r" type: "ReLU" bottom: "data" top: "forward" }', "'forward'"),
+    ('layer { name: "keys" type: "ReLU" bottom: "data" top: "r" }', "'keys'"),
+    ('layer { name: "r" type: "ReLU" bottom: "data" top: "a.b" }\n'
+     'layer { name: "s" type: "ReLU" bottom: "data" top: "a_b" }', "'a_b'"),
+])
+def test_names_that_cannot_be_modules(tmp_path, body, expected):
+    message = usage_error(write_net(tmp_path, body)[0], None)
+    assert expected in message and "rename" in message
+

@@ -11,7 +11,7 @@ import torch
 
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.caffe import load_caffe_model
-from dvtoolbox.models.caffe.layers import CaffePooling
+from dvtoolbox.models.caffe.layers import CaffePooling, StridedInputConv2d
 
 from .helpers import write_net
 
@@ -229,7 +229,8 @@ def test_flatten_reshape_inner_product(tmp_path):
     body = """
     layer { name: "flat" type: "Flatten" bottom: "data" top: "flat" }
     layer { name: "flat23" type: "Flatten" bottom: "data" top: "flat23" flatten_param { axis: 2 end_axis: 3 } }
-    layer { name: "re" type: "Reshape" bottom: "data" top: "re" reshape_param { shape { dim: 0 dim: -1 dim: 2 dim: 6 } } }
+    layer { name: "re" type: "Reshape" bottom: "data" top: "re"
+            reshape_param { shape { dim: 0 dim: -1 dim: 2 dim: 6 } } }
     layer { name: "re1" type: "Reshape" bottom: "data" top: "re1"
             reshape_param { shape { dim: 2 dim: 2 } axis: 2 num_axes: 1 } }
     layer { name: "ip" type: "InnerProduct" bottom: "re" top: "ip" inner_product_param { num_output: 5 } }
@@ -286,3 +287,35 @@ def test_phase_rules_and_dotted_names(tmp_path):
     assert list(model.layers) == ["test_only"]
     x = image((1, 3, 2, 2), scale=1.0).astype(np.float64)
     assert_close(run(model, x, ["r_1"])["r_1"], 1 / (1 + np.exp(-x)))
+
+
+@pytest.mark.parametrize("h,w,kernel,stride,pad", [(227, 227, 11, 4, 0), (32, 32, 5, 2, 2), (30, 27, (7, 3), 2, (3, 1)),
+                                                   (17, 17, 3, 3, 0), (9, 10, 2, 2, 1)])
+def test_strided_input_conv_equals_plain_conv(h, w, kernel, stride, pad):
+    """The stride-1-on-pixel_unshuffle path gives the plain convolution's values and input gradients."""
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(3, 8, kernel, stride, pad)
+    fast = StridedInputConv2d(3, 8, kernel, stride, pad)
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, h, w, requires_grad=True)
+    y_plain, y_fast = plain(x), fast(x)
+    with torch.no_grad():
+        np.testing.assert_array_equal(fast(x).numpy(), y_plain.detach().numpy())  # no grad: the plain path
+    g = torch.randn_like(y_plain)
+    (gx_plain,) = torch.autograd.grad(y_plain, x, g)
+    (gx_fast,) = torch.autograd.grad(y_fast, x, g)
+    assert_close(y_fast.detach().numpy().astype(np.float64), y_plain.detach().numpy().astype(np.float64))
+    assert_close(gx_fast.numpy().astype(np.float64), gx_plain.numpy().astype(np.float64))
+
+
+def test_first_strided_convolutions_use_the_fast_input_gradient(tmp_path):
+    body = """
+    layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" convolution_param { num_output: 8 kernel_size: 3
+            stride: 2 } }
+    layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2" convolution_param { num_output: 4 kernel_size: 3
+            stride: 2 } }
+    layer { name: "c3" type: "Convolution" bottom: "data" top: "c3" convolution_param { num_output: 6 kernel_size: 3
+            stride: 2 group: 3 } }
+    """
+    model = load_caffe_model(write_net(tmp_path, body, (1, 3, 16, 16))[0], None)
+    assert [type(model.layers[n]).__name__ for n in ("c1", "c2", "c3")] == ["StridedInputConv2d", "Conv2d", "Conv2d"]

@@ -176,3 +176,13 @@ def test_batch_of_two_is_two_independent_images():
         both = model(torch.cat([x, x.flip(-1)]))
         np.testing.assert_allclose(both[:1].numpy(), model(x).numpy(), rtol=0, atol=1e-7)
         np.testing.assert_allclose(both[1:].numpy(), model(x.flip(-1)).numpy(), rtol=0, atol=1e-7)
+
+
+def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
+    state = torch.get_rng_state()
+    first = load_caffe_model(ref_path("tiny.prototxt"), None).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    again = load_caffe_model(ref_path("tiny.prototxt"), None).state_dict()
+    other = load_caffe_model(ref_path("tiny.prototxt"), None, seed=1).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["layers.conv1.weight"], other["layers.conv1.weight"])

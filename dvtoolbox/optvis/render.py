@@ -1,0 +1,166 @@
+"""The feature-visualisation loop: optimize an image parameterisation so that the model maximises an objective.
+
+``FeatureViz(model, objective).visualize(param_f, thresholds, ...)`` -> one image batch per threshold. Each step:
+
+    1. image   = image_f()                           (N, 3|4, H, W) RGB(A) in [0, 1]
+    2. x       = transforms(image, generator)        random augmentations (``transforms.py``); RGBA is composited
+                                                     over a random background; resized to the model's input size
+                                                     when it differs; then ``to_model_input`` (0..255, model
+                                                     channel order, minus the model mean)
+    3. forward = model(x)                            the objective's layers captured by ``LayerCapture``
+    4. value   = objective(acts)                     a 0-dim tensor to maximise (``objectives.py``)
+    5. backward of -value into the parameters only   (the model's own .grad is never touched)
+    6. optimizer.step()
+    7. record  image_f() as numpy after the steps named in ``thresholds``
+
+One ``torch.Generator`` on the device, seeded with ``seed``, draws the initial parameters (``param_f`` runs inside
+``param_defaults``) and then every transform's parameters: the same seed, model, device and arguments give the
+same images bit for bit, and torch's global RNG is neither read nor changed. Hooks are removed and the model's
+train/eval mode restored in ``finally``, also when a step raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.models.capture import LayerCapture
+from dvtoolbox.models.contract import InputContract
+from dvtoolbox.optvis.model_input import to_model_input
+from dvtoolbox.optvis.objectives import Activations, INPUT, Objective, create_objective
+from dvtoolbox.optvis.param.images import get_image
+from dvtoolbox.optvis.param.rng import param_defaults
+from dvtoolbox.optvis.param.spatial import resize_bilinear
+from dvtoolbox.optvis.show import show_images
+from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, standard_transforms
+
+log = logging.getLogger(__name__)
+
+
+def check_thresholds(thresholds) -> List[int]:
+    """Strictly increasing integers >= 1 (one int is one threshold)."""
+    values = [thresholds] if isinstance(thresholds, numbers.Integral) else list(thresholds)
+    ok = values and all(isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1 for t in values)
+    if not ok or any(b <= a for a, b in zip(values, values[1:])):
+        raise UsageError(f"thresholds must be strictly increasing integers >= 1, got {thresholds!r}")
+    return [int(t) for t in values]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_numpy_images(image: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) tensor -> (N, H, W, C) float32 numpy on the CPU."""
+    return image.detach().permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
+
+
+class FeatureViz:
+    """Feature visualisation of one objective on one model.
+
+    model: an ``nn.Module`` taking dvtoolbox's pixel space (see ``dvtoolbox/models/contract.py``), or a registered
+    model name (``create_model``). objective: ``"layer:channel"``, ``"layer:channel:y:x"``, an ``Objective`` or a
+    callable ``acts -> 0-dim tensor`` to maximise; its layers are checked against the model now. contract: the
+    model's ``InputContract`` (default ``model.input_contract``). resize_to_contract: resize the transformed image
+    to the contract's size before the forward pass (bilinear) when it differs (needed for models with fixed-size
+    layers; lucent upsamples small images the same way).
+    """
+
+    def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
+                 resize_to_contract: bool = True):
+        if isinstance(model, str):
+            from dvtoolbox.models.registry import create_model
+
+            model = create_model(model)
+        self.model = model
+        self.contract = contract if contract is not None else getattr(model, "input_contract", None)
+        if self.contract is None:
+            raise UsageError(f"{type(model).__name__} has no input_contract; pass contract=InputContract(...) "
+                             "(dvtoolbox.models.contract)")
+        self.objective: Objective = create_objective(objective, model=model)
+        self.resize_to_contract = resize_to_contract
+        self.history: List[float] = []  # the objective at each step of the last visualize()
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def model_input(self, image: torch.Tensor, transform: Callable, generator: torch.Generator) -> torch.Tensor:
+        """Phase 2: (N, 3|4, H, W) image in [0, 1] -> model pixel space (see the module docstring)."""
+        t = transform(image, generator)
+        if t.shape[1] == 4:
+            t = collapse_alpha_random()(t, generator)
+        if self.resize_to_contract and tuple(t.shape[-2:]) != tuple(self.contract.size):
+            t = resize_bilinear(t, self.contract.size)
+        return to_model_input(t, self.contract)
+
+    def visualize(self, param_f: Optional[Callable] = None, thresholds: Sequence[int] = (512,), lr: float = 0.05,
+                  show_progress: bool = False, show_last_image: bool = False, optimizer: Optional[Callable] = None,
+                  transforms: Optional[Sequence[Callable]] = None, seed: int = 0,
+                  device: Union[str, torch.device, None] = None) -> List[np.ndarray]:
+        """Optimize and return ``[images after step t for t in thresholds]``, each (N, H, W, C) float32 numpy in
+        [0, 1] (C = 3, or 4 with alpha).
+
+        param_f: ``() -> (params, image_f)`` (default ``get_image(W, H)`` of the contract size); called inside
+        ``param_defaults(generator, device)``, so ``lambda: get_image(224, batch=2)`` is seeded by ``seed``.
+        lr: Adam's learning rate, used when ``optimizer`` is None; optimizer: ``params -> torch.optim.Optimizer``.
+        transforms: a list of transforms (default ``standard_transforms()``; ``[]`` for none). device: where to
+        run (default the model's); the model is moved there (``nn.Module.to``, in place).
+        show_progress: a tqdm bar with the objective. show_last_image: ``show_images`` of the last batch.
+        """
+        steps = check_thresholds(thresholds)
+        device = _model_device(self.model) if device is None else torch.device(device)
+        self.model.to(device)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(seed))
+
+        with param_defaults(generator=generator, device=device):
+            if param_f is None:
+                h, w = self.contract.size
+                params, image_f = get_image(w, h)
+            else:
+                params, image_f = param_f()
+        params = list(params)
+        opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+        transform = compose(standard_transforms() if transforms is None else transforms)
+        names = sorted(self.objective.layers - {INPUT}) if self.objective.layers is not None else \
+            [name for name, _ in self.model.named_modules() if name]
+        labels = self.contract.labels
+
+        images, values = [], []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with LayerCapture(self.model, names) as capture:
+                bar = tqdm(range(1, steps[-1] + 1), disable=not show_progress, desc=str(self.objective)[:40])
+                for step in bar:
+                    opt.zero_grad(set_to_none=True)
+                    image = image_f()                                        # 1. image
+                    x = self.model_input(image, transform, generator)         # 2. transforms, pixel space
+                    capture.outputs.clear()
+                    self.model(x)                                            # 3. forward
+                    value = self.objective(Activations({**capture.outputs, INPUT: image}, labels))  # 4.
+                    if value.dim() != 0:
+                        raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, "
+                                         "not a scalar")
+                    torch.autograd.backward(-value, inputs=params)           # 5. backward
+                    opt.step()                                               # 6. step
+                    values.append(value.detach())
+                    if show_progress:
+                        bar.set_postfix(objective=f"{value.item():.4g}")
+                    if step in steps:                                        # 7. record
+                        with torch.no_grad():
+                            images.append(to_numpy_images(image_f()))
+                        log.debug("step %d: objective %.6g", step, value.item())
+        finally:
+            self.model.train(was_training)
+        self.history = torch.stack(values).cpu().tolist()
+        if show_last_image:
+            show_images(images[-1])
+        return images
