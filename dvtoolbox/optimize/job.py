@@ -169,7 +169,10 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)
     if job.resume:
-        summary.check_same_settings(summary.summary_path(job.output_prefix, job.params.push_layer), settings)
+        summary_file = summary.summary_path(job.output_prefix, job.params.push_layer)
+        summary.check_same_settings(summary_file, settings)
+        remove_stale_temps(summary_file)
+        remove_stale_temps(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank))
     todo, prefixes = plan_outputs(job, mine)
     distributed.start(prep.device, rank)
     all_results, written, entries = [], [], {}
