@@ -96,6 +96,8 @@ def main(argv=None) -> int:
           f"weights); push {args.push_layer} unit {args.push_channel} (gradient from {source}); device {args.device}")
     print(f"blur: {blur_name}, sigma {args.blur_radius}; torch {torch.__version__}; median of {args.iters} "
           f"iterations after {args.warmup} warm-up")
+    # real Caffe's times are for this work only: CaffeNet 227x227 pushed at fc8, on the CPU
+    compared = os.path.basename(args.deploy_proto) == os.path.basename(DEFAULT_PROTO) and args.push_layer == "fc8"
     gen = torch.Generator().manual_seed(0)
     x0 = (torch.rand((1, 3) + tuple(size), generator=gen) * 255.0 - 117.0).to(args.device)
     for threads in (int(t) for t in args.threads.split(",")):
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
         total, fwd, bwd, blr = (statistics.median(col) for col in zip(*rows))
         line = (f"threads {threads}: {total * 1000:.1f} ms/iteration (forward {fwd * 1000:.1f}, backward "
                 f"{bwd * 1000:.1f}, blur {blr * 1000:.1f})")
-        if threads in CAFFE_SECONDS and args.device == "cpu":
+        if threads in CAFFE_SECONDS and args.device == "cpu" and compared:
             caffe = CAFFE_SECONDS[threads]
             line += f"; real Caffe {caffe * 1000:.0f} ms -> {caffe / total:.2f}x faster"
         print(line)

@@ -22,7 +22,9 @@ parameter blob, works out each blob's shape by Caffe's rules, and returns a ``Ca
   last InnerProduct's blob (or, without one, the blob the last Softmax reads) and the last Softmax's blob.
 
 Every parameter is frozen (``requires_grad=False``): the optimizer needs gradients with respect to the image
-only. Call ``model.requires_grad_(True)`` to train.
+only. Call ``model.requires_grad_(True)`` to train. The net runs in channels_last memory format (PyTorch's CPU
+max pooling and inception-style nets are much faster so): 4-D blobs are channels_last tensors with the usual
+(N, C, H, W) indexing, and the gradient to the input comes back in the input's own layout.
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ def version_tap_name(blob: str, layer: str) -> str:
 # ------------------------------------------------------------------------------------------------ the module
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """x in channels_last memory format (the same values); its gradient comes back in x's own layout."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.was_contiguous = x.is_contiguous()
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous() if ctx.was_contiguous else grad
+
+
+
 class CaffeNet(nn.Module):
     """A Caffe net (see the module docstring). Built by ``load_caffe_model``; not meant to be constructed directly.
 
@@ -97,7 +113,10 @@ class CaffeNet(nn.Module):
         self.blob_taps: Tuple[str, ...] = tuple(self._ends)
 
     def forward(self, x: torch.Tensor, end: Optional[str] = None) -> torch.Tensor:
-        """x: (N, 3, H, W) float32, BGR, mean-subtracted 0..255. Returns the last blob, or the tap ``end``."""
+        """x: (N, 3, H, W) float32, BGR, mean-subtracted 0..255. Returns the last blob, or the tap ``end``.
+
+        The net runs in channels_last memory format (convolution weights are stored so): 4-D blobs are
+        channels_last tensors, with the same values; the gradient to x comes back in x's own layout."""
         if end is None:
             n_steps, out_slot = len(self._steps), self._output_slot
         else:
@@ -105,6 +124,8 @@ class CaffeNet(nn.Module):
                 raise UsageError(f"unknown blob {end!r}; valid blobs: {', '.join(self._ends)}")
             n_steps, out_slot = self._ends[end]
         values: List[Optional[torch.Tensor]] = [None] * self._n_slots
+        if x.dim() == 4:
+            x = _ChannelsLast.apply(x)
         for tap in self._input_taps:
             x = tap(x)
         values[0] = x
@@ -176,7 +197,7 @@ def _build_convolution(spec: LayerSpec, shapes: List[Shape]):
     fast_input_grad = group == 1 and dilation == (1, 1) and stride[0] == stride[1] > 1 and channels <= 4
     # skip_init: no default initialisation (it would draw from torch's global RNG); the weights are always set
     module = nn.utils.skip_init(StridedInputConv2d if fast_input_grad else nn.Conv2d, channels, n_out, kernel, stride,
-                                pad, dilation, group, bias=bool(p.bias_term))
+                                pad, dilation, group, bias=bool(p.bias_term)).to(memory_format=torch.channels_last)
     params = [(n_out, channels // group) + kernel] + ([(n_out,)] if p.bias_term else [])
     return module, [(shape[0], n_out) + out_hw], params
 

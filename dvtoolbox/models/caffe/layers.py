@@ -8,10 +8,14 @@ on any device. Where a Caffe rule differs from PyTorch's (pooling's rounding, LR
   ``[-p, H + p)``. PyTorch's ``ceil_mode=True`` pooling is the same computation whenever its output size agrees and
   ``p <= k / 2``; other cases pad explicitly (-inf for MAX, zeros and a precomputed divisor map for AVE).
 - LRN ACROSS_CHANNELS: ``x * (k + alpha / n * sum over n channels centred on c of x^2) ^ -beta``, zero channels
-  padding both ends; WITHIN_CHANNEL: ``x * (1 + alpha * mean of x^2 over an n x n window) ^ -beta`` (Caffe's
-  within-channel LRN ignores ``k``). Both are one pooling pass over the squared input.
-- Convolution is nn.Conv2d; a strided one on the image (few input channels) is ``StridedInputConv2d``, the same
-  sums with a faster backward pass to the image on the CPU.
+  padding both ends (a box filter along the channel axis over the squared input); WITHIN_CHANNEL:
+  ``x * (1 + alpha * mean of x^2 over an n x n window) ^ -beta`` (one average pooling of the squared input;
+  Caffe's within-channel LRN ignores ``k``). Across channels, the backward pass is Caffe's closed form.
+
+Speed (the optimizer runs forward and backward to the image every step): a strided convolution of the image (few
+input channels) is ``StridedInputConv2d``, with a faster backward pass to the image on the CPU; InnerProduct's
+backward pass to its input skips the weight rows of zero output gradients on the CPU. Both compute the same sums
+in another order. The custom backward passes are once-differentiable (no gradients of gradients).
 """
 
 from __future__ import annotations
@@ -114,8 +118,43 @@ class CaffePooling(nn.Module):
         return sums / self._divisor(h, w, x.device, x.dtype)
 
 
+def channel_window_sum(x: torch.Tensor, n: int) -> torch.Tensor:
+    """For each channel of x (N, C, H, W), the sum over the n (odd) channels centred on it, zero channels padding
+    both ends: a box filter along the channel axis, as n shifted slices of the padded input (whole-tensor adds)."""
+    half, channels = (n - 1) // 2, x.shape[1]
+    padded = F.pad(x, (0, 0, 0, 0, half, half))
+    total = padded[:, :channels]
+    for offset in range(1, n):
+        total = total + padded[:, offset:offset + channels]
+    return total
+
+
+class _CrossChannelLRN(torch.autograd.Function):
+    """Caffe's ACROSS_CHANNELS LRN with Caffe's own backward pass (CrossChannelBackward):
+    dx = dy * scale^-beta - 2 alpha beta / n * x * windowsum(dy * y / scale)."""
+
+    @staticmethod
+    def forward(ctx, x, n, alpha, beta, k):
+        scale = channel_window_sum(x * x, n) * (alpha / n) + k
+        factor = scale.pow(-beta)
+        ctx.save_for_backward(x, scale, factor)
+        ctx.n, ctx.coeff = n, 2.0 * alpha * beta / n
+        return x * factor
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, scale, factor = ctx.saved_tensors
+        ratio = grad * x * factor / scale  # dy * y / scale
+        return grad * factor - ctx.coeff * x * channel_window_sum(ratio, ctx.n), None, None, None, None
+
+
 class CaffeLRN(nn.Module):
-    """Caffe's LRN layer (see the module docstring); ``local_size`` must be odd, as Caffe requires."""
+    """Caffe's LRN layer (see the module docstring); ``local_size`` must be odd, as Caffe requires.
+
+    ACROSS_CHANNELS uses ``channel_window_sum`` and, when a gradient is needed, Caffe's closed-form backward pass
+    (GoogLeNet's conv2/norm2, 192x56x56, forward + backward on two threads: 41.8 ms with avg_pool over
+    (N, 1, C, H * W) and autograd, which runs on one thread; 6.9 ms this way)."""
 
     def __init__(self, local_size: int, alpha: float, beta: float, k: float, region: str = "ACROSS_CHANNELS"):
         super().__init__()
@@ -129,51 +168,121 @@ class CaffeLRN(nn.Module):
         return f"{self.region}, local_size={self.local_size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, half = self.local_size, (self.local_size - 1) // 2
-        sq = x * x
+        n = self.local_size
         if self.region == "ACROSS_CHANNELS":
-            # mean over n channels with zero channels padding both ends = sum / n, so alpha / n * sum is
-            # alpha * mean: a 2-D average pooling of (N, 1, C, H * W) with an n x 1 window
-            shape = sq.shape
-            planes = sq.reshape(shape[0], 1, shape[1], -1)
-            mean = F.avg_pool2d(planes, (n, 1), stride=1, padding=(half, 0), count_include_pad=True).reshape(shape)
-            scale = mean * self.alpha + self.k
-        else:
-            mean = F.avg_pool2d(sq, n, stride=1, padding=half, count_include_pad=True)
-            scale = mean * self.alpha + 1.0
-        return x * scale.pow(-self.beta)
+            return _CrossChannelLRN.apply(x, n, self.alpha, self.beta, self.k)
+        mean = F.avg_pool2d(x * x, n, stride=1, padding=(n - 1) // 2, count_include_pad=True)
+        return x * (mean * self.alpha + 1.0).pow(-self.beta)
+
+
+def strided_conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, in_hw: Tuple[int, int], stride: int,
+                            pad: Tuple[int, int]) -> torch.Tensor:
+    """The gradient to the input of ``conv2d(x, weight, stride=stride, padding=pad)`` from ``grad`` (N, O, oh, ow),
+    computed as the stride-1 transposed convolution it is on ``pixel_unshuffle(x, stride)``: the kernel, zero-padded
+    to a multiple of the stride, is rearranged into (O, C * stride^2, kh / stride, kw / stride)."""
+    s, (ph, pw), (h, w) = stride, pad, in_hw
+    o, c, kh, kw = weight.shape
+    oh, ow = grad.shape[-2], grad.shape[-1]
+    big_kh, big_kw = -(-kh // s) * s, -(-kw // s) * s
+    hp = -(-max(h + 2 * ph, (oh - 1) * s + big_kh) // s) * s  # the padded input, a multiple of the stride
+    wp = -(-max(w + 2 * pw, (ow - 1) * s + big_kw) // s) * s
+    ws = (F.pad(weight, (0, big_kw - kw, 0, big_kh - kh))
+          .reshape(o, c, big_kh // s, s, big_kw // s, s).permute(0, 1, 3, 5, 2, 4)
+          .reshape(o, c * s * s, big_kh // s, big_kw // s))
+    full = F.pad(grad, (0, wp // s - big_kw // s + 1 - ow, 0, hp // s - big_kh // s + 1 - oh))
+    return F.pixel_shuffle(F.conv_transpose2d(full, ws), s)[..., ph:ph + h, pw:pw + w]
+
+
+class _StridedConvFastInputGrad(torch.autograd.Function):
+    """F.conv2d (groups 1, dilation 1, equal strides) whose gradient to x is ``strided_conv_input_grad``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = strided_conv_input_grad(grad, weight, x.shape[-2:], ctx.stride[0], ctx.padding)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.nn.grad.conv2d_weight(x, weight.shape, grad, ctx.stride, ctx.padding)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
 
 
 class StridedInputConv2d(nn.Conv2d):
     """nn.Conv2d for a strided convolution of an input with few channels (a net's first layer, on the image).
 
-    On the CPU, when the input needs a gradient, it computes the same sums as a stride-1 convolution of
-    ``pixel_unshuffle(x, stride)`` with the kernel zero-padded to a multiple of the stride: PyTorch's CPU backward
-    pass of a strided convolution to a 3-channel input takes 3-6 times its forward pass, a stride-1 convolution's
-    does not (CaffeNet's conv1: 19.9 ms -> 14.1 ms forward + backward, one thread). Otherwise plain nn.Conv2d.
+    The forward pass is nn.Conv2d's. On the CPU the gradient to the input is ``strided_conv_input_grad``:
+    PyTorch's own CPU backward pass of a strided convolution to a 3-channel input takes 3-6 times its forward pass
+    (CaffeNet's conv1 forward + backward, one thread: 13.3 ms -> 7.2 ms; two threads: 7.8 ms -> 3.8 ms).
     Needs groups 1, dilation 1 and the same stride along both axes.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or not (x.requires_grad and torch.is_grad_enabled()):
             return super().forward(x)
-        s = self.stride[0]
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        h, w = x.shape[-2], x.shape[-1]
-        oh, ow = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
-        big_kh, big_kw = -(-kh // s) * s, -(-kw // s) * s  # the kernel rounded up to a multiple of the stride
-        hp = -(-max(h + 2 * ph, (oh - 1) * s + big_kh) // s) * s
-        wp = -(-max(w + 2 * pw, (ow - 1) * s + big_kw) // s) * s
-        xs = F.pixel_unshuffle(F.pad(x, (pw, wp - w - pw, ph, hp - h - ph)), s)
-        o, c = self.weight.shape[:2]
-        ws = (F.pad(self.weight, (0, big_kw - kw, 0, big_kh - kh))
-              .reshape(o, c, big_kh // s, s, big_kw // s, s).permute(0, 1, 3, 5, 2, 4)
-              .reshape(o, c * s * s, big_kh // s, big_kw // s))
-        return F.conv2d(xs, ws, self.bias)[..., :oh, :ow]
+        return _StridedConvFastInputGrad.apply(x, self.weight, self.bias, self.stride, self.padding)
+
+
+SPARSE_GRAD_MAX_DENSITY = 0.5  # below this fraction of non-zero output gradients the row-skipping path is faster
+
+
+def sparse_rows_matmul(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``grad @ weight`` for grad (M, N), weight (N, K), reading only the weight rows where grad is non-zero.
+
+    The backward pass of a big InnerProduct to its input is bound by reading the weights (fc6: 151 MB); behind a
+    ReLU, or from a single pushed unit, most of the output gradient is zero. ``embedding_bag`` sums the needed rows
+    scaled by their gradients (split into several bags so that threads share the work). Dense when the gradient is
+    not sparse enough to gain.
+    """
+    rows, cols = grad.nonzero(as_tuple=True)
+    nnz, m = cols.numel(), grad.shape[0]
+    if nnz > SPARSE_GRAD_MAX_DENSITY * grad.numel():
+        return grad @ weight
+    if nnz == 0:
+        return grad.new_zeros((m, weight.shape[1]))
+    values = grad[rows, cols]
+    if m == 1:
+        bags = max(1, min(4 * torch.get_num_threads(), nnz // 256))
+        offsets = torch.arange(bags, device=grad.device) * (nnz // bags)
+        return F.embedding_bag(cols, weight, offsets, mode="sum", per_sample_weights=values).sum(0, keepdim=True)
+    counts = torch.bincount(rows, minlength=m)
+    offsets = torch.cumsum(counts, 0) - counts
+    return F.embedding_bag(cols, weight, offsets, mode="sum", per_sample_weights=values)
+
+
+class _LinearSparseInputGrad(torch.autograd.Function):
+    """F.linear(x, weight, bias) for 2-D x whose gradient to x skips the weight rows of zero output gradients."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = sparse_rows_matmul(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
 
 
 class CaffeInnerProduct(nn.Module):
-    """y = flatten(x, from axis) @ weight.T + bias. weight: (N, K) as Caffe's (non-transposed) blob."""
+    """y = flatten(x, from axis) @ weight.T + bias. weight: (N, K) as Caffe's (non-transposed) blob.
+
+    On the CPU the gradient to a 2-D input skips the weight rows of zero output gradients (``sparse_rows_matmul``):
+    the same sums, a fraction of the memory traffic behind a ReLU or from one pushed unit.
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool, axis: int = 1):
         super().__init__()
@@ -188,6 +297,8 @@ class CaffeInnerProduct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() > self.axis + 1:
             x = x.flatten(self.axis)
+        if x.dim() == 2 and x.device.type == "cpu" and torch.is_grad_enabled():
+            return _LinearSparseInputGrad.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 

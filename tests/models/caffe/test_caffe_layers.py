@@ -11,7 +11,7 @@ import torch
 
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.caffe import load_caffe_model
-from dvtoolbox.models.caffe.layers import CaffePooling, StridedInputConv2d
+from dvtoolbox.models.caffe.layers import CaffeLRN, CaffePooling, StridedInputConv2d, sparse_rows_matmul
 
 from .helpers import write_net
 
@@ -292,20 +292,19 @@ def test_phase_rules_and_dotted_names(tmp_path):
 @pytest.mark.parametrize("h,w,kernel,stride,pad", [(227, 227, 11, 4, 0), (32, 32, 5, 2, 2), (30, 27, (7, 3), 2, (3, 1)),
                                                    (17, 17, 3, 3, 0), (9, 10, 2, 2, 1)])
 def test_strided_input_conv_equals_plain_conv(h, w, kernel, stride, pad):
-    """The stride-1-on-pixel_unshuffle path gives the plain convolution's values and input gradients."""
+    """Same forward values as nn.Conv2d, and the same gradients to the input, weight and bias."""
     torch.manual_seed(0)
     plain = torch.nn.Conv2d(3, 8, kernel, stride, pad)
     fast = StridedInputConv2d(3, 8, kernel, stride, pad)
     fast.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, h, w, requires_grad=True)
     y_plain, y_fast = plain(x), fast(x)
-    with torch.no_grad():
-        np.testing.assert_array_equal(fast(x).numpy(), y_plain.detach().numpy())  # no grad: the plain path
+    np.testing.assert_array_equal(y_fast.detach().numpy(), y_plain.detach().numpy())
     g = torch.randn_like(y_plain)
-    (gx_plain,) = torch.autograd.grad(y_plain, x, g)
-    (gx_fast,) = torch.autograd.grad(y_fast, x, g)
-    assert_close(y_fast.detach().numpy().astype(np.float64), y_plain.detach().numpy().astype(np.float64))
-    assert_close(gx_fast.numpy().astype(np.float64), gx_plain.numpy().astype(np.float64))
+    grads_plain = torch.autograd.grad(y_plain, [x, plain.weight, plain.bias], g)
+    grads_fast = torch.autograd.grad(y_fast, [x, fast.weight, fast.bias], g)
+    for mine, ref in zip(grads_fast, grads_plain):
+        assert_close(mine.numpy().astype(np.float64), ref.numpy().astype(np.float64))
 
 
 def test_first_strided_convolutions_use_the_fast_input_gradient(tmp_path):
@@ -319,3 +318,44 @@ def test_first_strided_convolutions_use_the_fast_input_gradient(tmp_path):
     """
     model = load_caffe_model(write_net(tmp_path, body, (1, 3, 16, 16))[0], None)
     assert [type(model.layers[n]).__name__ for n in ("c1", "c2", "c3")] == ["StridedInputConv2d", "Conv2d", "Conv2d"]
+
+
+@pytest.mark.parametrize("m,density", [(1, 0.0), (1, 1 / 4096), (1, 0.1), (1, 0.45), (1, 0.9), (3, 0.2), (3, 1.0)])
+def test_sparse_rows_matmul_equals_dense(m, density):
+    gen = torch.Generator().manual_seed(4)
+    weight = torch.randn(4096, 300, generator=gen)
+    grad = torch.randn(m, 4096, generator=gen) * (torch.rand(m, 4096, generator=gen) < density)
+    if m == 3:
+        grad[1] = 0  # an image with no gradient at all
+    mine, ref = sparse_rows_matmul(grad, weight), grad @ weight
+    assert mine.shape == ref.shape
+    assert_close(mine.numpy().astype(np.float64), ref.numpy().astype(np.float64))
+
+
+def test_inner_product_gradients_with_trainable_weights(tmp_path):
+    """The row-skipping backward pass also gives the weight and bias gradients when they are asked for."""
+    proto, _ = write_net(tmp_path, 'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                                   'inner_product_param { num_output: 7 } }', (2, 3, 4, 4))
+    model = load_caffe_model(proto, None).requires_grad_(True)
+    fc = model.layers["fc"]
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    g = torch.relu(torch.randn(2, 7))
+    mine = torch.autograd.grad(model(x), [x, fc.weight, fc.bias], g)
+    ref = torch.autograd.grad(torch.nn.functional.linear(x.flatten(1), fc.weight, fc.bias), [x, fc.weight, fc.bias], g)
+    for a, b in zip(mine, ref):
+        assert_close(a.numpy().astype(np.float64), b.numpy().astype(np.float64))
+
+
+@pytest.mark.parametrize("channels,size,k", [(8, 5, 2.0), (3, 5, 1.0), (16, 3, 1.0), (6, 1, 1.5)])
+def test_lrn_closed_form_gradient_equals_autograd(channels, size, k):
+    """Caffe's closed-form LRN backward pass equals autograd through the forward formula (float64)."""
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(2, channels, 5, 4, generator=gen, dtype=torch.float64) * 40).requires_grad_(True)
+    g = torch.randn(2, channels, 5, 4, generator=gen, dtype=torch.float64)
+    module = CaffeLRN(size, 1e-3, 0.75, k)
+    (mine,) = torch.autograd.grad(module(x), x, g)
+    half = (size - 1) // 2
+    padded = torch.nn.functional.pad(x * x, (0, 0, 0, 0, half, half))
+    window = sum(padded[:, i:i + channels] for i in range(size))
+    (ref,) = torch.autograd.grad(x * (k + 1e-3 / size * window) ** -0.75, x, g)
+    assert_close(mine.numpy(), ref.numpy(), 1e-10)
