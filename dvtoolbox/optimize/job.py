@@ -177,6 +177,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     distributed.start(prep.device, rank)
     all_results, written, entries = [], [], {}
     contract = prep.model.input_contract
+    config = dict(job.config, resolved=resolved_settings(job, prep))
     for group in batches(todo, job.batch_size):
         x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
         results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,
@@ -186,7 +187,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
             if q.push_channel not in prefixes:
                 check_writable(planned_files(prefix, job.skipbig), job.brave)
             written += write_results(prefix, q, res, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
-                                     dict(job.config, resolved=resolved_settings(job, prep)))
+                                     config)
             entries[str(q.push_channel)] = summary.unit_entry(res, prefix)
         all_results += results
         if not single:

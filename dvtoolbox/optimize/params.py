@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Tuple
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS, validate_lr_params
@@ -120,6 +120,3 @@ def _check_range(name, value, low, high) -> None:
     if high is not None and value > high:
         raise UsageError(f"{name} must be <= {high}, got {value!r}")
 
-
-LR_POLICIES = tuple(REQUIRED_LR_KEYS)
-Number = Union[int, float]
