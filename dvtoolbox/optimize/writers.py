@@ -1,7 +1,8 @@
 """Writing one result as the original did: ``<prefix>best_X.jpg``, ``best_Xpm.jpg``, ``info.txt``, ``info.pkl``,
-``info_big.pkl`` (unless skipbig), plus ``last_X.jpg`` / ``last_Xpm.jpg`` and ``config.yaml`` (the resolved
-configuration). Every file is written atomically. The prefix comes from the original's template, filled with
-``p.<field>`` of FindParams and ``r.<field>`` of FindResults.
+``info_big.pkl`` (unless skipbig), plus ``last_X.jpg`` / ``last_Xpm.jpg``, ``curve.png`` (obj and norm per iteration,
+written with or without skipbig) and ``config.yaml`` (the resolved configuration, written last). Every file is
+written atomically. The prefix comes from the original's template, filled with ``p.<field>`` of FindParams and
+``r.<field>`` of FindResults.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_bytes_atomic, write_text_atomic
+from dvtoolbox.io.curves import write_curve
 from dvtoolbox.io.images import norm01, norm01c, save_image
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
@@ -26,6 +28,7 @@ from dvtoolbox.optimize.results import FindResults
 IMAGE_SUFFIXES = ("best_X.jpg", "best_Xpm.jpg", "last_X.jpg", "last_Xpm.jpg")
 INFO_SUFFIXES = ("info.txt", "info.pkl")
 BIG_SUFFIX = "info_big.pkl"
+CURVE_SUFFIX = "curve.png"
 CONFIG_SUFFIX = "config.yaml"
 
 
@@ -59,7 +62,7 @@ def output_prefix(template: str, params: FindParams, results: Optional[FindResul
 
 def planned_files(prefix: str, skipbig: bool) -> List[str]:
     """Every file a run with this prefix writes."""
-    suffixes = IMAGE_SUFFIXES + INFO_SUFFIXES + (() if skipbig else (BIG_SUFFIX,)) + (CONFIG_SUFFIX,)
+    suffixes = IMAGE_SUFFIXES + INFO_SUFFIXES + (() if skipbig else (BIG_SUFFIX,)) + (CURVE_SUFFIX, CONFIG_SUFFIX)
     return [prefix + suffix for suffix in suffixes]
 
 
@@ -100,8 +103,10 @@ def write_results(prefix: str, params: FindParams, results: FindResults, mean: n
     trimmed = copy.deepcopy(results)
     trimmed.trim_arrays()
     write_bytes_atomic(prefix + "info.pkl", pickle.dumps((params, trimmed), protocol=pickle.HIGHEST_PROTOCOL))
+    write_curve(prefix + CURVE_SUFFIX, results.ii, results.obj, results.norm, results.best_ii, results.majority_ii,
+                title=f"{params.push_layer} unit {params.push_channel}, seed {params.rand_seed}")
     write_text_atomic(prefix + CONFIG_SUFFIX, yaml.safe_dump(config, sort_keys=False))
-    return written + [prefix + "info.pkl", prefix + CONFIG_SUFFIX]
+    return written + [prefix + "info.pkl", prefix + CURVE_SUFFIX, prefix + CONFIG_SUFFIX]
 
 
 def info_text(params: FindParams, results: FindResults) -> str:

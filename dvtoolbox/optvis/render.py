@@ -3,14 +3,18 @@
 ``FeatureViz(model, objective).visualize(param_f, thresholds, ...)`` -> one image batch per threshold. Each step:
 
     1. image   = image_f()                           (N, 3|4, H, W) RGB(A) in [0, 1]
-    2. x       = transforms(image, generator)        random augmentations (``transforms.py``); RGBA is composited
+       scene   = pre_transform(image, generator)     optional (default: the image itself), e.g. RGBA composited
+                                                     over optimised backgrounds (``alpha.py``)
+    2. x       = transforms(scene, generator)        random augmentations (``transforms.py``); RGBA is composited
                                                      over a random background; resized to the model's input size
                                                      when it differs; then ``to_model_input`` (0..255, model
                                                      channel order, minus the model mean)
     3. forward = model(x)                            the objective's layers captured by ``LayerCapture``
     4. value   = objective(acts)                     a 0-dim tensor to maximise (``objectives.py``)
     5. backward of -value into the parameters only   (the model's own .grad is never touched)
+    5b. optional: the optimizer's lr from a DVT lr policy (``dvt.LRSchedule``)
     6. optimizer.step()
+    6b. optional: ``image_f.after_step`` (``dvt.model_pixel_image``: DVT's regularizers, then the clip to 0..255)
     7. record  image_f() as numpy after the steps named in ``thresholds``
 
 One ``torch.Generator`` on the device, seeded with ``seed``, draws the initial parameters (``param_f`` runs inside
@@ -33,6 +37,7 @@ from tqdm import tqdm
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.contract import InputContract
+from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers
 from dvtoolbox.optvis.model_input import to_model_input
 from dvtoolbox.optvis.objectives import Activations, INPUT, Objective, create_objective
 from dvtoolbox.optvis.param.images import get_image
@@ -57,6 +62,27 @@ def _model_device(model: nn.Module) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def _after_step_hook(image_f: Callable, regularizers: Optional[PixelRegularizers]) -> Optional[Callable]:
+    """``image_f.after_step`` when the parameterisation has one (``dvt.model_pixel_image``); regularizers on any
+    other parameterisation are a UsageError (see ``dvt.py`` for why)."""
+    hook = getattr(image_f, "after_step", None)
+    if hook is None and regularizers is not None and regularizers.active:
+        raise UsageError("DVT's post-step regularizers (decay, blur, percentile clips) act on pixels: use "
+                         "param_f=lambda: dvt.model_pixel_image(contract) (CLI: --param dvt), or lucid's penalties "
+                         "L2() / blur_input_each_step() as objectives with other parameterisations")
+    return hook
+
+
+def _ascent_gradients(params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """-grad of each parameter (the loop minimises -objective), zeros where no gradient reached it."""
+    return [-p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def to_numpy_images(image: torch.Tensor) -> np.ndarray:
@@ -103,7 +129,9 @@ class FeatureViz:
     def visualize(self, param_f: Optional[Callable] = None, thresholds: Sequence[int] = (512,), lr: float = 0.05,
                   show_progress: bool = False, show_last_image: bool = False, optimizer: Optional[Callable] = None,
                   transforms: Optional[Sequence[Callable]] = None, seed: int = 0,
-                  device: Union[str, torch.device, None] = None) -> List[np.ndarray]:
+                  device: Union[str, torch.device, None] = None,
+                  pre_transform: Optional[Callable] = None, regularizers: Optional[PixelRegularizers] = None,
+                  lr_schedule: Optional[LRSchedule] = None) -> List[np.ndarray]:
         """Optimize and return ``[images after step t for t in thresholds]``, each (N, H, W, C) float32 numpy in
         [0, 1] (C = 3, or 4 with alpha).
 
@@ -113,6 +141,12 @@ class FeatureViz:
         transforms: a list of transforms (default ``standard_transforms()``; ``[]`` for none). device: where to
         run (default the model's); the model is moved there (``nn.Module.to``, in place).
         show_progress: a tqdm bar with the objective. show_last_image: ``show_images`` of the last batch.
+        pre_transform: ``(image, generator) -> (M, 3|4, H', W')`` applied to ``image_f()`` before the transforms
+        (phase 1b), e.g. ``alpha.py``'s composite of a foreground over optimised backgrounds; the objective's
+        ``"input"`` and the recorded images stay ``image_f()``'s.
+        regularizers: DVT's post-step operations (``dvt.PixelRegularizers``: decay, blur, percentile clips), for
+        ``param_f`` = ``dvt.model_pixel_image`` only (a UsageError otherwise). lr_schedule: a DVT learning-rate
+        policy (``dvt.LRSchedule``) that sets the optimizer's lr before each step (phase 5b).
         """
         steps = check_thresholds(thresholds)
         device = _model_device(self.model) if device is None else torch.device(device)
@@ -127,6 +161,7 @@ class FeatureViz:
             else:
                 params, image_f = param_f()
         params = list(params)
+        after_step = _after_step_hook(image_f, regularizers)
         opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
         transform = compose(standard_transforms() if transforms is None else transforms)
         names = sorted(self.objective.layers - {INPUT}) if self.objective.layers is not None else \
@@ -142,7 +177,8 @@ class FeatureViz:
                 for step in bar:
                     opt.zero_grad(set_to_none=True)
                     image = image_f()                                        # 1. image
-                    x = self.model_input(image, transform, generator)         # 2. transforms, pixel space
+                    scene = image if pre_transform is None else pre_transform(image, generator)  # 1b.
+                    x = self.model_input(scene, transform, generator)         # 2. transforms, pixel space
                     capture.outputs.clear()
                     self.model(x)                                            # 3. forward
                     value = self.objective(Activations({**capture.outputs, INPUT: image}, labels))  # 4.
@@ -150,7 +186,11 @@ class FeatureViz:
                         raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, "
                                          "not a scalar")
                     torch.autograd.backward(-value, inputs=params)           # 5. backward
+                    if lr_schedule is not None:                              # 5b. DVT lr policy
+                        _set_lr(opt, lr_schedule(_ascent_gradients(params), value))
                     opt.step()                                               # 6. step
+                    if after_step is not None:                               # 6b. DVT regularizers, clip
+                        after_step(step - 1, regularizers)
                     values.append(value.detach())
                     if show_progress:
                         bar.set_postfix(objective=f"{value.item():.4g}")

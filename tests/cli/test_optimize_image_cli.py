@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from dvtoolbox.cli.optimize_image import get_parser, main
@@ -70,7 +71,7 @@ def test_run_writes_the_original_files(tmp_path, capsys):
     assert trimmed.obj == results.obj
     config = yaml.safe_load(files[7].read_text())
     assert config["max-iter"] == 3 and config["model"] == "tiny_test"
-    assert config["resolved"]["data-size"] == [8, 8] and config["resolved"]["device"] == "cpu"
+    assert config["resolved"]["data-size"] == [8, 8] and config["resolved"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert "Metaresult: majority" in capsys.readouterr().out
 
 

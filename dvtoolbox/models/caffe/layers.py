@@ -89,15 +89,17 @@ class CaffePooling(nn.Module):
         self._plans[(h, w)] = plan
         return plan
 
-    def _divisor(self, h: int, w: int, device, dtype) -> torch.Tensor:
+    def _area_over_divisor(self, h: int, w: int, device, dtype) -> torch.Tensor:
+        """(out_h, out_w): kernel area / Caffe's divisor (the window clipped to the padded input) per output."""
         key = (h, w, device, dtype)
         if key not in self._divisors:
             sizes = []
             for size, k, s, p, o in zip((h, w), self.kernel, self.stride, self.pad, self.out_size(h, w)):
                 start = np.arange(o) * s - p
                 sizes.append(np.minimum(start + k, size + p) - start)
-            div = np.outer(sizes[0], sizes[1]).astype(np.float32)
-            self._divisors[key] = torch.as_tensor(div, device=device, dtype=dtype)
+            div = np.outer(sizes[0], sizes[1]).astype(np.float64)
+            area = self.kernel[0] * self.kernel[1]
+            self._divisors[key] = torch.as_tensor(area / div, device=device, dtype=dtype)
         return self._divisors[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,17 +107,17 @@ class CaffePooling(nn.Module):
             return x.amax((-2, -1), keepdim=True) if self.method == "MAX" else x.mean((-2, -1), keepdim=True)
         h, w = x.shape[-2], x.shape[-1]
         native, oh, ow, rh, rw = self._plans.get((h, w)) or self._plan(h, w)
-        if native:
-            if self.method == "MAX":
-                return F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)
-            return F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True, count_include_pad=True)
         (ph, pw) = self.pad
         if self.method == "MAX":
+            if native:
+                return F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)
             padded = F.pad(x, (pw, rw, ph, rh), value=float("-inf"))
             return F.max_pool2d(padded, self.kernel, self.stride)[..., :oh, :ow]
-        padded = F.pad(x, (pw, rw, ph, rh))
-        sums = F.avg_pool2d(padded, self.kernel, self.stride, divisor_override=1)[..., :oh, :ow]
-        return sums / self._divisor(h, w, x.device, x.dtype)
+        # AVE: explicit zero padding, then full windows only. PyTorch's own ceil_mode / divisor_override paths are
+        # not used: on CUDA their backward pass disagrees with their forward pass (the gradient of a clipped last
+        # window, divisor_override), which a test against real Caffe's gradients caught.
+        means = F.avg_pool2d(F.pad(x, (pw, rw, ph, rh)), self.kernel, self.stride)[..., :oh, :ow]
+        return means * self._area_over_divisor(h, w, x.device, x.dtype)
 
 
 def channel_window_sum(x: torch.Tensor, n: int) -> torch.Tensor:

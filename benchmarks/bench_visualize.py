@@ -1,0 +1,107 @@
+"""The FeatureViz loop against a bare forward + backward on the same model, same batch and size, in one process.
+
+``visualize`` runs lucid's standard transforms on a Fourier, colour-decorrelated image with Adam (the torchlight
+README's setup); the bare loop feeds a plain (N, 3, 224, 224) leaf tensor to the same model, captures the same
+layer, and backpropagates the same channel objective into the input, then takes a plain gradient step. Both run
+the whole model forward (as the loop does). Rounds are interleaved so that machine noise hits both alike; the
+medians over rounds are reported, with the ratio loop / bare (the issue's target: <= 1.2 on the CPU). Not a
+test: run it by hand.
+
+    python benchmarks/bench_visualize.py [--device cpu|cuda] [--steps 20] [--rounds 5] [--threads 2] [--batch 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from dvtoolbox.models.capture import LayerCapture  # noqa: E402
+from dvtoolbox.models.registry import create_model  # noqa: E402
+from dvtoolbox.optvis import FeatureViz, get_image  # noqa: E402
+from dvtoolbox.optvis.objectives import create_objective  # noqa: E402
+
+
+def bare_loop(model, layer: str, channel: int, batch: int, size, steps: int, device) -> torch.Tensor:
+    """Forward, the channel's mean, backward into a leaf image, x += lr * grad: the least any loop must do."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    x = torch.randn((batch, 3) + tuple(size), generator=gen, device=device)
+    with LayerCapture(model, [layer]) as capture:
+        for _ in range(steps):
+            x.requires_grad_(True)
+            model(x)
+            value = capture.outputs[layer][:, channel].mean()
+            (grad,) = torch.autograd.grad(value, x)
+            capture.outputs.clear()
+            x = (x + 1.0 * grad).detach()
+    return x
+
+
+def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device) -> None:
+    """``visualize`` with the standard transforms (the default), Fourier + decorrelated image, Adam lr 0.05."""
+    h, w = size
+    fv.visualize(lambda: get_image(w=w, h=h, batch=batch, fft=True, decorrelate=True), thresholds=[steps],
+                 lr=0.05, seed=0, device=device)
+
+
+def timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--objective", default="_blocks.10:97", help="layer:channel")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20, help="steps per timed run")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = create_model(args.model).to(device).eval().requires_grad_(False)
+    size = tuple(model.input_contract.size)
+    layer, channel = args.objective.rsplit(":", 1)
+    fv = FeatureViz(model, create_objective(args.objective, model=model))
+    variants = {
+        "bare": lambda: bare_loop(model, layer, int(channel), args.batch, size, args.steps, device),
+        "visualize": lambda: featureviz_loop(fv, args.batch, size, args.steps, device),
+    }
+    for fn in variants.values():  # warm-up (allocator, cuDNN autotuning, lazy inits)
+        timed(fn, device)
+    times = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():
+            times[name].append(timed(fn, device) / args.steps)
+    bare = statistics.median(times["bare"])
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"{args.model} {args.objective}, batch {args.batch}, {size[0]}x{size[1]}, {args.steps} steps x "
+          f"{args.rounds} rounds, {where}; load average (1 min): {os.getloadavg()[0]:.2f}")
+    print(f"{'variant':10} {'s/step':>9} {'ratio':>7}")
+    for name in variants:
+        med = statistics.median(times[name])
+        print(f"{name:10} {med:9.4f} {med / bare:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``python -m dvtoolbox.cli.gallery FOLDER [FOLDER ...]``: (re)build each results folder's index.html and,
+with ``--gui-dir``, write the folders' images in the layout the original toolbox's GUI reads.
+
+``get_parser()`` returns the parser and ``main(argv)`` does the work; bad input prints one line and exits with
+status 2 (dvtoolbox.errors.UsageError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.gallery import write_gallery
+from dvtoolbox.io.gui_layout import IMAGE_CHOICES, write_gui_layout
+
+PROG = "python -m dvtoolbox.cli.gallery"
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(
+        prog=PROG, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Build index.html (a sortable grid of every unit, read from the *info.txt files) in each "
+                    "optimize_image.py results folder; optionally write the images in the original toolbox GUI's "
+                    "unit_jpg_dir layout (regularized_opt/<layer>/<layer>_NNNN_montage.jpg).")
+    parser.add_argument("folders", nargs="+", metavar="FOLDER", help="results folder(s)")
+    parser.add_argument("--brave", action="store_true",
+                        help="Allow replacing an index.html that dvtoolbox did not write, and GUI files.")
+    gui = parser.add_argument_group("The original GUI's layout (--gui-dir); see doc/whole-layers.md")
+    gui.add_argument("--gui-dir", default=None, metavar="DIR",
+                     help="Write the montages under DIR (use DIR as the GUI's caffevis_unit_jpg_dir). One FOLDER "
+                          "fills the quadrant the GUI shows; four FOLDERs (Table 1's rows 1-4) fill all four.")
+    gui.add_argument("--gui-layer", default=None, help="Layer to lay out when a folder holds several.")
+    gui.add_argument("--gui-image", default="best_X", choices=IMAGE_CHOICES, help="Which image of each unit.")
+    gui.add_argument("--gui-tile", type=int, default=None,
+                     help="Image size in pixels inside the montage. (default: the images' own size)")
+    gui.add_argument("--gui-layer-units", type=int, default=None, metavar="N",
+                     help="The layer's number of units: also write whole_layer.jpg (the GUI's pattern mode). "
+                          "(default: not written)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log what is written.")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Returns the exit status: 0 ok, 2 bad input, 1 other failure."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        for folder in args.folders:
+            print(write_gallery(folder, brave=args.brave))
+        if args.gui_dir is not None:
+            paths = write_gui_layout(args.folders, args.gui_dir, layer=args.gui_layer, image=args.gui_image,
+                                     tile=args.gui_tile, layer_units=args.gui_layer_units, brave=args.brave)
+            print(f"GUI layout: {len(paths)} files under {args.gui_dir}")
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

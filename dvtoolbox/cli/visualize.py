@@ -1,0 +1,327 @@
+"""visualize.py: feature visualisation (``dvtoolbox.optvis.FeatureViz``) from the command line.
+
+``get_parser()`` returns the parser; ``main(argv)`` parses, checks every input and the output files (nothing is
+overwritten without --brave, checked before any work), runs ``visualize`` and writes one PNG per image per
+threshold plus ``info.txt`` and ``config.yaml``, all atomically. Defaults come from the built-in defaults,
+``--config FILE.yaml`` and the command line, in rising order. Bad input prints one line and exits with status 2.
+
+How a run is rendered is built in one place, ``render_call(args, model)`` -> ``RenderCall`` (the
+parameterisation ``param_f`` and the keyword arguments of ``visualize``): a new mode (e.g. transparency) adds a
+flag and changes the call there, and ``PARAMS`` maps each ``--param`` name to its builder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import yaml
+
+from dvtoolbox import __version__
+from dvtoolbox.cli.literals import parse_lr_params
+from dvtoolbox.cli.optimize_image import DefaultsHelpFormatter, OneLineErrorParser
+from dvtoolbox.cli.settings import read_yaml_config
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.atomic import write_text_atomic
+from dvtoolbox.io.images import save_image
+from dvtoolbox.models.contract import InputContract
+from dvtoolbox.optimize.job import DEFAULT_MODEL, resolve_device
+from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.optimize.writers import check_writable
+from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers, model_pixel_image
+from dvtoolbox.optvis.expression import parse_objective
+from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
+from dvtoolbox.optvis.render import FeatureViz, check_thresholds
+
+PROG = "visualize.py"
+REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
+                     "px_benefit_percentile", "px_abs_benefit_percentile")
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog=PROG, formatter_class=DefaultsHelpFormatter,
+        description="Feature visualisation: optimise an image so that a model maximises an objective "
+                    "(lucid / lucent / torchlight style, with DVT's regularizers available).")
+    what = parser.add_argument_group("What to visualise")
+    what.add_argument("--model", default=DEFAULT_MODEL, help="Registered model name (see --list-models).")
+    what.add_argument("--objective", default="_blocks.10:97",
+                      help="layer:channel, layer:channel:y:x, with @batch to restrict a term to one image, joined "
+                           "by + and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" or "
+                           "\"_blocks.11:154@0 - _blocks.11:154@1\". The objective is maximised.")
+    what.add_argument("--list-layers", action="store_true", help="Print the model's layers, then exit.")
+    what.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
+
+    image = parser.add_argument_group("The image")
+    image.add_argument("--param", default="fft", choices=tuple(PARAMS),
+                       help="Parameterisation: fft (Fourier, lucid's default), pixel (one value per pixel, through "
+                            "a sigmoid), lowres (bilinearly upsampled from 1/--lowres-factor), dvt (the image in "
+                            "the model's pixel space, as DVT; needed by the DVT regularizers).")
+    image.add_argument("--no-decorrelate", action="store_true",
+                       help="Do not use the decorrelated colour space (fft, pixel, lowres).")
+    image.add_argument("--lowres-factor", type=int, default=4, help="Down-sampling factor of --param lowres.")
+    image.add_argument("--size", type=int, default=None,
+                       help="Image width and height in pixels. (default: the model's input size)")
+    image.add_argument("--batch", type=int, default=1, help="Number of images optimised together.")
+
+    opt = parser.add_argument_group("Optimisation")
+    opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
+    opt.add_argument("--thresholds", default=None,
+                     help="Comma-separated steps after which images are written, e.g. 128,256,512 (overrides "
+                          "--steps). (default: --steps)")
+    opt.add_argument("--lr", type=float, default=0.05, help="Learning rate of the optimizer.")
+    opt.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS), help="Optimizer.")
+    opt.add_argument("--transforms", default="standard", choices=("standard", "none"),
+                     help="Random transforms before each forward pass: lucid's standard chain, or none.")
+    opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
+    opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+
+    reg = parser.add_argument_group("DVT regularizers and lr policy (as optimize_image.py; regularizers need "
+                                    "--param dvt)")
+    reg.add_argument("--decay", type=float, default=0.0, help="Amount of L2 decay to use.")
+    reg.add_argument("--blur-radius", type=float, default=0.0,
+                     help="Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, no blurring.")
+    reg.add_argument("--blur-every", type=int, default=0, help="Blur every BLUR_EVERY steps. If 0, no blurring.")
+    reg.add_argument("--small-val-percentile", type=float, default=0.0,
+                     help="Zero values whose magnitude is under this percentile. 0 to disable.")
+    reg.add_argument("--small-norm-percentile", type=float, default=0.0,
+                     help="Zero pixels whose norm is under this percentile. 0 to disable.")
+    reg.add_argument("--px-benefit-percentile", type=float, default=0.0,
+                     help="Zero pixels whose contribution is under this percentile. 0 to disable.")
+    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0.0,
+                     help="Zero pixels whose absolute contribution is under this percentile. 0 to disable.")
+    reg.add_argument("--lr-policy", default=None, choices=tuple(REQUIRED_LR_KEYS),
+                     help="DVT learning rate policy setting the optimizer's lr each step (with --lr-params). "
+                          "(default: none, the constant --lr)")
+    reg.add_argument("--lr-params", default=None,
+                     help="Python dict literal for --lr-policy, e.g. \"{'max_lr': 100, 'desired_prog': 2}\". "
+                          "(default: {'lr': --lr})")
+
+    out = parser.add_argument_group("Where to save results")
+    out.add_argument("--output-dir", default="visualize_results", help="Folder of the outputs.")
+    out.add_argument("--output-prefix", default="viz",
+                     help="File name prefix: PREFIX_step<T>_<n>.png, PREFIX_info.txt, PREFIX_config.yaml.")
+    out.add_argument("--brave", action="store_true", help="Allow overwriting existing files.")
+
+    run = parser.add_argument_group("Running")
+    run.add_argument("--config", default=None, metavar="FILE.yaml",
+                     help="YAML file whose keys are flag names (e.g. steps: 256); values become defaults that the "
+                          "command line overrides. (default: none)")
+    run.add_argument("-v", "--verbose", action="store_true", help="Log progress instead of a progress bar.")
+    run.add_argument("--version", action="version", version=f"dvtoolbox {__version__}")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse with defaults from --config, then the command line."""
+    parser = get_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        dests = [a.dest for a in parser._actions if a.dest != "help"]
+        parser.set_defaults(**read_yaml_config(pre.config, dests))
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+
+
+def thresholds_from_args(args: argparse.Namespace) -> List[int]:
+    """--thresholds when given, else [--steps]."""
+    if args.thresholds is None:
+        if args.steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {args.steps}")
+        return [args.steps]
+    try:
+        values = [int(v) for v in str(args.thresholds).split(",")]
+    except ValueError:
+        raise UsageError(f"--thresholds must be comma-separated integers, got {args.thresholds!r}") from None
+    return check_thresholds(values)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every value check that needs no model (one-line UsageErrors)."""
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    if args.size is not None and args.size < 1:
+        raise UsageError(f"--size must be >= 1, got {args.size}")
+    if args.lowres_factor < 1:
+        raise UsageError(f"--lowres-factor must be >= 1, got {args.lowres_factor}")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.lr_params is not None and args.lr_policy is None:
+        raise UsageError("--lr-params needs --lr-policy")
+    if not args.output_prefix or os.sep in args.output_prefix:
+        raise UsageError(f"--output-prefix must be a file name prefix without {os.sep!r}, got {args.output_prefix!r}")
+
+
+def regularizers_from_args(args: argparse.Namespace) -> PixelRegularizers:
+    regs = PixelRegularizers(**{name: getattr(args, name) for name in REGULARIZER_FLAGS})
+    if regs.active and args.param != "dvt":
+        raise UsageError(f"the DVT regularizers (--decay, --blur-*, --*-percentile) need --param dvt, got --param "
+                         f"{args.param}")
+    return regs
+
+
+def lr_schedule_from_args(args: argparse.Namespace) -> Optional[LRSchedule]:
+    if args.lr_policy is None:
+        return None
+    params = parse_lr_params(args.lr_params) if args.lr_params is not None else {"lr": args.lr}
+    return LRSchedule(args.lr_policy, params)
+
+
+# ---------------------------------------------------------------------------------------------------- render
+
+
+def _fft_or_pixel(fft: bool):
+    def build(args, contract: InputContract, h: int, w: int) -> Callable:
+        return lambda: get_image(w=w, h=h, batch=args.batch, fft=fft, decorrelate=not args.no_decorrelate)
+    return build
+
+
+def _lowres(args, contract: InputContract, h: int, w: int) -> Callable:
+    low = (args.batch, 3, max(1, h // args.lowres_factor), max(1, w // args.lowres_factor))
+
+    def param_f():
+        params, raw_f = lowres_tensor((args.batch, 3, h, w), low)
+        return params, to_valid_rgb(raw_f, decorrelate=not args.no_decorrelate)
+    return param_f
+
+
+def _dvt(args, contract: InputContract, h: int, w: int) -> Callable:
+    return lambda: model_pixel_image(contract, batch=args.batch, size=(h, w))
+
+
+PARAMS: Dict[str, Callable] = {"fft": _fft_or_pixel(True), "pixel": _fft_or_pixel(False), "lowres": _lowres,
+                               "dvt": _dvt}
+
+
+@dataclass
+class RenderCall:
+    """What ``FeatureViz.visualize`` is called with: ``param_f`` and the other keyword arguments."""
+
+    param_f: Callable
+    kwargs: Dict[str, object] = field(default_factory=dict)
+
+
+def render_call(args: argparse.Namespace, model) -> RenderCall:
+    """The visualize call the arguments ask for (the one place a new mode changes)."""
+    contract = model.input_contract
+    h, w = (args.size, args.size) if args.size is not None else tuple(contract.size)
+    optimizer = OPTIMIZERS[args.optimizer]
+    kwargs = dict(thresholds=thresholds_from_args(args), lr=args.lr, seed=args.seed,
+                  transforms=None if args.transforms == "standard" else [],
+                  optimizer=lambda params: optimizer(params, lr=args.lr),
+                  regularizers=regularizers_from_args(args), lr_schedule=lr_schedule_from_args(args))
+    return RenderCall(PARAMS[args.param](args, contract, h, w), kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+
+
+def image_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int, List[str]]:
+    """threshold -> one PNG path per image: OUTPUT_DIR/PREFIX_step<T>_<n>.png."""
+    width = len(str(thresholds[-1]))
+    return {t: [os.path.join(args.output_dir, f"{args.output_prefix}_step{t:0{width}d}_{n}.png")
+                for n in range(args.batch)] for t in thresholds}
+
+
+def side_paths(args: argparse.Namespace) -> List[str]:
+    return [os.path.join(args.output_dir, f"{args.output_prefix}_{name}") for name in ("info.txt", "config.yaml")]
+
+
+def resolved_config(args: argparse.Namespace, device, size) -> dict:
+    config = {k.replace("_", "-"): v for k, v in vars(args).items()
+              if k not in ("config", "list_layers", "list_models", "verbose")}
+    config.update({"dvtoolbox-version": __version__, "config-file": args.config,
+                   "resolved": {"device": str(device), "size": list(size)}})
+    return config
+
+
+def info_text(fv: FeatureViz, thresholds: Sequence[int], elapsed: float, device) -> str:
+    history = fv.history
+    lines = [f"objective: {fv.objective}", f"device: {device}", f"seconds: {elapsed:.2f}",
+             f"objective at step 1: {history[0]:.6g}"]
+    lines += [f"objective at step {t}: {history[t - 1]:.6g}" for t in thresholds]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace) -> List[str]:
+    """Validate, check the outputs, render, write; returns the files written."""
+    check_args(args)
+    from dvtoolbox.models.registry import create_model
+
+    device = resolve_device(args.device)
+    model = create_model(args.model)
+    objective = parse_objective(args.objective, model=model)
+    call = render_call(args, model)
+    thresholds = call.kwargs["thresholds"]
+    paths = image_paths(args, thresholds)
+    check_writable([p for group in paths.values() for p in group] + side_paths(args), args.brave)
+
+    fv = FeatureViz(model, objective)
+    start = time.perf_counter()
+    images = fv.visualize(call.param_f, device=device, show_progress=not args.verbose, **call.kwargs)
+    elapsed = time.perf_counter() - start
+    written = []
+    for t, batch in zip(thresholds, images):
+        for path, image in zip(paths[t], batch):
+            save_image(path, image)
+            written.append(path)
+    size = images[0].shape[1:3]
+    info_path, config_path = side_paths(args)
+    write_text_atomic(info_path, info_text(fv, thresholds, elapsed, device))
+    write_text_atomic(config_path, yaml.safe_dump(resolved_config(args, device, size), sort_keys=False))
+    return written + [info_path, config_path]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run visualize.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
+    try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        if args.list_models:
+            from dvtoolbox.models.registry import list_models
+            print("\n".join(list_models()))
+            return 0
+        if args.list_layers:
+            print_layers(args)
+            return 0
+        written = run(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
+    return 0
+
+
+def print_layers(args: argparse.Namespace) -> None:
+    """Every layer with a tensor output and its shape (without the batch dimension)."""
+    from dvtoolbox.models.capture import layer_shapes
+    from dvtoolbox.models.registry import create_model
+
+    model = create_model(args.model)
+    shapes = layer_shapes(model, tuple(model.input_contract.size))
+    width = max(len(name) for name in shapes)
+    for name, shape in shapes.items():
+        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")

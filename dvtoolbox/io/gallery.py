@@ -1,0 +1,260 @@
+"""``index.html``: a browsable page of every unit optimized into one folder.
+
+Source of truth: the folder's ``*info.txt`` files (every run, single or many-unit, writes one per unit, atomically,
+as plain text: no pickle is loaded). Each ``<prefix>info.txt`` is one cell of the grid, whatever the prefix, layer or
+seed, so a folder holding several runs shows all of them. A cell shows the ``<prefix>best_X.jpg`` thumbnail (an
+``<img>`` with its width and height), the layer, unit, seed, best obj (with its iteration) and the meta result, and
+links to ``best_X.jpg``, ``best_Xpm.jpg``, ``last_X.jpg``, ``last_Xpm.jpg``, ``info.txt`` and ``curve.png`` (only those
+that exist). Sort buttons order the grid by unit, or by best obj descending / ascending, with a few lines of inline
+JavaScript; the page also honours ``index.html#sort=obj-desc`` (or ``?sort=``; keys: ``unit``, ``obj-desc``,
+``obj-asc``). No external resource is used; every text is HTML-escaped and every link URL-quoted.
+
+The page is a view of the folder, rebuilt rather than kept: it holds no timestamp, and is rewritten only when its
+text changes. An ``index.html`` that this module did not write (no ``generator`` meta tag) is never overwritten
+without ``brave``.
+"""
+
+from __future__ import annotations
+
+import glob
+import html
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import quote
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.atomic import write_text_atomic
+from dvtoolbox.io.images import load_image_rgb
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.html"
+INFO_SUFFIX = "info.txt"
+GENERATOR = "dvtoolbox.io.gallery"
+THUMB_PX = 160
+LINKS = (("best_X", "best_X.jpg"), ("best_Xpm", "best_Xpm.jpg"), ("last_X", "last_X.jpg"),
+         ("last_Xpm", "last_Xpm.jpg"), ("info.txt", "info.txt"), ("curve", "curve.png"))
+SORT_KEYS = ("unit", "obj-desc", "obj-asc")
+
+
+@dataclass
+class UnitCell:
+    """One unit's result in a folder, read from its ``<prefix>info.txt``.
+
+    prefix: the file-name prefix inside the folder (e.g. 'opt_fc8_0130_0_'); best_obj: None when the run
+    recorded none; files: link label -> file name, for the files that exist; thumb_size: (width, height) of
+    best_X.jpg in pixels, None when it is missing."""
+
+    prefix: str
+    layer: str
+    channel: int
+    spatial: str
+    seed: int
+    best_obj: Optional[float]
+    best_ii: str
+    meta_result: str
+    files: Dict[str, str] = field(default_factory=dict)
+    thumb_size: Optional[Tuple[int, int]] = None
+
+    @property
+    def sort_key(self) -> Tuple:
+        return (self.layer, self.channel, self.spatial, self.seed, self.prefix)
+
+
+def parse_info_text(text: str) -> Dict[str, Dict[str, str]]:
+    """The sections of an info.txt ('FindParams', 'FindResults'), each as {field: value text}."""
+    sections: Dict[str, Dict[str, str]] = {}
+    current = None
+    for line in text.splitlines():
+        header = re.fullmatch(r"(\w+):\s*", line)
+        item = re.fullmatch(r"\s+(\w+): ?(.*)", line)
+        if header:
+            current = sections.setdefault(header.group(1), {})
+        elif item and current is not None:
+            current[item.group(1)] = item.group(2)
+    return sections
+
+
+def read_cell(info_path: str) -> UnitCell:
+    """The cell of one ``<prefix>info.txt``; an info.txt that is not an optimize_image one raises UsageError."""
+    with open(info_path, encoding="utf-8") as handle:
+        sections = parse_info_text(handle.read())
+    params, results = sections.get("FindParams", {}), sections.get("FindResults", {})
+    try:
+        layer, channel, seed = params["push_layer"], int(params["push_channel"]), int(params["rand_seed"])
+    except (KeyError, ValueError):
+        raise UsageError(f"{info_path} is not an optimize_image.py info.txt (no push_layer / push_channel / "
+                         "rand_seed)") from None
+    folder, name = os.path.split(info_path)
+    prefix = name[:-len(INFO_SUFFIX)]
+    files = {label: prefix + suffix for label, suffix in LINKS if os.path.isfile(os.path.join(folder, prefix + suffix))}
+    thumb = None
+    if "best_X" in files:
+        img = load_image_rgb(os.path.join(folder, files["best_X"]))
+        thumb = (img.shape[1], img.shape[0])
+    return UnitCell(prefix=prefix, layer=layer, channel=channel, spatial=params.get("push_spatial", ""), seed=seed,
+                    best_obj=_float_or_none(results.get("best_obj")), best_ii=results.get("best_ii", "None"),
+                    meta_result=results.get("meta_result", "None"), files=files, thumb_size=thumb)
+
+
+def scan_folder(folder: str) -> List[UnitCell]:
+    """Every unit of the folder (one per ``*info.txt``), ordered by layer, unit, spatial position, seed."""
+    if not os.path.isdir(folder):
+        raise UsageError(f"results folder {folder!r} does not exist or is not a folder")
+    paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*" + INFO_SUFFIX)))
+    paths = [p for p in paths if not os.path.basename(p).startswith(".")]
+    if not paths:
+        raise UsageError(f"no results in {folder!r}: no *info.txt file (run optimize_image.py with an "
+                         "--output-prefix inside this folder first)")
+    return sorted((read_cell(p) for p in paths), key=lambda c: c.sort_key)
+
+
+def gallery_html(cells: List[UnitCell], title: str, extra_links: Tuple[str, ...] = ()) -> str:
+    """The page's text: a grid of ``cells`` in the given order (that order is the 'unit' sort)."""
+    esc = html.escape
+    layers = sorted({c.layer for c in cells})
+    head = (f"{len(cells)} unit{'s' if len(cells) != 1 else ''} of layer{'s' if len(layers) != 1 else ''} "
+            f"{', '.join(layers)}")
+    links = "".join(f' &middot; <a href="{esc(quote(name))}">{esc(name)}</a>' for name in extra_links)
+    buttons = "".join(f'<button type="button" data-sort="{key}">{label}</button>'
+                      for key, label in zip(SORT_KEYS, ("unit", "best obj &darr;", "best obj &uarr;")))
+    body = "\n".join(_cell_html(i, c) for i, c in enumerate(cells))
+    return _PAGE.format(generator=GENERATOR, title=esc(title), head=esc(head), links=links, buttons=buttons,
+                        cells=body, script=_SCRIPT)
+
+
+def write_gallery(folder: str, brave: bool = False) -> str:
+    """Build ``<folder>/index.html`` from the folder's results; returns its path. Rewrites it only when its text
+    changes; refuses (UsageError) to replace an index.html that this module did not write, unless ``brave``."""
+    cells = scan_folder(folder)
+    path = os.path.join(folder, INDEX_NAME)
+    summaries = tuple(sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(folder),
+                                                                                 "*_summary.json"))))
+    name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+    text = gallery_html(cells, f"dvtoolbox results: {name}", summaries)
+    old = _read_text(path)
+    if old == text:
+        log.info("%s is up to date", path)
+        return path
+    if old is not None and f'<meta name="generator" content="{GENERATOR}">' not in old and not brave:
+        raise UsageError(f"cowardly refusing to overwrite {path}, which dvtoolbox did not write; use --brave to "
+                         "allow it")
+    write_text_atomic(path, text)
+    log.info("wrote %s (%d units)", path, len(cells))
+    return path
+
+
+def _cell_html(order: int, cell: UnitCell) -> str:
+    esc = html.escape
+    name = f"{cell.layer} unit {cell.channel}"
+    if cell.spatial not in ("", "(0, 0)"):
+        name += f" at {cell.spatial}"
+    if "best_X" in cell.files:
+        width, height = cell.thumb_size
+        scale = THUMB_PX / max(width, height)
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        pixelated = ' class="px"' if scale > 1 else ""
+        thumb = (f'<a href="{esc(quote(cell.files["best_X"]))}"><img src="{esc(quote(cell.files["best_X"]))}" '
+                 f'width="{w}" height="{h}"{pixelated} alt="{esc(name)}, best_X"></a>')
+    else:
+        thumb = f'<div class="missing" style="width:{THUMB_PX}px;height:{THUMB_PX}px">no best_X.jpg</div>'
+    obj = "none" if cell.best_obj is None else f"{cell.best_obj:g}"
+    meta = cell.meta_result.replace("Metaresult: ", "")
+    meta_class = "ok" if meta == "majority success" else "fail"
+    links = " ".join(f'<a href="{esc(quote(fname))}">{esc(label)}</a>' for label, fname in cell.files.items())
+    data_obj = "" if cell.best_obj is None else repr(cell.best_obj)
+    return (f'<div class="cell" id="{esc(cell.prefix)}" data-order="{order}" data-obj="{esc(data_obj)}" '
+            f'data-layer="{esc(cell.layer)}" data-unit="{cell.channel}" data-seed="{cell.seed}">{thumb}'
+            f'<div class="name">{esc(name)}, seed {cell.seed}</div>'
+            f'<div class="obj">best obj <b>{esc(obj)}</b> (iteration {esc(cell.best_ii)})</div>'
+            f'<div class="meta {meta_class}">{esc(meta)}</div><div class="links">{links}</div></div>')
+
+
+def _float_or_none(text: Optional[str]) -> Optional[float]:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+_SCRIPT = """(function () {
+  var grid = document.getElementById("grid");
+  function obj(c) { return c.dataset.obj === "" ? NaN : parseFloat(c.dataset.obj); }
+  function byObj(sign) {
+    return function (a, b) {
+      var x = obj(a), y = obj(b);
+      if (isNaN(x) || isNaN(y)) { return isNaN(x) - isNaN(y) || a.dataset.order - b.dataset.order; }
+      return sign * (x - y) || a.dataset.order - b.dataset.order;
+    };
+  }
+  var orders = {"unit": function (a, b) { return a.dataset.order - b.dataset.order; },
+                "obj-desc": byObj(-1), "obj-asc": byObj(1)};
+  function sortBy(key) {
+    if (!orders[key]) { key = "unit"; }
+    Array.prototype.slice.call(grid.children).sort(orders[key]).forEach(function (c) { grid.appendChild(c); });
+    document.querySelectorAll("button[data-sort]").forEach(function (b) {
+      b.className = b.dataset.sort === key ? "on" : ""; });
+    document.body.setAttribute("data-sorted", key);
+  }
+  function requested() {
+    var m = /(?:^|[#?&])sort=([\\w-]+)/.exec(location.hash + "&" + location.search);
+    return m ? m[1] : "unit";
+  }
+  document.querySelectorAll("button[data-sort]").forEach(function (b) {
+    b.addEventListener("click", function () { location.hash = "sort=" + b.dataset.sort; });
+  });
+  window.addEventListener("hashchange", function () { sortBy(requested()); });
+  sortBy(requested());
+})();"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="generator" content="{generator}">
+<title>{title}</title>
+<style>
+body {{ font: 13px sans-serif; margin: 12px; background: #fff; color: #222; }}
+h1 {{ font-size: 17px; margin: 0 0 4px; }}
+#controls {{ margin: 8px 0; }}
+#controls button {{ margin-right: 4px; }}
+#controls button.on {{ font-weight: bold; }}
+#grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
+.cell {{ width: 172px; padding: 5px; border: 1px solid #ccc; border-radius: 3px; background: #f7f7f7; }}
+.cell img {{ display: block; margin: 0 auto 4px; }}
+.cell img.px {{ image-rendering: pixelated; }}
+.missing {{ margin: 0 auto 4px; background: #ddd; color: #666; text-align: center; }}
+.meta.ok {{ color: #1a7f37; }}
+.meta.fail {{ color: #b35900; }}
+.links a {{ margin-right: 3px; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<div>{head}{links}</div>
+<div id="controls">Sort by: {buttons}</div>
+<div id="grid">
+{cells}
+</div>
+<script>
+{script}
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,128 @@
+"""Objective expressions from the command line: ``"fc8:130 + 0.5 * fc8:131"`` -> an ``Objective``.
+
+Grammar (whitespace ignored; parsed by hand, never ``eval``)::
+
+    expr   := term (("+" | "-") term)*
+    term   := factor (("*" | "/") factor)*
+    factor := ("-" | "+") factor | NUMBER | SPEC | "(" expr ")"
+    SPEC   := LAYER ":" channel [":" y ":" x] ["@" batch]      e.g. _blocks.10:97, conv1:2:4:4, fc8:3@1
+
+``LAYER`` is a module name (letters, digits, ``_ . /``, not starting with a digit); ``layer:channel`` is
+``objectives.channel``, ``layer:channel:y:x`` is ``objectives.neuron`` and ``@b`` restricts it to batch element
+b (``create_objective(spec, batch=b)``). Objectives add and subtract; they multiply and divide by numbers only.
+A malformed expression is a one-line ``UsageError`` that shows where it went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Optional, Tuple, Union
+
+from torch import nn
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.optvis.objectives import Objective, check_layers, create_objective
+
+TOKEN = re.compile(r"\s*(?:(?P<spec>[A-Za-z_][\w./]*(?::\d+)+(?:@\d+)?)|"
+                   r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<op>[-+*/()]))")
+
+Value = Union[Objective, float]
+
+
+def tokenize(text: str) -> List[Tuple[str, str, int]]:
+    """(kind, text, position) for each token; kind is spec, number or op. A character that starts no token is a
+    UsageError."""
+    tokens, pos, text = [], 0, str(text)
+    while pos < len(text.rstrip()):
+        match = TOKEN.match(text, pos)
+        if match is None:
+            raise UsageError(f"objective {text!r}: cannot read {text[pos:].strip()[:20]!r} at position {pos}; "
+                             "write layer:channel[:y:x][@batch] terms joined by + - and numeric * /")
+        kind = match.lastgroup
+        tokens.append((kind, match.group(kind), match.start(kind)))
+        pos = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text, self.tokens, self.i = text, tokenize(text), 0
+
+    def peek(self) -> Optional[Tuple[str, str, int]]:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def fail(self, what: str):
+        token = self.peek()
+        where = f"at {token[1]!r} (position {token[2]})" if token else "at the end"
+        raise UsageError(f"objective {self.text!r}: {what} {where}")
+
+    def take(self, op: str) -> bool:
+        token = self.peek()
+        if token is not None and token[0] == "op" and token[1] == op:
+            self.i += 1
+            return True
+        return False
+
+    def expr(self) -> Value:
+        value = self.term()
+        while True:
+            if self.take("+"):
+                value = value + self.term()
+            elif self.take("-"):
+                value = value - self.term()
+            else:
+                return value
+
+    def term(self) -> Value:
+        value = self.factor()
+        while True:
+            if self.take("*"):
+                value = _multiply(value, self.factor(), self.text)
+            elif self.take("/"):
+                divisor = self.factor()
+                if isinstance(divisor, Objective) or divisor == 0:
+                    raise UsageError(f"objective {self.text!r}: can only divide by a non-zero number")
+                value = value / divisor
+            else:
+                return value
+
+    def factor(self) -> Value:
+        if self.take("-"):
+            return -self.factor()
+        if self.take("+"):
+            return self.factor()
+        if self.take("("):
+            value = self.expr()
+            if not self.take(")"):
+                self.fail("expected ')'")
+            return value
+        token = self.peek()
+        if token is None or token[0] == "op":
+            self.fail("expected a layer:channel term or a number")
+        self.i += 1
+        if token[0] == "number":
+            return float(token[1])
+        spec, _, batch = token[1].partition("@")
+        return create_objective(spec, batch=int(batch) if batch else None)
+
+
+def _multiply(a: Value, b: Value, text: str) -> Value:
+    if isinstance(a, Objective) and isinstance(b, Objective):
+        raise UsageError(f"objective {text!r}: two objectives cannot be multiplied; scale them by numbers")
+    return b * a if isinstance(b, Objective) else a * b
+
+
+def parse_objective(text: str, model: Optional[nn.Module] = None) -> Objective:
+    """The Objective an expression describes (see the module docstring); with ``model`` its layers are checked
+    (an unknown layer is a UsageError listing the valid names)."""
+    parser = _Parser(text)
+    if not parser.tokens:
+        raise UsageError("objective: empty expression; write e.g. 'fc8:130' or '_blocks.10:97 - 0.5 * fc8:1'")
+    value = parser.expr()
+    if parser.peek() is not None:
+        parser.fail("unexpected")
+    if not isinstance(value, Objective):
+        raise UsageError(f"objective {text!r} is a number; it needs at least one layer:channel term")
+    if model is not None:
+        check_layers(value, model)
+    return value

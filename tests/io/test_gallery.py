@@ -1,0 +1,131 @@
+"""index.html of a results folder: what run_job writes, the cells it holds, escaping, rebuilding, bad input."""
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dvtoolbox.cli.gallery import main as gallery_main
+from dvtoolbox.cli.optimize_image import main as optimize_main
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.gallery import parse_info_text, scan_folder, write_gallery
+from tests.io.gallery_results import ROW1, UNITS, make_results
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gallery")
+    assert make_results(path) == 0
+    return path
+
+
+def cells_of(text):
+    return re.findall(r'<div class="cell" id="([^"]*)" data-order="(\d+)" data-obj="([^"]*)"', text)
+
+
+def test_a_many_unit_run_writes_index_html_with_every_unit(folder):
+    text = (folder / "index.html").read_text()
+    summary = json.loads((folder / "opt_fc8_summary.json").read_text())
+    cells = cells_of(text)
+    assert [c[0] for c in cells] == [f"opt_fc8_{u:04d}_0_" for u in UNITS]
+    for unit, (_, order, obj) in zip(UNITS, cells):
+        entry = summary["units"][str(unit)]
+        assert int(order) == unit
+        assert float(obj) == pytest.approx(entry["best_obj"], rel=1e-5)  # info.txt keeps %g digits
+        prefix = f"opt_fc8_{unit:04d}_0_"
+        for suffix in ("best_X.jpg", "best_Xpm.jpg", "last_X.jpg", "last_Xpm.jpg", "info.txt", "curve.png"):
+            assert f'href="{prefix}{suffix}"' in text
+            assert (folder / (prefix + suffix)).is_file()
+        assert f'<img src="{prefix}best_X.jpg" width="160" height="160" class="px"' in text
+        assert html.escape(entry["meta_result"].replace("Metaresult: ", "")) in text
+    assert '<meta name="generator" content="dvtoolbox.io.gallery">' in text
+    assert 'href="opt_fc8_summary.json"' in text
+    assert not re.search(r'(src|href)="(https?:)?//', text)  # no external resources
+
+
+def test_a_single_run_writes_no_index_but_the_cli_builds_one(tmp_path, capsys):
+    argv = ["--model", "tiny_test", "--max-iter", "3", "--push-channel", "2", "--output-prefix",
+            str(tmp_path / "opt"), *ROW1]
+    assert optimize_main(argv, settings_dirs=[]) == 0
+    assert not (tmp_path / "index.html").exists()
+    assert gallery_main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("index.html")
+    assert [c[0] for c in cells_of((tmp_path / "index.html").read_text())] == ["opt_fc8_0002_0_"]
+
+
+def test_rebuilding_an_unchanged_folder_does_not_rewrite_the_page(folder):
+    path = folder / "index.html"
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    assert write_gallery(str(folder)) == str(path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_a_foreign_index_html_is_kept_without_brave(tmp_path, folder, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "index.html").write_text("<html>my own page</html>")
+    assert gallery_main([str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "cowardly refusing to overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (copy / "index.html").read_text() == "<html>my own page</html>"
+    assert gallery_main([str(copy), "--brave"]) == 0
+    assert len(cells_of((copy / "index.html").read_text())) == len(UNITS)
+
+
+def test_every_text_and_link_is_escaped(tmp_path, folder):
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    src = "opt_fc8_0001_0_"
+    name = 'a&b"<i>x_'
+    for suffix in ("info.txt", "best_X.jpg", "curve.png"):
+        shutil.copy(folder / (src + suffix), odd / (name + suffix))
+    info = (odd / (name + "info.txt")).read_text().replace("push_layer: fc8", "push_layer: <b>fc8</b>&")
+    (odd / (name + "info.txt")).write_text(info)
+    text = (Path(write_gallery(str(odd)))).read_text()
+    assert "<i>x" not in text and "<b>fc8" not in text
+    assert 'id="a&amp;b&quot;&lt;i&gt;x_"' in text
+    assert 'href="a%26b%22%3Ci%3Ex_best_X.jpg"' in text and 'href="a%26b%22%3Ci%3Ex_curve.png"' in text
+    assert "&lt;b&gt;fc8&lt;/b&gt;&amp; unit 1" in text
+    assert "best_Xpm" not in text  # only existing files are linked
+
+
+def test_parse_info_text_reads_both_sections_of_the_original_layout():
+    sections = parse_info_text((REPO / "doc" / "opt_fc8_0130_0_info.txt").read_text())
+    assert sections["FindParams"]["push_channel"] == "130" and sections["FindParams"]["lr_params"] == "{'lr': 100.0}"
+    assert sections["FindResults"]["best_obj"] == "25.7776"
+    assert sections["FindResults"]["meta_result"] == "Metaresult: majority success"
+    assert len(sections["FindParams"]) == 17 and len(sections["FindResults"]) == 18
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p, "no results in"),
+    (lambda p: p / "missing", "does not exist or is not a folder"),
+])
+def test_a_folder_without_results_is_a_one_line_usage_error(tmp_path, capsys, make, expected):
+    assert gallery_main([str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(UsageError, match=expected):
+        scan_folder(str(make(tmp_path)))
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_an_info_txt_of_something_else_is_a_usage_error(tmp_path):
+    (tmp_path / "notes_info.txt").write_text("hello\n")
+    with pytest.raises(UsageError, match="is not an optimize_image.py info.txt"):
+        scan_folder(str(tmp_path))
+
+
+def test_table1_layer_script_runs_the_rows_of_table1_sh():
+    def rows(path, pattern):
+        text = (REPO / "scripts" / path).read_text()
+        return {m.group(1): " ".join(m.group(2).split()) for m in re.finditer(pattern, text, re.M)}
+    table1 = rows("table1.sh", r"^run (\d) (.*)$")
+    layer = rows("table1_layer.sh", r"^  (\d)\) flags=\((.*)\) ;;$")
+    assert sorted(table1) == sorted(layer) == ["1", "2", "3", "4"]
+    assert table1 == layer

@@ -1,0 +1,109 @@
+"""index.html in a real headless Chromium: the screenshot shows every unit's best_X thumbnail, and the page's
+JavaScript sorts the grid as #sort= / ?sort= ask.
+
+Skipped when no Chromium is installed, unless the environment variable CI is set: then it fails (install it with
+``apt-get install -y chromium``)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from dvtoolbox.io.images import load_image_rgb
+from tests.io.gallery_results import UNITS, make_results
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+WINDOW = (900, 700)
+SCALE = 20  # 8x8 tiny-model images are drawn 160x160, nearest neighbour (image-rendering: pixelated)
+TOLERANCE = 3
+
+
+def find_browser():
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("CI is set but no Chromium is installed (tried: " + ", ".join(BROWSERS) + "); "
+                    "install it with: apt-get install -y chromium")
+    pytest.skip("no Chromium installed (apt-get install -y chromium)")
+
+
+def chromium(browser, tmp_path, *args):
+    """Run headless Chromium with a throwaway profile; returns its stdout."""
+    argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+            "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'profile'}", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def browser():
+    return find_browser()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser")
+    assert make_results(path) == 0
+    return path
+
+
+def find_thumbnail(shot, img):
+    """(row, col) where ``img`` (h, w, 3), scaled up SCALE times by repetition, is drawn in ``shot``; None if
+    it is nowhere. Block centres are compared, each within TOLERANCE per channel."""
+    h, w = img.shape[:2]
+    centres = shot.astype(int)
+    candidates = np.argwhere(np.all(np.abs(centres - img[0, 0].astype(int)) <= TOLERANCE, axis=2))
+    offsets = np.arange(h) * SCALE + SCALE // 2 - 1
+    for row, col in candidates[:20000]:
+        rows, cols = row + offsets, col + np.arange(w) * SCALE + SCALE // 2 - 1
+        if rows[-1] >= shot.shape[0] or cols[-1] >= shot.shape[1]:
+            continue
+        if np.all(np.abs(centres[np.ix_(rows, cols)] - img.astype(int)) <= TOLERANCE):
+            return int(row), int(col)
+    return None
+
+
+def test_screenshot_shows_every_units_thumbnail(browser, folder, tmp_path):
+    shot_path = tmp_path / "shot.png"
+    chromium(browser, tmp_path, f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={shot_path}",
+             (folder / "index.html").as_uri())
+    shot = load_image_rgb(str(shot_path))
+    assert (shot.shape[1], shot.shape[0]) == WINDOW
+    places = []
+    for unit in UNITS:
+        thumb = load_image_rgb(str(folder / f"opt_fc8_{unit:04d}_0_best_X.jpg"))
+        assert thumb.shape == (8, 8, 3) and np.ptp(thumb) > 20  # not a flat image: the check means something
+        place = find_thumbnail(shot, thumb)
+        assert place is not None, f"unit {unit}'s best_X.jpg is not in the screenshot"
+        places.append(place)
+    assert len(set(places)) == len(UNITS)
+    assert sorted(places, key=lambda p: (p[0], p[1])) == places  # unit order: left to right, top to bottom
+    assert np.all(shot[:, :8] == 255)  # the page's white margin
+    for row, col in places:  # each thumbnail sits in its cell (background #f7f7f7)
+        assert shot[row + 80, col - 3].tolist() == [0xF7] * 3 and shot[row + 80, col + 162].tolist() == [0xF7] * 3
+
+
+def dom_order(browser, tmp_path, url):
+    dom = chromium(browser, tmp_path, "--virtual-time-budget=2000", "--dump-dom", url)
+    sorted_by = re.search(r'<body data-sorted="([\w-]+)"', dom)
+    return sorted_by and sorted_by.group(1), [int(u) for u in re.findall(r'class="cell[^"]*" [^>]*data-unit="(\d+)"',
+                                                                         dom)]
+
+
+def test_the_pages_javascript_sorts_by_unit_and_by_obj(browser, folder, tmp_path):
+    summary = json.loads((folder / "opt_fc8_summary.json").read_text())["units"]
+    by_obj = sorted(UNITS, key=lambda u: summary[str(u)]["best_obj"])
+    assert by_obj != list(UNITS) and by_obj[::-1] != list(UNITS)  # the sorts are visible
+    url = (folder / "index.html").as_uri()
+    assert dom_order(browser, tmp_path, url) == ("unit", list(UNITS))
+    assert dom_order(browser, tmp_path, url + "#sort=obj-desc") == ("obj-desc", by_obj[::-1])
+    assert dom_order(browser, tmp_path, url + "#sort=obj-asc") == ("obj-asc", by_obj)
+    assert dom_order(browser, tmp_path, url + "?sort=obj-asc") == ("obj-asc", by_obj)
+    assert dom_order(browser, tmp_path, url + "#sort=nonsense") == ("unit", list(UNITS))
