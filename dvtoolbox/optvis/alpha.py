@@ -273,11 +273,11 @@ def render_transparent(model: nn.Module, objective: Union[str, UnitFactory], bac
     background (``--background``): ``"none"`` (no background element: the RGBA image over ``FeatureViz``'s fresh
     random background each step, plus the alpha penalty), ``"noise"``, ``"image"`` (an optimised image),
     ``"offset-image"`` (an optimised larger image seen through a random window) or ``"color"`` (one optimised
-    colour); the notebook's settings
-    (``backgrounds.CLI_BACKGROUNDS``). adversarial (``--adversarial-bg``): the background lowers the unit (else it
-    raises it). alpha_target / alpha_coef (``--alpha-target`` / ``--alpha-coef``): the penalty ``alpha_coef *
-    (mean alpha - alpha_target) ** 2``. Other arguments as ``alpha_experiment``. Returns a ``TransparentResult``
-    whose ``rgba`` is (1, w, w, 4); write it with ``dvtoolbox.io.images.save_rgba_png`` / ``over_checkerboard``.
+    colour); the notebook's settings (``backgrounds.CLI_BACKGROUNDS``). adversarial (``--adversarial-bg``): the
+    background lowers the unit (else it raises it). alpha_target / alpha_coef (``--alpha-target`` /
+    ``--alpha-coef``): the penalty ``alpha_coef * (mean alpha - alpha_target) ** 2``. Other arguments as
+    ``alpha_experiment``. Returns a ``TransparentResult`` whose ``rgba`` is (1, w, w, 4); write it with
+    ``dvtoolbox.io.images.save_rgba_png`` / ``over_checkerboard``.
     """
     unit = unit_factory(objective)
     bg_func = background_by_name(background)

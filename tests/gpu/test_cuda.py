@@ -57,7 +57,7 @@ def test_batched_loop_on_cuda_gives_the_cpu_traces():
 
 def test_embedded_model_on_cuda_classifies_as_on_cpu():
     model = create_model("efficientnet_lite0")
-    x = np.stack([image_to_model_input(load_image_rgb(os.path.join(DATA, "images", name)), model.input_contract)
+    x = np.concatenate([image_to_model_input(load_image_rgb(os.path.join(DATA, "images", name)), model.input_contract)
                   for name in ("ILSVRC2012_val_00000610.jpg", "ILSVRC2012_val_00020333.jpg")])
     with torch.no_grad():
         cpu = model(torch.from_numpy(x)).numpy()
