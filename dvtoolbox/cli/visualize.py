@@ -2,12 +2,16 @@
 
 ``get_parser()`` returns the parser; ``main(argv)`` parses, checks every input and the output files (nothing is
 overwritten without --brave, checked before any work), runs ``visualize`` and writes one PNG per image per
-threshold plus ``info.txt`` and ``config.yaml``, all atomically. Defaults come from the built-in defaults,
+threshold plus ``info.txt`` and ``config.yaml``, all atomically. With ``--alpha`` it runs
+``dvtoolbox.optvis.alpha.render_transparent`` instead (an RGBA image optimised over a ``--background``) and writes,
+per threshold, the RGBA PNG and its composites over a checkerboard and over white (plus the background). Defaults come from the built-in defaults,
 ``--config FILE.yaml`` and the command line, in rising order. Bad input prints one line and exits with status 2.
 
 How a run is rendered is built in one place, ``render_call(args, model)`` -> ``RenderCall`` (the
-parameterisation ``param_f`` and the keyword arguments of ``visualize``): a new mode (e.g. transparency) adds a
-flag and changes the call there, and ``PARAMS`` maps each ``--param`` name to its builder.
+parameterisation ``param_f`` and the keyword arguments of ``visualize``): a new mode adds a flag and changes the
+call there, and ``PARAMS`` maps each ``--param`` name to its builder. The transparency mode calls another function,
+so it has its own builder, ``alpha_call(args, model)`` -> ``render_transparent``'s keyword arguments, and its own
+checks (``check_alpha_args``: what ``render_transparent`` does not support is refused, not ignored).
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ from dvtoolbox.cli.optimize_image import DefaultsHelpFormatter, OneLineErrorPars
 from dvtoolbox.cli.settings import read_yaml_config
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
-from dvtoolbox.io.images import save_image
+from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
 from dvtoolbox.models.contract import InputContract
-from dvtoolbox.optimize.job import DEFAULT_MODEL, resolve_device
+from dvtoolbox.optimize.job import DEFAULT_MODEL, configure_float32, resolve_device
 from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.writers import check_writable
 from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers, model_pixel_image
+from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
+from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
 from dvtoolbox.optvis.expression import parse_objective
+from dvtoolbox.optvis.objectives import create_objective
 from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
 
@@ -43,6 +50,11 @@ PROG = "visualize.py"
 REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
                      "px_benefit_percentile", "px_abs_benefit_percentile")
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DEFAULT_BACKGROUND = "color"   # render_transparent's default
+DEFAULT_ALPHA_JITTER = 2       # the notebook's jitter_n
+ALPHA_FLAGS = (("background", "--background"), ("adversarial_bg", "--adversarial-bg"),
+               ("alpha_target", "--alpha-target"), ("alpha_coef", "--alpha-coef"), ("alpha_jitter", "--alpha-jitter"))
+ALPHA_KINDS = ("rgba", "checker", "white")   # the files written per threshold in --alpha mode
 
 
 # ---------------------------------------------------------------------------------------------------- parser
@@ -73,6 +85,36 @@ def get_parser() -> argparse.ArgumentParser:
     image.add_argument("--size", type=int, default=None,
                        help="Image width and height in pixels. (default: the model's input size)")
     image.add_argument("--batch", type=int, default=1, help="Number of images optimised together.")
+    image.add_argument("--no-resize", action="store_true",
+                       help="Feed the model the transformed image at its own size, as lucid does (for models that "
+                            "take any size, such as efficientnet_lite0; doc/transparency.md's figures), instead of "
+                            "resizing it bilinearly to the model's input size (needed by fixed-size models).")
+
+    alpha = parser.add_argument_group(
+        "Transparency (--alpha; lucid's alpha notebook, see doc/transparency.md)")
+    alpha.add_argument("--alpha", action="store_true",
+                       help="Optimise an RGBA image (Fourier, decorrelated colour, alpha through a sigmoid) whose "
+                            "alpha is pushed to a mean of --alpha-target, composited over --background: writes "
+                            "PREFIX_step<T>_0_rgba.png (real alpha channel), _checker.png and _white.png (over a "
+                            "light-grey checkerboard and over white) and _background.png. Needs a single-unit "
+                            "--objective (layer:channel or layer:channel:y:x), --param fft, --batch 1, Adam, no DVT "
+                            "regularizers and no --lr-policy.")
+    alpha.add_argument("--background", default=None, choices=tuple(CLI_BACKGROUNDS),
+                       help="What the RGBA image is optimised over: none (no background of its own: a fresh random "
+                            "one each step, plus the alpha penalty), noise (a fresh noise sample each step), image "
+                            "(an optimised image), offset-image (an optimised larger image seen through a random "
+                            "window), color (one optimised colour). (default: color)")
+    alpha.add_argument("--adversarial-bg", action="store_true",
+                       help="The background is optimised to LOWER the unit (adversarial); without it, to raise it "
+                            "(allied). Needs a --background other than none. (default: allied)")
+    alpha.add_argument("--alpha-target", type=float, default=None,
+                       help=f"Target of the mean alpha, in (0, 1). (default: {ALPHA_TARGET})")
+    alpha.add_argument("--alpha-coef", type=float, default=None,
+                       help="Weight of the penalty alpha_coef * (mean alpha - alpha_target) ** 2 subtracted from "
+                            f"the objective, >= 0. (default: {ALPHA_COEF:g})")
+    alpha.add_argument("--alpha-jitter", type=int, default=None,
+                       help="Independent random crops of the colour, the alpha and the background by up to this many "
+                            f"pixels (the notebook's jitter_n), in [0, --size). (default: {DEFAULT_ALPHA_JITTER})")
 
     opt = parser.add_argument_group("Optimisation")
     opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
@@ -85,6 +127,9 @@ def get_parser() -> argparse.ArgumentParser:
                      help="Random transforms before each forward pass: lucid's standard chain, or none.")
     opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
     opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    opt.add_argument("--tf32", action="store_true",
+                     help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, 10-bit "
+                          "mantissas). (default: true float32)")
 
     reg = parser.add_argument_group("DVT regularizers and lr policy (as optimize_image.py; regularizers need "
                                     "--param dvt)")
@@ -110,7 +155,8 @@ def get_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("Where to save results")
     out.add_argument("--output-dir", default="visualize_results", help="Folder of the outputs.")
     out.add_argument("--output-prefix", default="viz",
-                     help="File name prefix: PREFIX_step<T>_<n>.png, PREFIX_info.txt, PREFIX_config.yaml.")
+                     help="File name prefix: PREFIX_step<T>_<n>.png (--alpha: PREFIX_step<T>_<n>_rgba.png, "
+                          "_checker.png, _white.png, _background.png), PREFIX_info.txt, PREFIX_config.yaml.")
     out.add_argument("--brave", action="store_true", help="Allow overwriting existing files.")
 
     run = parser.add_argument_group("Running")

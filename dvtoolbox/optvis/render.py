@@ -8,9 +8,14 @@
     2. x       = transforms(scene, generator)        random augmentations (``transforms.py``); RGBA is composited
                                                      over a random background; resized to the model's input size
                                                      when it differs; then ``to_model_input`` (0..255, model
-                                                     channel order, minus the model mean)
-    3. forward = model(x)                            the objective's layers captured by ``LayerCapture``
-    4. value   = objective(acts)                     a 0-dim tensor to maximise (``objectives.py``)
+                                                     channel order, minus the model mean). With ``views`` = V > 1
+                                                     this is done V times, each view drawing its own parameters
+                                                     from the generator (view 0 first), and the views are
+                                                     concatenated: (V * M, 3, h, w), view v of image m at v*M + m
+    3. forward = model(x)                            the objective's layers captured by ``LayerCapture``; one
+                                                     forward pass for all views
+    4. value   = objective(acts)                     a 0-dim tensor to maximise (``objectives.py``); with V views,
+                                                     the mean over v of objective(view v's acts) (see below)
     5. backward of -value into the parameters only   (the model's own .grad is never touched)
     5b. optional: the optimizer's lr from a DVT lr policy (``dvt.LRSchedule``)
     6. optimizer.step()
@@ -21,13 +26,20 @@ One ``torch.Generator`` on the device, seeded with ``seed``, draws the initial p
 ``param_defaults``) and then every transform's parameters: the same seed, model, device and arguments give the
 same images bit for bit, and torch's global RNG is neither read nor changed. Hooks are removed and the model's
 train/eval mode restored in ``finally``, also when a step raises.
+
+Views (``views=V``): the objective is evaluated once per view, on that view's slice of every captured output
+(rows v*M .. v*M + M - 1, so ``batch=i`` still means image i and the batch-coupling objectives, ``diversity``,
+``channel_interpolate``, ``alignment``, compare the images of one view with each other), with ``"input"`` the
+untransformed image in every view; the step's value is the mean of the V values. So image m's objective is the
+mean over its views, and ``views=1`` is exactly the single-view loop. Every captured output the objective reads
+must have the batch first (V * M rows).
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -85,6 +97,36 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def check_views(views) -> int:
+    """An integer >= 1."""
+    if not isinstance(views, numbers.Integral) or isinstance(views, bool) or views < 1:
+        raise UsageError(f"views must be an integer >= 1, got {views!r}")
+    return int(views)
+
+
+def split_views(outputs: Mapping[str, torch.Tensor], views: int, m: int,
+                strict: bool = True) -> List[Dict[str, torch.Tensor]]:
+    """Captured outputs of one forward pass over V = ``views`` concatenated views of M = ``m`` images ->
+    V dicts, view v holding rows v*M .. v*M + M - 1 of each output (views of the tensors, still in the graph).
+
+    An output that is not a tensor with V * M rows cannot be split: a UsageError when ``strict`` (the objective
+    declared that layer), else left out of the views (a plain-callable objective hooks every layer, some of which
+    may return tuples)."""
+    if views == 1:
+        return [dict(outputs)]
+    per_view: List[Dict[str, torch.Tensor]] = [{} for _ in range(views)]
+    for name, t in outputs.items():
+        if not isinstance(t, torch.Tensor) or t.dim() == 0 or t.shape[0] != views * m:
+            if strict:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise UsageError(f"views={views}: layer {name!r} must output {views} x {m} rows, batch first, to be "
+                                 f"split into views; got {shape}")
+            continue
+        for v in range(views):
+            per_view[v][name] = t[v * m:(v + 1) * m]
+    return per_view
+
+
 def to_numpy_images(image: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) tensor -> (N, H, W, C) float32 numpy on the CPU."""
     return image.detach().permute(0, 2, 3, 1).cpu().numpy().astype(np.float32, copy=False)
@@ -126,12 +168,31 @@ class FeatureViz:
             t = resize_bilinear(t, self.contract.size)
         return to_model_input(t, self.contract)
 
+    def views_input(self, scene: torch.Tensor, transform: Callable, generator: torch.Generator,
+                    views: int) -> torch.Tensor:
+        """Phase 2 with V = ``views``: V independently transformed copies of the (M, 3|4, H, W) scene, drawn in
+        order v = 0 .. V-1 from ``generator``, concatenated to (V * M, 3, h, w), view v of image m at v*M + m."""
+        if views == 1:
+            return self.model_input(scene, transform, generator)
+        return torch.cat([self.model_input(scene, transform, generator) for _ in range(views)], dim=0)
+
+    def evaluate(self, outputs: Mapping[str, torch.Tensor], image: torch.Tensor, views: int, m: int,
+                 labels) -> torch.Tensor:
+        """Phase 4: the mean over views of the objective on each view's outputs (see the module docstring)."""
+        strict = self.objective.layers is not None
+        values = [self.objective(Activations({**acts, INPUT: image}, labels))
+                  for acts in split_views(outputs, views, m, strict)]
+        for value in values:
+            if value.dim() != 0:
+                raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, not a scalar")
+        return values[0] if views == 1 else torch.stack(values).mean()
+
     def visualize(self, param_f: Optional[Callable] = None, thresholds: Sequence[int] = (512,), lr: float = 0.05,
                   show_progress: bool = False, show_last_image: bool = False, optimizer: Optional[Callable] = None,
                   transforms: Optional[Sequence[Callable]] = None, seed: int = 0,
                   device: Union[str, torch.device, None] = None,
                   pre_transform: Optional[Callable] = None, regularizers: Optional[PixelRegularizers] = None,
-                  lr_schedule: Optional[LRSchedule] = None) -> List[np.ndarray]:
+                  lr_schedule: Optional[LRSchedule] = None, views: int = 1) -> List[np.ndarray]:
         """Optimize and return ``[images after step t for t in thresholds]``, each (N, H, W, C) float32 numpy in
         [0, 1] (C = 3, or 4 with alpha).
 
@@ -147,8 +208,11 @@ class FeatureViz:
         regularizers: DVT's post-step operations (``dvt.PixelRegularizers``: decay, blur, percentile clips), for
         ``param_f`` = ``dvt.model_pixel_image`` only (a UsageError otherwise). lr_schedule: a DVT learning-rate
         policy (``dvt.LRSchedule``) that sets the optimizer's lr before each step (phase 5b).
+        views: transformed copies of the image per step, one forward pass for all (phases 2 to 4; the module
+        docstring has the rule); each step costs about ``views`` times as much. 1 is lucid's loop.
         """
         steps = check_thresholds(thresholds)
+        views = check_views(views)
         device = _model_device(self.model) if device is None else torch.device(device)
         self.model.to(device)
         generator = torch.Generator(device=device)
@@ -178,13 +242,10 @@ class FeatureViz:
                     opt.zero_grad(set_to_none=True)
                     image = image_f()                                        # 1. image
                     scene = image if pre_transform is None else pre_transform(image, generator)  # 1b.
-                    x = self.model_input(scene, transform, generator)         # 2. transforms, pixel space
+                    x = self.views_input(scene, transform, generator, views)  # 2. transforms, pixel space
                     capture.outputs.clear()
                     self.model(x)                                            # 3. forward
-                    value = self.objective(Activations({**capture.outputs, INPUT: image}, labels))  # 4.
-                    if value.dim() != 0:
-                        raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, "
-                                         "not a scalar")
+                    value = self.evaluate(capture.outputs, image, views, scene.shape[0], labels)  # 4. objective
                     torch.autograd.backward(-value, inputs=params)           # 5. backward
                     if lr_schedule is not None:                              # 5b. DVT lr policy
                         _set_lr(opt, lr_schedule(_ascent_gradients(params), value))
