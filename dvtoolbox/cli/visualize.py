@@ -210,6 +210,43 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--lr-params needs --lr-policy")
     if not args.output_prefix or os.sep in args.output_prefix:
         raise UsageError(f"--output-prefix must be a file name prefix without {os.sep!r}, got {args.output_prefix!r}")
+    check_alpha_args(args)
+
+
+def check_alpha_args(args: argparse.Namespace) -> None:
+    """The --alpha rules that need no model: its flags need it, and it refuses what ``render_transparent`` does not
+    do (another parameterisation, several images, SGD, an lr policy, the DVT regularizers)."""
+    if not args.alpha:
+        given = [flag for dest, flag in ALPHA_FLAGS if getattr(args, dest) not in (None, False)]
+        if given:
+            raise UsageError(f"{given[0]} needs --alpha")
+        return
+    refused = [("--param " + str(args.param), args.param != "fft"), ("--no-decorrelate", args.no_decorrelate),
+               (f"--batch {args.batch}", args.batch != 1), (f"--optimizer {args.optimizer}", args.optimizer != "adam"),
+               ("--lr-policy", args.lr_policy is not None),
+               ("the DVT regularizers (--decay, --blur-*, --*-percentile)",
+                any(getattr(args, name) for name in REGULARIZER_FLAGS))]
+    for what, bad in refused:
+        if bad:
+            raise UsageError(f"--alpha cannot be combined with {what} (it optimises one RGBA Fourier image with "
+                             "decorrelated colour, with Adam at the constant --lr)")
+    target, coef, jitter_n = alpha_settings(args)[2:]
+    if not 0.0 < target < 1.0:
+        raise UsageError(f"--alpha-target must be in (0, 1), got {target}")
+    if not 0.0 <= coef < float("inf"):
+        raise UsageError(f"--alpha-coef must be >= 0 and finite, got {coef}")
+    if jitter_n < 0:
+        raise UsageError(f"--alpha-jitter must be >= 0, got {jitter_n}")
+    if args.adversarial_bg and alpha_settings(args)[0] == "none":
+        raise UsageError("--adversarial-bg needs a --background other than none (there is no background to optimise)")
+
+
+def alpha_settings(args: argparse.Namespace):
+    """(background, adversarial, alpha_target, alpha_coef, jitter_n) with the defaults filled in."""
+    return (args.background if args.background is not None else DEFAULT_BACKGROUND, bool(args.adversarial_bg),
+            float(args.alpha_target if args.alpha_target is not None else ALPHA_TARGET),
+            float(args.alpha_coef if args.alpha_coef is not None else ALPHA_COEF),
+            int(args.alpha_jitter if args.alpha_jitter is not None else DEFAULT_ALPHA_JITTER))
 
 
 def regularizers_from_args(args: argparse.Namespace) -> PixelRegularizers:
@@ -261,16 +298,44 @@ class RenderCall:
     kwargs: Dict[str, object] = field(default_factory=dict)
 
 
+def image_size(args: argparse.Namespace, contract: InputContract):
+    """(h, w): --size, else the model's input size."""
+    return (args.size, args.size) if args.size is not None else tuple(contract.size)
+
+
 def render_call(args: argparse.Namespace, model) -> RenderCall:
-    """The visualize call the arguments ask for (the one place a new mode changes)."""
+    """The visualize call the arguments ask for (the one place a new mode of ``visualize`` changes)."""
     contract = model.input_contract
-    h, w = (args.size, args.size) if args.size is not None else tuple(contract.size)
+    h, w = image_size(args, contract)
     optimizer = OPTIMIZERS[args.optimizer]
     kwargs = dict(thresholds=thresholds_from_args(args), lr=args.lr, seed=args.seed,
                   transforms=None if args.transforms == "standard" else [],
                   optimizer=lambda params: optimizer(params, lr=args.lr),
                   regularizers=regularizers_from_args(args), lr_schedule=lr_schedule_from_args(args))
     return RenderCall(PARAMS[args.param](args, contract, h, w), kwargs)
+
+
+def alpha_call(args: argparse.Namespace, model) -> Dict[str, object]:
+    """``render_transparent``'s keyword arguments for --alpha (besides the model, device and progress bar), after
+    the checks that need the model: a single-unit objective, a square image, --alpha-jitter below its size."""
+    try:
+        unit = str(create_objective(args.objective))
+    except UsageError:
+        unit = None
+    if unit != str(parse_objective(args.objective, model=model)):  # e.g. "2 * fc8:2" reads as layer "2 * fc8"
+        raise UsageError("--alpha needs a single unit, layer:channel or layer:channel:y:x (no sums, factors or "
+                         f"@batch: the unit is read on the foreground's and the background's images), got "
+                         f"{args.objective!r}")
+    h, w = image_size(args, model.input_contract)
+    if h != w:
+        raise UsageError(f"--alpha makes square images and the model's input is {h}x{w}: give --size")
+    background, adversarial, target, coef, jitter_n = alpha_settings(args)
+    if jitter_n >= w:
+        raise UsageError(f"--alpha-jitter must be smaller than the image size {w}, got {jitter_n}")
+    return dict(objective=args.objective, background=background, adversarial=adversarial, alpha_target=target,
+                alpha_coef=coef, w=w, jitter_n=jitter_n, thresholds=thresholds_from_args(args), lr=args.lr,
+                transforms=None if args.transforms == "standard" else [], seed=args.seed,
+                resize_to_contract=not args.no_resize)
 
 
 # ---------------------------------------------------------------------------------------------------- outputs
@@ -283,24 +348,55 @@ def image_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int
                 for n in range(args.batch)] for t in thresholds}
 
 
+def alpha_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int, Dict[str, str]]:
+    """--alpha: threshold -> {kind: path} for the one image, OUTPUT_DIR/PREFIX_step<T>_0_<kind>.png, kind in
+    ALPHA_KINDS."""
+    return {t: {kind: paths[0][:-len(".png")] + f"_{kind}.png" for kind in ALPHA_KINDS}
+            for t, paths in image_paths(args, thresholds).items()}
+
+
+def background_path(args: argparse.Namespace, thresholds: Sequence[int]) -> str:
+    """--alpha with a background: OUTPUT_DIR/PREFIX_step<T>_0_background.png, T the last threshold."""
+    return image_paths(args, thresholds)[thresholds[-1]][0][:-len(".png")] + "_background.png"
+
+
 def side_paths(args: argparse.Namespace) -> List[str]:
     return [os.path.join(args.output_dir, f"{args.output_prefix}_{name}") for name in ("info.txt", "config.yaml")]
 
 
-def resolved_config(args: argparse.Namespace, device, size) -> dict:
+def resolved_config(args: argparse.Namespace, device, size, alpha: Optional[dict] = None) -> dict:
+    """Every flag's value, the version, and what was resolved: device, image size and (--alpha) the alpha
+    settings with their defaults filled in and the measured alpha mean."""
     config = {k.replace("_", "-"): v for k, v in vars(args).items()
               if k not in ("config", "list_layers", "list_models", "verbose")}
-    config.update({"dvtoolbox-version": __version__, "config-file": args.config,
-                   "resolved": {"device": str(device), "size": list(size)}})
+    resolved = {"device": str(device), "size": list(size)}
+    if alpha is not None:
+        resolved["alpha"] = alpha
+    config.update({"dvtoolbox-version": __version__, "config-file": args.config, "resolved": resolved})
     return config
 
 
-def info_text(fv: FeatureViz, thresholds: Sequence[int], elapsed: float, device) -> str:
-    history = fv.history
-    lines = [f"objective: {fv.objective}", f"device: {device}", f"seconds: {elapsed:.2f}",
+def info_text(objective, history: Sequence[float], thresholds: Sequence[int], elapsed: float, device,
+              extra: Sequence[str] = ()) -> str:
+    """The objective, device, seconds, the objective at step 1 and at each threshold, then ``extra`` lines."""
+    lines = [f"objective: {objective}", f"device: {device}", f"seconds: {elapsed:.2f}",
              f"objective at step 1: {history[0]:.6g}"]
     lines += [f"objective at step {t}: {history[t - 1]:.6g}" for t in thresholds]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + list(extra)) + "\n"
+
+
+def alpha_record(kwargs: Dict[str, object], result: TransparentResult) -> dict:
+    """The alpha settings used and the measured alpha mean, for config.yaml's ``resolved``."""
+    return {"background": kwargs["background"], "adversarial": kwargs["adversarial"],
+            "alpha-target": kwargs["alpha_target"], "alpha-coef": kwargs["alpha_coef"],
+            "alpha-jitter": kwargs["jitter_n"], "alpha-mean": result.alpha_means[0]}
+
+
+def alpha_info_lines(record: dict) -> List[str]:
+    side = "" if record["background"] == "none" else (", adversarial" if record["adversarial"] else ", allied")
+    return [f"alpha: background {record['background']}{side}, target {record['alpha-target']:g}, coef "
+            f"{record['alpha-coef']:g}, jitter {record['alpha-jitter']}",
+            f"alpha mean: {record['alpha-mean']:.6g}"]
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -314,12 +410,15 @@ def run(args: argparse.Namespace) -> List[str]:
     device = resolve_device(args.device)
     model = create_model(args.model)
     objective = parse_objective(args.objective, model=model)
+    if args.alpha:
+        return run_alpha(args, model, device)
     call = render_call(args, model)
     thresholds = call.kwargs["thresholds"]
     paths = image_paths(args, thresholds)
     check_writable([p for group in paths.values() for p in group] + side_paths(args), args.brave)
 
-    fv = FeatureViz(model, objective)
+    configure_float32(device, args.tf32)
+    fv = FeatureViz(model, objective, resize_to_contract=not args.no_resize)
     start = time.perf_counter()
     images = fv.visualize(call.param_f, device=device, show_progress=not args.verbose, **call.kwargs)
     elapsed = time.perf_counter() - start
@@ -330,8 +429,39 @@ def run(args: argparse.Namespace) -> List[str]:
             written.append(path)
     size = images[0].shape[1:3]
     info_path, config_path = side_paths(args)
-    write_text_atomic(info_path, info_text(fv, thresholds, elapsed, device))
+    write_text_atomic(info_path, info_text(fv.objective, fv.history, thresholds, elapsed, device))
     write_text_atomic(config_path, yaml.safe_dump(resolved_config(args, device, size), sort_keys=False))
+    return written + [info_path, config_path]
+
+
+def run_alpha(args: argparse.Namespace, model, device) -> List[str]:
+    """--alpha: check the outputs, ``render_transparent``, write the RGBA PNG and its two composites per
+    threshold, the background (when there is one) and the side files; returns the files written."""
+    kwargs = alpha_call(args, model)
+    thresholds = kwargs["thresholds"]
+    paths = alpha_paths(args, thresholds)
+    bg_path = background_path(args, thresholds) if kwargs["background"] != "none" else None
+    check_writable([p for group in paths.values() for p in group.values()] + ([bg_path] if bg_path else [])
+                   + side_paths(args), args.brave)
+
+    configure_float32(device, args.tf32)
+    result = render_transparent(model, device=device, show_progress=not args.verbose, **kwargs)
+    written = []
+    for t, snapshot in zip(thresholds, result.snapshots):
+        rgba = snapshot[0]
+        save_rgba_png(paths[t]["rgba"], rgba)
+        save_image(paths[t]["checker"], over_checkerboard(rgba))
+        save_image(paths[t]["white"], over_white(rgba))
+        written += [paths[t][kind] for kind in ALPHA_KINDS]
+    if bg_path is not None:
+        save_image(bg_path, result.backgrounds[0])
+        written.append(bg_path)
+    record = alpha_record(kwargs, result)
+    info_path, config_path = side_paths(args)
+    write_text_atomic(info_path, info_text(result.objective, result.history, thresholds, result.seconds, device,
+                                           alpha_info_lines(record)))
+    config = resolved_config(args, device, result.rgba.shape[1:3], record)
+    write_text_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
     return written + [info_path, config_path]
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import glob
 import html
-import json
 import logging
 import math
 import os

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Tuple
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS, validate_lr_params
+from dvtoolbox.optimize.lr_policies import validate_lr_params
 from dvtoolbox.optimize.start import START_AT_CHOICES
 
 PERCENTILE_FIELDS = ("small_val_percentile", "small_norm_percentile", "px_benefit_percentile",

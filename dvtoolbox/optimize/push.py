@@ -30,6 +30,15 @@ def as_units3d(acts: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a layer output of shape (N, C) or (N, C, H, W), got {tuple(acts.shape)}")
 
 
+def forward_captured(model: nn.Module, capture: LayerCapture, x: torch.Tensor) -> None:
+    """Run x through the model with ``capture``'s hooks, stopping early when the capture has all it needs."""
+    with capture:
+        try:
+            model(x)
+        except StopForward:
+            pass
+
+
 class UnitPush:
     """Callable: x (N, 3, H, W) -> (acts (N, C, H, W) detached, grad (N, 3, H, W)) for one pushed unit per image.
 
@@ -49,11 +58,7 @@ class UnitPush:
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
-        with self.capture:
-            try:
-                self.model(x)
-            except StopForward:
-                pass
+        forward_captured(self.model, self.capture, x)
         acts = as_units3d(self.capture.outputs[self.layer])
         source = as_units3d(self.capture.outputs[self.source])
         pushed = source[self.batch_index, self.channel, self.row, self.col]
@@ -89,11 +94,7 @@ class ObjectivePush:
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
-        with self.capture:
-            try:
-                self.model(x)
-            except StopForward:
-                pass
+        forward_captured(self.model, self.capture, x)
         outputs = dict(self.capture.outputs)
         self.capture.outputs.clear()
         if self.needs_input:

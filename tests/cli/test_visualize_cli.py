@@ -7,9 +7,10 @@ import pytest
 import torch
 import yaml
 
-from dvtoolbox.cli.visualize import PARAMS, get_parser, main
-from dvtoolbox.io.images import load_image_rgb, to_uint8
+from dvtoolbox.cli.visualize import PARAMS, alpha_call, get_parser, main
+from dvtoolbox.io.images import load_image_rgb, load_image_rgba, to_uint8
 from dvtoolbox.optvis import FeatureViz, get_image
+from dvtoolbox.optvis.alpha import render_transparent
 from tests.conftest import make_tiny
 
 
@@ -153,3 +154,162 @@ def test_cuda_run_is_reproducible(tmp_path):
     a, b = ((tmp_path / "out" / f"{p}_step3_0.png").read_bytes() for p in "ab")
     assert a == b
     assert yaml.safe_load((tmp_path / "out" / "a_config.yaml").read_text())["resolved"]["device"] == "cuda"
+
+
+# ------------------------------------------------------------------------------------------------ --alpha
+
+ALPHA_FILES = ["viz_config.yaml", "viz_info.txt", "viz_step2_0_checker.png", "viz_step2_0_rgba.png",
+               "viz_step2_0_white.png", "viz_step3_0_background.png", "viz_step3_0_checker.png",
+               "viz_step3_0_rgba.png", "viz_step3_0_white.png"]
+ALPHA_RUNS = {  # flags -> the same call of the library
+    "adversarial image, defaults": (
+        ["--background", "image", "--adversarial-bg"],
+        dict(background="image", adversarial=True, alpha_target=0.25, alpha_coef=1e4, jitter_n=2, transforms=None)),
+    "none, other knobs": (
+        ["--background", "none", "--alpha-target", "0.4", "--alpha-coef", "100", "--alpha-jitter", "1",
+         "--transforms", "none", "--lr", "0.1"],
+        dict(background="none", adversarial=False, alpha_target=0.4, alpha_coef=100.0, jitter_n=1, transforms=[],
+             lr=0.1)),
+}
+
+
+def alpha_run(tmp_path, *flags):
+    return run(tmp_path, "--alpha", "--size", "20", "--thresholds", "2,3", "--seed", "5", *flags)
+
+
+def png_colour_type(path):
+    """The IHDR colour type byte of a PNG file: 6 = RGBA (8-bit), 2 = RGB."""
+    with open(path, "rb") as f:
+        data = f.read(26)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return data[25]
+
+
+def hand_checkerboard(h, w):
+    """(h, w, 1): 1.0 where (y // 8 + x // 8) is even (the top left), 0.8 elsewhere."""
+    y, x = np.mgrid[:h, :w]
+    return np.where((y // 8 + x // 8) % 2 == 0, 1.0, 0.8)[:, :, None]
+
+
+def assert_png_close(path, expected01):
+    """The PNG (RGB) equals floor(255 * expected) to one grey level (float32 vs float64 rounding)."""
+    png = load_image_rgb(str(path)).astype(int)
+    ref = np.clip(np.floor(255.0 * expected01), 0, 255).astype(int)
+    assert png.shape == ref.shape and np.abs(png - ref).max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(ALPHA_RUNS))
+def test_alpha_files_are_the_library_result_and_its_composites(tmp_path, name, capsys):
+    flags, call = ALPHA_RUNS[name]
+    assert alpha_run(tmp_path, *flags) == 0
+    expected_files = [f for f in ALPHA_FILES if call["background"] != "none" or "background" not in f]
+    assert files(tmp_path) == expected_files
+    assert f"wrote {len(expected_files)} files" in capsys.readouterr().out
+    result = render_transparent(make_tiny(), "fc8:2", w=20, thresholds=[2, 3], seed=5, device="cpu",
+                                resize_to_contract=True, **{"lr": 0.05, **call})
+    out = tmp_path / "out"
+    for t, snapshot in zip((2, 3), result.snapshots):
+        rgba = snapshot[0].astype(np.float64)                                   # (20, 20, 4) in [0, 1]
+        path = out / f"viz_step{t}_0_rgba.png"
+        assert png_colour_type(path) == 6                                       # a real alpha channel
+        png = load_image_rgba(str(path))
+        np.testing.assert_array_equal(png, to_uint8(snapshot[0]))               # same bits as the library
+        assert np.abs(png[..., 3] / 255.0 - rgba[..., 3]).max() <= 1 / 255
+        assert 0 < png[..., 3].min() and png[..., 3].max() < 255                # neither opaque nor empty
+        rgb, a = rgba[..., :3], rgba[..., 3:]
+        assert_png_close(out / f"viz_step{t}_0_checker.png", rgb * a + hand_checkerboard(20, 20) * (1 - a))
+        assert_png_close(out / f"viz_step{t}_0_white.png", rgb * a + (1 - a))
+        assert png_colour_type(out / f"viz_step{t}_0_white.png") == 2
+    if call["background"] != "none":
+        np.testing.assert_array_equal(load_image_rgb(str(out / "viz_step3_0_background.png")),
+                                      to_uint8(result.backgrounds[0]))
+    record = {"background": call["background"], "adversarial": call["adversarial"],
+              "alpha-target": call["alpha_target"], "alpha-coef": call["alpha_coef"],
+              "alpha-jitter": call["jitter_n"], "alpha-mean": result.alpha_means[0]}
+    config = yaml.safe_load((out / "viz_config.yaml").read_text())
+    assert config["alpha"] is True and config["resolved"] == {"device": "cpu", "size": [20, 20], "alpha": record}
+    info = (out / "viz_info.txt").read_text()
+    assert f"objective at step 3: {result.history[2]:.6g}\n" in info
+    assert info.endswith(f"alpha mean: {result.alpha_means[0]:.6g}\n")
+    assert f"alpha: background {call['background']}" in info and f"target {call['alpha_target']:g}" in info
+
+
+def test_alpha_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    assert alpha_run(tmp_path, "--output-prefix", "a") == 0
+    assert alpha_run(tmp_path, "--output-prefix", "b") == 0
+    assert alpha_run(tmp_path, "--output-prefix", "c", "--seed", "6") == 0
+    for kind in ("rgba", "checker", "white", "background"):
+        a, b, c = ((tmp_path / "out" / f"{p}_step3_0_{kind}.png").read_bytes() for p in "abc")
+        assert a == b and a != c, kind
+
+
+def test_alpha_call_passes_every_knob():
+    args = get_parser().parse_args(["--alpha", "--objective", "fc8:1:0:0", "--background", "offset-image",
+                                    "--adversarial-bg", "--alpha-target", "0.3", "--alpha-coef", "50",
+                                    "--alpha-jitter", "3", "--size", "16", "--thresholds", "4,9", "--lr", "0.2",
+                                    "--seed", "7", "--no-resize"])
+    assert alpha_call(args, make_tiny()) == dict(
+        objective="fc8:1:0:0", background="offset-image", adversarial=True, alpha_target=0.3, alpha_coef=50.0,
+        w=16, jitter_n=3, thresholds=[4, 9], lr=0.2, transforms=None, seed=7, resize_to_contract=False)
+    defaults = alpha_call(get_parser().parse_args(["--alpha", "--objective", "fc8:1"]), make_tiny())
+    assert (defaults["background"], defaults["adversarial"], defaults["alpha_target"], defaults["alpha_coef"],
+            defaults["jitter_n"], defaults["w"], defaults["resize_to_contract"]) == ("color", False, 0.25, 1e4, 2, 8,
+                                                                                    True)
+
+
+@pytest.mark.parametrize("existing", ALPHA_FILES)
+def test_alpha_refuses_to_overwrite_any_of_its_files_before_any_work(tmp_path, capsys, existing):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / existing).write_bytes(b"keep")
+    assert alpha_run(tmp_path, "--adversarial-bg") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cowardly refusing to overwrite {tmp_path / 'out' / existing}" in err
+    assert files(tmp_path) == [existing] and (tmp_path / "out" / existing).read_bytes() == b"keep"
+    assert alpha_run(tmp_path, "--adversarial-bg", "--brave") == 0
+    assert files(tmp_path) == ALPHA_FILES
+
+
+def test_help_shows_alpha_defaults():
+    text = " ".join(get_parser().format_help().split())
+    for expected in ("--alpha ", "(default: color)", "(default: allied)", "(default: 0.25)", "(default: 10000)",
+                     "(default: 2)", "none,noise,image,offset-image,color"):
+        assert expected in text, expected
+
+
+BAD_ALPHA = [
+    (["--background", "color"], "--background needs --alpha"),
+    (["--adversarial-bg"], "--adversarial-bg needs --alpha"),
+    (["--alpha-target", "0.3"], "--alpha-target needs --alpha"),
+    (["--alpha-coef", "10"], "--alpha-coef needs --alpha"),
+    (["--alpha-jitter", "1"], "--alpha-jitter needs --alpha"),
+    (["--alpha", "--background", "checker"], "invalid choice"),
+    (["--alpha", "--alpha-target", "0"], "--alpha-target must be in (0, 1), got 0.0"),
+    (["--alpha", "--alpha-target", "1"], "--alpha-target must be in (0, 1), got 1.0"),
+    (["--alpha", "--alpha-target", "-0.5"], "--alpha-target must be in (0, 1)"),
+    (["--alpha", "--alpha-target", "nan"], "--alpha-target must be in (0, 1)"),
+    (["--alpha", "--alpha-coef", "-1"], "--alpha-coef must be >= 0"),
+    (["--alpha", "--alpha-coef", "inf"], "--alpha-coef must be >= 0 and finite"),
+    (["--alpha", "--alpha-jitter", "-1"], "--alpha-jitter must be >= 0"),
+    (["--alpha", "--alpha-jitter", "8"], "--alpha-jitter must be smaller than the image size 8"),
+    (["--alpha", "--background", "none", "--adversarial-bg"], "--adversarial-bg needs a --background other"),
+    (["--alpha", "--param", "pixel"], "--alpha cannot be combined with --param pixel"),
+    (["--alpha", "--param", "dvt"], "--alpha cannot be combined with --param dvt"),
+    (["--alpha", "--no-decorrelate"], "--alpha cannot be combined with --no-decorrelate"),
+    (["--alpha", "--batch", "2"], "--alpha cannot be combined with --batch 2"),
+    (["--alpha", "--optimizer", "sgd"], "--alpha cannot be combined with --optimizer sgd"),
+    (["--alpha", "--lr-policy", "constant"], "--alpha cannot be combined with --lr-policy"),
+    (["--alpha", "--decay", "0.01"], "--alpha cannot be combined with the DVT regularizers"),
+    (["--alpha", "--param", "dvt", "--blur-radius", "1", "--blur-every", "2"], "--alpha cannot be combined with"),
+    (["--alpha", "--objective", "fc8:2 + fc8:1"], "--alpha needs a single unit"),
+    (["--alpha", "--objective", "2 * fc8:2"], "--alpha needs a single unit"),
+    (["--alpha", "--objective", "fc8:2@0"], "--alpha needs a single unit"),
+    (["--alpha", "--objective", "fc9:2"], "fc9"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_ALPHA, ids=[" ".join(f) for f, _ in BAD_ALPHA])
+def test_bad_alpha_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, flags, message):
+    assert run(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("visualize.py: error: ") and message in err, err
+    assert not (tmp_path / "out").exists()

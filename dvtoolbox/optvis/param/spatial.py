@@ -17,8 +17,7 @@ an RGB image in [0, 1] with ``color.to_valid_rgb`` (``images.get_image`` does bo
 
 from __future__ import annotations
 
-import math
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
