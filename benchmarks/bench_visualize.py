@@ -7,7 +7,13 @@ the whole model forward (as the loop does). Rounds are interleaved so that machi
 medians over rounds are reported, with the ratio loop / bare (the issue's target: <= 1.2 on the CPU). Not a
 test: run it by hand.
 
+With ``--views V`` the loop runs ``visualize(views=V)`` (V transformed copies of each image, one forward pass of
+V x batch images per step) and the bare loop a leaf batch of the same V x batch images, so the ratio is still the
+loop's overhead over the least any loop feeding the model that many images must do; the per-step seconds show
+what the views cost. ``--transforms strong`` uses ``strong_transforms()`` (the class recipe with ``--views 4``).
+
     python benchmarks/bench_visualize.py [--device cpu|cuda] [--steps 20] [--rounds 5] [--threads 2] [--batch 1]
+        [--views 1] [--transforms standard|strong]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dvtoolbox.models.capture import LayerCapture  # noqa: E402
 from dvtoolbox.models.registry import create_model  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image  # noqa: E402
 from dvtoolbox.optvis.objectives import create_objective  # noqa: E402
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS  # noqa: E402
 
 
 def bare_loop(model, layer: str, channel: int, batch: int, size, steps: int, device) -> torch.Tensor:
@@ -44,11 +51,13 @@ def bare_loop(model, layer: str, channel: int, batch: int, size, steps: int, dev
     return x
 
 
-def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device) -> None:
-    """``visualize`` with the standard transforms (the default), Fourier + decorrelated image, Adam lr 0.05."""
+def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device, views: int = 1,
+                    transforms: str = "standard") -> None:
+    """``visualize`` with the named transform preset (standard: the default) and ``views`` copies, Fourier +
+    decorrelated image, Adam lr 0.05."""
     h, w = size
     fv.visualize(lambda: get_image(w=w, h=h, batch=batch, fft=True, decorrelate=True), thresholds=[steps],
-                 lr=0.05, seed=0, device=device)
+                 lr=0.05, seed=0, device=device, views=views, transforms=TRANSFORM_PRESETS[transforms]())
 
 
 def timed(fn, device: torch.device) -> float:
@@ -67,7 +76,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--objective", default="_blocks.10:97", help="layer:channel")
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1, help="images optimised together")
+    ap.add_argument("--views", type=int, default=1,
+                    help="visualize(views=...); the bare loop then feeds views x batch images")
+    ap.add_argument("--transforms", default="standard", choices=tuple(TRANSFORM_PRESETS))
     ap.add_argument("--steps", type=int, default=20, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -83,8 +95,8 @@ def main(argv=None) -> int:
     layer, channel = args.objective.rsplit(":", 1)
     fv = FeatureViz(model, create_objective(args.objective, model=model))
     variants = {
-        "bare": lambda: bare_loop(model, layer, int(channel), args.batch, size, args.steps, device),
-        "visualize": lambda: featureviz_loop(fv, args.batch, size, args.steps, device),
+        "bare": lambda: bare_loop(model, layer, int(channel), args.views * args.batch, size, args.steps, device),
+        "visualize": lambda: featureviz_loop(fv, args.batch, size, args.steps, device, args.views, args.transforms),
     }
     for fn in variants.values():  # warm-up (allocator, cuDNN autotuning, lazy inits)
         timed(fn, device)
@@ -94,7 +106,8 @@ def main(argv=None) -> int:
             times[name].append(timed(fn, device) / args.steps)
     bare = statistics.median(times["bare"])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"{args.model} {args.objective}, batch {args.batch}, {size[0]}x{size[1]}, {args.steps} steps x "
+    print(f"{args.model} {args.objective}, batch {args.batch} x {args.views} views ({args.transforms} transforms; "
+          f"the bare loop: batch {args.views * args.batch}), {size[0]}x{size[1]}, {args.steps} steps x "
           f"{args.rounds} rounds, {where}; load average (1 min): {os.getloadavg()[0]:.2f}")
     print(f"{'variant':10} {'s/step':>9} {'ratio':>7}")
     for name in variants:

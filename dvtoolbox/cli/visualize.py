@@ -4,8 +4,9 @@
 overwritten without --brave, checked before any work), runs ``visualize`` and writes one PNG per image per
 threshold plus ``info.txt`` and ``config.yaml``, all atomically. With ``--alpha`` it runs
 ``dvtoolbox.optvis.alpha.render_transparent`` instead (an RGBA image optimised over a ``--background``) and writes,
-per threshold, the RGBA PNG and its composites over a checkerboard and over white (plus the background). Defaults come from the built-in defaults,
-``--config FILE.yaml`` and the command line, in rising order. Bad input prints one line and exits with status 2.
+per threshold, the RGBA PNG and its composites over a checkerboard and over white (plus the background). Defaults
+come from the built-in defaults, ``--config FILE.yaml`` and the command line, in rising order. Bad input prints one
+line and exits with status 2.
 
 How a run is rendered is built in one place, ``render_call(args, model)`` -> ``RenderCall`` (the
 parameterisation ``param_f`` and the keyword arguments of ``visualize``): a new mode adds a flag and changes the
@@ -45,6 +46,7 @@ from dvtoolbox.optvis.expression import parse_objective
 from dvtoolbox.optvis.objectives import create_objective
 from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
 
 PROG = "visualize.py"
 REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
@@ -123,8 +125,13 @@ def get_parser() -> argparse.ArgumentParser:
                           "--steps). (default: --steps)")
     opt.add_argument("--lr", type=float, default=0.05, help="Learning rate of the optimizer.")
     opt.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS), help="Optimizer.")
-    opt.add_argument("--transforms", default="standard", choices=("standard", "none"),
-                     help="Random transforms before each forward pass: lucid's standard chain, or none.")
+    opt.add_argument("--transforms", default="standard", choices=tuple(TRANSFORM_PRESETS),
+                     help="Random transforms before each forward pass: lucid's standard chain, a wider one "
+                          "(strong: pad 16, jitter 16, scale 0.75..1.25, rotate +-20, jitter 8), or none.")
+    opt.add_argument("--views", type=int, default=1,
+                     help="Independently transformed copies of the image per step, the objective averaged over "
+                          "them (one forward pass of views x batch images: each step costs about views times as "
+                          "much). --views 4 --transforms strong is the class recipe of doc/optvis.md.")
     opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
     opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
     opt.add_argument("--tf32", action="store_true",
@@ -200,6 +207,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     if args.size is not None and args.size < 1:
         raise UsageError(f"--size must be >= 1, got {args.size}")
+    if args.views < 1 or (args.alpha and args.views != 1):
+        raise UsageError(f"--views must be >= 1 (and 1 with --alpha), got {args.views}")
     if args.lowres_factor < 1:
         raise UsageError(f"--lowres-factor must be >= 1, got {args.lowres_factor}")
     if not args.lr > 0:
@@ -303,13 +312,18 @@ def image_size(args: argparse.Namespace, contract: InputContract):
     return (args.size, args.size) if args.size is not None else tuple(contract.size)
 
 
+def transforms_from_args(args: argparse.Namespace):
+    """--transforms: None for lucid's standard chain (visualize's default), else the preset's list."""
+    return None if args.transforms == "standard" else TRANSFORM_PRESETS[args.transforms]()
+
+
 def render_call(args: argparse.Namespace, model) -> RenderCall:
     """The visualize call the arguments ask for (the one place a new mode of ``visualize`` changes)."""
     contract = model.input_contract
     h, w = image_size(args, contract)
     optimizer = OPTIMIZERS[args.optimizer]
     kwargs = dict(thresholds=thresholds_from_args(args), lr=args.lr, seed=args.seed,
-                  transforms=None if args.transforms == "standard" else [],
+                  transforms=transforms_from_args(args), views=args.views,
                   optimizer=lambda params: optimizer(params, lr=args.lr),
                   regularizers=regularizers_from_args(args), lr_schedule=lr_schedule_from_args(args))
     return RenderCall(PARAMS[args.param](args, contract, h, w), kwargs)
@@ -334,7 +348,7 @@ def alpha_call(args: argparse.Namespace, model) -> Dict[str, object]:
         raise UsageError(f"--alpha-jitter must be smaller than the image size {w}, got {jitter_n}")
     return dict(objective=args.objective, background=background, adversarial=adversarial, alpha_target=target,
                 alpha_coef=coef, w=w, jitter_n=jitter_n, thresholds=thresholds_from_args(args), lr=args.lr,
-                transforms=None if args.transforms == "standard" else [], seed=args.seed,
+                transforms=transforms_from_args(args), seed=args.seed,
                 resize_to_contract=not args.no_resize)
 
 
@@ -410,6 +424,8 @@ def run(args: argparse.Namespace) -> List[str]:
     device = resolve_device(args.device)
     model = create_model(args.model)
     objective = parse_objective(args.objective, model=model)
+    if args.no_resize:
+        check_input_size(model, image_size(args, model.input_contract))
     if args.alpha:
         return run_alpha(args, model, device)
     call = render_call(args, model)
@@ -489,6 +505,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
+
+
+def check_input_size(model, size) -> None:
+    """--no-resize: the model must take images of ``size`` (H, W) as they are (a dry forward pass on the CPU)."""
+    from dvtoolbox.models.capture import layer_shapes
+
+    try:
+        layer_shapes(model, tuple(size))
+    except RuntimeError as exc:
+        raise UsageError(f"--no-resize: the model cannot take {size[0]}x{size[1]} images "
+                         f"({str(exc).splitlines()[0]}); drop --no-resize or give --size "
+                         f"{model.input_contract.size[0]}") from None
 
 
 def print_layers(args: argparse.Namespace) -> None:

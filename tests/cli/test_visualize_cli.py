@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from dvtoolbox.cli import visualize as visualize_module
 from dvtoolbox.cli.visualize import PARAMS, alpha_call, get_parser, main
 from dvtoolbox.io.images import load_image_rgb, load_image_rgba, to_uint8
 from dvtoolbox.optvis import FeatureViz, get_image
@@ -111,6 +112,7 @@ def test_help_shows_defaults():
 
 
 BAD = [
+    (["--no-resize", "--size", "12"], "--no-resize: the model cannot take 12x12 images"),
     (["--objective", "fc8:2 *"], "at the end"),
     (["--objective", "fc9:2"], "fc9"),
     (["--objective", "fc8:2 * fc8:1"], "cannot be multiplied"),
@@ -313,3 +315,17 @@ def test_bad_alpha_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("visualize.py: error: ") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [([], True), (["--no-resize"], False)])
+def test_no_resize_reaches_featureviz(tmp_path, monkeypatch, flags, expected):
+    seen = []
+
+    class Spy(FeatureViz):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["resize_to_contract"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(visualize_module, "FeatureViz", Spy)
+    assert run(tmp_path, "--transforms", "none", *flags) == 0
+    assert seen == [expected]

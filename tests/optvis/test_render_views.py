@@ -204,3 +204,58 @@ def test_views_errors():
     fv.visualize(lambda: get_image(4), thresholds=[1], transforms=[])  # one view: nothing to split
     with pytest.raises(UsageError, match="views=2: layer '1' must output 2 x 1 rows"):
         fv.visualize(lambda: get_image(4), thresholds=[1], transforms=[], views=2)
+
+
+# -------------------------------------------------------------------------------------------- presets, CLI
+
+
+def test_strong_transforms_preset():
+    from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, strong_transforms
+
+    chain = strong_transforms()
+    assert [repr(t) for t in chain[:2]] == ["pad(16, mode='constant', value=0.5)", "jitter(16)"]
+    np.testing.assert_allclose(chain[2].scales, np.linspace(0.75, 1.25, 11), rtol=0, atol=1e-12)
+    assert chain[3].angles == list(range(-20, 21)) and chain[3].units == "degrees"
+    assert repr(chain[4]) == "jitter(8)" and strong_transforms() is not strong_transforms()
+    assert sorted(TRANSFORM_PRESETS) == ["none", "standard", "strong"] and TRANSFORM_PRESETS["none"]() == []
+    # 224 px: 224 + 32 - 16 = 240, scaled 0.75 .. 1.25 -> 180 .. 300, minus 8
+    x = torch.zeros(1, 3, 224, 224)
+    sizes = {tuple(compose(strong_transforms())(x, torch.Generator().manual_seed(s)).shape[-2:]) for s in range(40)}
+    assert sizes <= {(int(np.floor(240 * k + 1e-6)) - 8,) * 2 for k in chain[2].scales} and len(sizes) > 3
+
+
+def run_cli(tmp_path, *flags):
+    from dvtoolbox.cli.visualize import main
+
+    argv = ["--model", "tiny_test", "--objective", "fc8:2", "--steps", "3", "--output-dir", str(tmp_path / "out"),
+            "--device", "cpu", *flags]
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_cli_views_and_strong_transforms_write_the_library_image(tmp_path):
+    from dvtoolbox.io.images import load_image_rgb, to_uint8
+    from dvtoolbox.optvis.transforms import strong_transforms
+
+    assert run_cli(tmp_path, "--seed", "4", "--views", "3", "--transforms", "strong", "--batch", "2") == 0
+    fv = FeatureViz(make_tiny(), "fc8:2")
+    (images,) = fv.visualize(lambda: get_image(w=8, h=8, batch=2), thresholds=[3], lr=0.05, seed=4, views=3,
+                             transforms=strong_transforms())
+    for n in range(2):
+        png = load_image_rgb(str(tmp_path / "out" / f"viz_step3_{n}.png"))
+        np.testing.assert_array_equal(png, to_uint8(images[n]))
+    config = (tmp_path / "out" / "viz_config.yaml").read_text()
+    assert "views: 3" in config and "transforms: strong" in config
+
+
+@pytest.mark.parametrize("flags, message", [(("--views", "0"), "--views must be >= 1"),
+                                            (("--views", "2", "--alpha"), r"and 1 with --alpha\), got 2")])
+def test_cli_views_errors(tmp_path, capsys, flags, message):
+    import re
+
+    assert run_cli(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
