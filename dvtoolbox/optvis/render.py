@@ -174,7 +174,12 @@ class FeatureViz:
         order v = 0 .. V-1 from ``generator``, concatenated to (V * M, 3, h, w), view v of image m at v*M + m."""
         if views == 1:
             return self.model_input(scene, transform, generator)
-        return torch.cat([self.model_input(scene, transform, generator) for _ in range(views)], dim=0)
+        copies = [self.model_input(scene, transform, generator) for _ in range(views)]
+        sizes = sorted({tuple(c.shape[-2:]) for c in copies})
+        if len(sizes) > 1:
+            raise UsageError(f"views={views}: the transformed views have different sizes {sizes} and cannot share "
+                             "one forward pass; use resize_to_contract=True (CLI: drop --no-resize)")
+        return torch.cat(copies, dim=0)
 
     def evaluate(self, outputs: Mapping[str, torch.Tensor], image: torch.Tensor, views: int, m: int,
                  labels) -> torch.Tensor:
