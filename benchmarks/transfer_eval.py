@@ -100,6 +100,11 @@ RECIPES: Dict[str, Recipe] = {
     "stronger8": Recipe(views=8, transforms="stronger"),
     "strong8_x2": Recipe(views=8, transforms="strong", steps_factor=2.0),
     "dvt": Recipe(kind="dvt"),
+    # "Towards objects" (doc/models.md): wider scale range / rotation and a steeper spectrum (low frequencies)
+    "wide4": Recipe(views=4, transforms="wide"),
+    "strong4_decay2": Recipe(views=4, transforms="strong", decay_power=2.0),
+    "wide4_decay15": Recipe(views=4, transforms="wide", decay_power=1.5),
+    "wide4_decay2": Recipe(views=4, transforms="wide", decay_power=2.0),
 }
 
 
@@ -109,7 +114,14 @@ def stronger_transforms():
             random_rotate(list(range(-30, 31))), jitter(8)]
 
 
-TRANSFORM_CHAINS = {"standard": standard_transforms, "strong": strong_transforms, "stronger": stronger_transforms}
+def wide_transforms():
+    """Scale 0.5 .. 1.5 (steps of 0.05): pad 32 grey, jitter 16, scale, rotate -30 .. 30 degrees, jitter 8."""
+    return [pad(32, mode="constant", value=0.5), jitter(16), random_scale([0.5 + 0.05 * i for i in range(21)]),
+            random_rotate(list(range(-30, 31))), jitter(8)]
+
+
+TRANSFORM_CHAINS = {"standard": standard_transforms, "strong": strong_transforms, "stronger": stronger_transforms,
+                    "wide": wide_transforms}
 
 
 def class_objective(classes: Sequence[int], kind: str, layer: str = "fc8") -> Objective:

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from dvtoolbox.errors import UsageError
+from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.io.gui_layout import IMAGE_CHOICES, write_gui_layout
 
@@ -52,19 +52,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0 ok, 2 bad input, 1 other failure."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        for folder in args.folders:
-            print(write_gallery(folder, brave=args.brave))
-        if args.gui_dir is not None:
-            paths = write_gui_layout(args.folders, args.gui_dir, layer=args.gui_layer, image=args.gui_image,
-                                     tile=args.gui_tile, layer_units=args.gui_layer_units, brave=args.brave)
-            print(f"GUI layout: {len(paths)} files under {args.gui_dir}")
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(PROG, lambda: _write(args))
+
+
+def _write(args: argparse.Namespace) -> int:
+    for folder in args.folders:
+        print(write_gallery(folder, brave=args.brave))
+    if args.gui_dir is not None:
+        paths = write_gui_layout(args.folders, args.gui_dir, layer=args.gui_layer, image=args.gui_image,
+                                 tile=args.gui_tile, layer_units=args.gui_layer_units, brave=args.brave)
+        print(f"GUI layout: {len(paths)} files under {args.gui_dir}")
     return 0
 
 

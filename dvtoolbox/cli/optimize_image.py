@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import List, Optional, Sequence
 
 from dvtoolbox import __version__
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local, read_yaml_config
+from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import DEFAULT_MODEL, OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
@@ -237,29 +237,23 @@ def resolved_config(args: argparse.Namespace) -> dict:
 def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[str]] = None) -> int:
     """Run optimize_image.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
     settings_dirs = [os.getcwd()] if settings_dirs is None else list(settings_dirs)
-    try:
-        args = parse_args(argv, settings_dirs)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        if args.list_models:
-            from dvtoolbox.models.registry import list_models
-            print("\n".join(list_models()))
-            return 0
-        job = job_from_args(args)
-        if args.list_layers:
-            print_layers(job)
-            return 0
-        if args.verbose:
-            print("Starting optimization with the following parameters:\n" + str(job.params))
-        results, written = run_job(job)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(PROG, lambda: _main(argv, settings_dirs), interrupted="interrupted; nothing was written")
+
+
+def _main(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> int:
+    args = parse_args(argv, settings_dirs)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.list_models:
+        from dvtoolbox.models.registry import list_models
+        print("\n".join(list_models()))
+        return 0
+    job = job_from_args(args)
+    if args.list_layers:
+        print_layers(job)
+        return 0
+    if args.verbose:
+        print("Starting optimization with the following parameters:\n" + str(job.params))
+    results, written = run_job(job)
     if len(results) == 1:
         res = results[0]
         print(res.meta_result)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
@@ -29,6 +28,7 @@ import torch
 import yaml
 
 from dvtoolbox import __version__
+from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_lr_params
 from dvtoolbox.cli.optimize_image import DefaultsHelpFormatter, OneLineErrorParser
 from dvtoolbox.cli.settings import read_yaml_config
@@ -483,26 +483,20 @@ def run_alpha(args: argparse.Namespace, model, device) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run visualize.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
-    try:
-        args = parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        if args.list_models:
-            from dvtoolbox.models.registry import list_models
-            print("\n".join(list_models()))
-            return 0
-        if args.list_layers:
-            print_layers(args)
-            return 0
-        written = run(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(PROG, lambda: _main(argv))
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.list_models:
+        from dvtoolbox.models.registry import list_models
+        print("\n".join(list_models()))
+        return 0
+    if args.list_layers:
+        print_layers(args)
+        return 0
+    written = run(args)
     print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
