@@ -103,8 +103,11 @@ RECIPES: Dict[str, Recipe] = {
     # "Towards objects" (doc/models.md): wider scale range / rotation and a steeper spectrum (low frequencies)
     "wide4": Recipe(views=4, transforms="wide"),
     "strong4_decay2": Recipe(views=4, transforms="strong", decay_power=2.0),
-    "wide4_decay15": Recipe(views=4, transforms="wide", decay_power=1.5),
     "wide4_decay2": Recipe(views=4, transforms="wide", decay_power=2.0),
+    "strong4_decay15": Recipe(views=4, transforms="strong", decay_power=1.5),
+    "strong4_decay2_lr002": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.02),
+    "strong4_decay2_lr0005": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.005),
+    "strong4_decay2_lr0015": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015),
 }
 
 
