@@ -23,7 +23,6 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from _timing import machine, timed  # noqa: E402  (benchmarks/, the script's folder)
 from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source, layer_shapes  # noqa: E402
 from dvtoolbox.models.registry import create_model  # noqa: E402
 from dvtoolbox.optimize.job import configure_float32  # noqa: E402
@@ -93,16 +93,6 @@ def iteration_flops(model, layer: str, x0: np.ndarray, device) -> int:
     return counter.get_total_flops()
 
 
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def peak_for(device, args) -> float:
     if args.peak_tflops is not None or device.type != "cuda":
         return args.peak_tflops
@@ -147,7 +137,7 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 memory[b] = torch.cuda.max_memory_allocated(device) / 2**30
     peak = peak_for(device, args)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    where = machine(device, args.threads)
     print(f"{args.model} {args.layer}, Table-1 {args.row}, {args.iters} iterations x {args.rounds} rounds, {where}, "
           f"{'TF32' if args.tf32 else 'float32'}")
     print(f"{'batch':>5} {'s/iter':>9} {'units/s':>8} {'vs B=1':>7} {'GFLOP/iter':>10} {'TFLOP/s':>8} "

@@ -10,13 +10,12 @@ machine noise hits every variant alike; the medians over rounds are reported. No
 import argparse
 import os
 import sys
-import statistics
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _timing import interleaved_medians, machine  # noqa: E402  (benchmarks/, the script's folder)
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
@@ -39,16 +38,6 @@ def bare_loop(model, x0, unit, iters, device):
     return x
 
 
-def timed(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -65,19 +54,11 @@ def main():
     for name, row in ROWS.items():
         p = FindParams(push_layer="fc8", push_channel=130, max_iter=args.iters, **row)
         variants[name] = lambda p=p: optimize(model, [p], x0, mean, (1000, 1, 1))
-    for fn in variants.values():  # warm-up
-        timed(fn, device)
-    times = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            times[name].append(timed(fn, device) / args.iters)
-    bare = statistics.median(times["bare"])
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"EfficientNet-Lite0 224x224, {args.iters} iterations x {args.rounds} rounds, {name}")
+    medians = interleaved_medians(variants, args.rounds, device, per=args.iters)
+    print(f"EfficientNet-Lite0 224x224, {args.iters} iterations x {args.rounds} rounds, {machine(device, args.threads)}")
     print(f"{'variant':8} {'s/iter':>9} {'ratio':>7}")
-    for name in variants:
-        med = statistics.median(times[name])
-        print(f"{name:8} {med:9.4f} {med / bare:7.3f}")
+    for name, med in medians.items():
+        print(f"{name:8} {med:9.4f} {med / medians['bare']:7.3f}")
 
 
 if __name__ == "__main__":

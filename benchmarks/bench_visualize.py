@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from _timing import interleaved_medians, machine  # noqa: E402  (benchmarks/, the script's folder)
 from dvtoolbox.models.capture import LayerCapture  # noqa: E402
 from dvtoolbox.models.registry import create_model  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image  # noqa: E402
@@ -60,16 +59,6 @@ def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device, views:
                  lr=0.05, seed=0, device=device, views=views, transforms=TRANSFORM_PRESETS[transforms]())
 
 
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -98,20 +87,15 @@ def main(argv=None) -> int:
         "bare": lambda: bare_loop(model, layer, int(channel), args.views * args.batch, size, args.steps, device),
         "visualize": lambda: featureviz_loop(fv, args.batch, size, args.steps, device, args.views, args.transforms),
     }
-    for fn in variants.values():  # warm-up (allocator, cuDNN autotuning, lazy inits)
-        timed(fn, device)
-    times = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, fn in variants.items():
-            times[name].append(timed(fn, device) / args.steps)
-    bare = statistics.median(times["bare"])
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    medians = interleaved_medians(variants, args.rounds, device, per=args.steps)
+    bare = medians["bare"]
+    where = machine(device, args.threads)
     print(f"{args.model} {args.objective}, batch {args.batch} x {args.views} views ({args.transforms} transforms; "
           f"the bare loop: batch {args.views * args.batch}), {size[0]}x{size[1]}, {args.steps} steps x "
           f"{args.rounds} rounds, {where}; load average (1 min): {os.getloadavg()[0]:.2f}")
     print(f"{'variant':10} {'s/step':>9} {'ratio':>7}")
     for name in variants:
-        med = statistics.median(times[name])
+        med = medians[name]
         print(f"{name:10} {med:9.4f} {med / bare:7.3f}")
     return 0
 

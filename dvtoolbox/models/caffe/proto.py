@@ -66,6 +66,18 @@ def _read_bytes(path: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
 
 
+def _read_binary(path: str, message, what: str):
+    """``message`` (an empty protobuf message) filled from the binary file at ``path``; a non-protobuf file is a
+    UsageError naming ``what``."""
+    data = _read_bytes(path, what)
+    try:
+        message.ParseFromString(data)
+    except pb_message.DecodeError as exc:
+        raise UsageError(f"cannot read {what} {path!r}: not a binary Caffe {type(message).__name__} "
+                         f"({_one_line(exc)})") from None
+    return message
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -83,13 +95,7 @@ def read_net_text(path: str) -> caffe_pb2.NetParameter:
 
 def read_net_binary(path: str) -> caffe_pb2.NetParameter:
     """A caffemodel (binary NetParameter, V1 or V2) as a NetParameter; a non-protobuf file is a UsageError."""
-    data = _read_bytes(path, "net weights")
-    net = caffe_pb2.NetParameter()
-    try:
-        net.ParseFromString(data)
-    except pb_message.DecodeError as exc:
-        raise UsageError(f"cannot read net weights {path!r}: not a binary Caffe NetParameter ({_one_line(exc)})"
-                         ) from None
+    net = _read_binary(path, caffe_pb2.NetParameter(), "net weights")
     if not len(net.layer) and not len(net.layers):
         raise UsageError(f"cannot read net weights {path!r}: it holds no layers (not a caffemodel?)")
     return net
@@ -139,12 +145,7 @@ def blob_array(blob: caffe_pb2.BlobProto, what: str) -> np.ndarray:
 
 def read_blobproto_array(path: str) -> np.ndarray:
     """A ``.binaryproto`` BlobProto (a Caffe mean image) as float32 in its blob shape, e.g. (1, 3, 256, 256)."""
-    data = _read_bytes(path, "mean file")
-    blob = caffe_pb2.BlobProto()
-    try:
-        blob.ParseFromString(data)
-    except pb_message.DecodeError as exc:
-        raise UsageError(f"cannot read mean file {path!r}: not a binary Caffe BlobProto ({_one_line(exc)})") from None
+    blob = _read_binary(path, caffe_pb2.BlobProto(), "mean file")
     return blob_array(blob, f"mean file {path!r}")
 
 
