@@ -3,19 +3,28 @@
 
 One iteration is what DVT's optimizer does each step on caffenet-yos (227x227): forward to the pushed layer
 (``net.forward(end="fc8")``), backward from one unit of it to the data, and a Gaussian blur of the 3x227x227
-image. The weights are random (the time does not depend on them). Reports the median of ``--iters`` iterations
-after ``--warmup`` ones, for each thread count, and the speed-up over real Caffe on the same class of 2-core
-machine (0.095 s/iteration with 2 BLAS threads, 0.178 s with 1).
+image. The weights are random. Reports the median of ``--iters`` iterations after ``--warmup`` ones, for each
+thread count, and the speed-up over real Caffe.
 
-    python benchmarks/bench_caffe_loader.py                  # 2 threads, then 1
+Real Caffe's time comes from the same run when ``--caffe-python`` names a Python that imports pycaffe (see
+``benchmarks/setup_real_caffe.sh``): each round times this loader, then real Caffe (``caffe_timing.py`` in a
+subprocess, OpenBLAS with the same thread count) on the same prototxt, and the ratio is of the medians over the
+rounds, so that a busy machine slows both alike. Without it, the issue's figures for real Caffe on a 2-core machine
+like this one are used (0.095 s/iteration with 2 BLAS threads, 0.178 s with 1).
+
+    python benchmarks/bench_caffe_loader.py                  # 2 threads, then 1; Caffe's published figures
+    python benchmarks/bench_caffe_loader.py --caffe-python "chroot /opt/caffe-bullseye python3"
     python benchmarks/bench_caffe_loader.py --device cuda    # the same module on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 
@@ -43,6 +52,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per thread count")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--caffe-python", default=None,
+                        help="command that runs a Python with pycaffe, to time real Caffe in this run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (loader, Caffe) with --caffe-python")
     return parser
 
 
@@ -84,6 +96,32 @@ def one_iteration(model, x, layer, source, unit, blur, sigma, device):
     return t1 - t0, t2 - t1, t3 - t2, x
 
 
+def time_loader(model, x0, args, source, blur):
+    """Median (total, forward, backward, blur) seconds per iteration of this loader, after the warm-up."""
+    x, rows = x0, []
+    for i in range(args.warmup + args.iters):
+        fwd, bwd, blr, x = one_iteration(model, x, args.push_layer, source, args.push_channel, blur,
+                                         args.blur_radius, args.device)
+        if i >= args.warmup:
+            rows.append((fwd + bwd + blr, fwd, bwd, blr))
+    return tuple(statistics.median(col) for col in zip(*rows))
+
+
+def time_real_caffe(args, threads: int) -> float:
+    """Median seconds per iteration of real Caffe doing the same work (caffe_timing.py under --caffe-python)."""
+    with open(args.deploy_proto) as f:
+        job = {"prototxt": f.read(), "push_layer": args.push_layer, "push_channel": args.push_channel,
+               "blur_radius": args.blur_radius, "iters": args.iters, "warmup": args.warmup, "seed": 0}
+    with open(os.path.join(HERE, "caffe_timing.py")) as f:
+        script = f.read()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    done = subprocess.run(shlex.split(args.caffe_python) + ["-c", script], input=json.dumps(job), env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"real Caffe failed ({args.caffe_python}): {done.stderr.strip().splitlines()[-1:]}")
+    return statistics.median(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -102,19 +140,23 @@ def main(argv=None) -> int:
     x0 = (torch.rand((1, 3) + tuple(size), generator=gen) * 255.0 - 117.0).to(args.device)
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        x, rows = x0, []
-        for i in range(args.warmup + args.iters):
-            fwd, bwd, blr, x = one_iteration(model, x, args.push_layer, source, args.push_channel, blur,
-                                             args.blur_radius, args.device)
-            if i >= args.warmup:
-                rows.append((fwd + bwd + blr, fwd, bwd, blr))
-        total, fwd, bwd, blr = (statistics.median(col) for col in zip(*rows))
+        ours, caffe = [], []
+        for _ in range(args.rounds if args.caffe_python else 1):
+            ours.append(time_loader(model, x0, args, source, blur))
+            if args.caffe_python:
+                caffe.append(time_real_caffe(args, threads))
+        total, fwd, bwd, blr = (statistics.median(col) for col in zip(*ours))
         line = (f"threads {threads}: {total * 1000:.1f} ms/iteration (forward {fwd * 1000:.1f}, backward "
                 f"{bwd * 1000:.1f}, blur {blr * 1000:.1f})")
-        if threads in CAFFE_SECONDS and args.device == "cpu" and compared:
-            caffe = CAFFE_SECONDS[threads]
-            line += f"; real Caffe {caffe * 1000:.0f} ms -> {caffe / total:.2f}x faster"
-        print(line)
+        if caffe:
+            ref = statistics.median(caffe)
+            rounds = ", ".join(f"{o[0] * 1000:.1f}/{c * 1000:.1f}" for o, c in zip(ours, caffe))
+            line += (f"; real Caffe in this run {ref * 1000:.1f} ms -> {ref / total:.2f}x faster "
+                     f"(rounds, loader/Caffe ms: {rounds})")
+        elif threads in CAFFE_SECONDS and args.device == "cpu" and compared:
+            ref = CAFFE_SECONDS[threads]
+            line += f"; real Caffe (issue's figure) {ref * 1000:.0f} ms -> {ref / total:.2f}x faster"
+        print(line, flush=True)
     return 0
 
 

@@ -320,7 +320,7 @@ def test_first_strided_convolutions_use_the_fast_input_gradient(tmp_path):
     assert [type(model.layers[n]).__name__ for n in ("c1", "c2", "c3")] == ["StridedInputConv2d", "Conv2d", "Conv2d"]
 
 
-@pytest.mark.parametrize("m,density", [(1, 0.0), (1, 1 / 4096), (1, 0.1), (1, 0.45), (1, 0.9), (3, 0.2), (3, 1.0)])
+@pytest.mark.parametrize("m,density", [(1, 0.0), (1, 1 / 4096), (1, 0.1), (1, 0.45), (1, 0.65), (1, 0.9), (3, 0.2), (3, 1.0)])
 def test_sparse_rows_matmul_equals_dense(m, density):
     gen = torch.Generator().manual_seed(4)
     weight = torch.randn(4096, 300, generator=gen)
