@@ -118,7 +118,8 @@ def time_real_caffe(args, threads: int) -> float:
     done = subprocess.run(shlex.split(args.caffe_python) + ["-c", script], input=json.dumps(job), env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"real Caffe failed ({args.caffe_python}): {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"real Caffe failed ({args.caffe_python}, exit status {done.returncode}): {last}")
     return statistics.median(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 
