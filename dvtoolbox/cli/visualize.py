@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ def get_parser() -> argparse.ArgumentParser:
                             "the model's pixel space, as DVT; needed by the DVT regularizers).")
     image.add_argument("--no-decorrelate", action="store_true",
                        help="Do not use the decorrelated colour space (fft, pixel, lowres).")
+    image.add_argument("--decay-power", type=float, default=1.0,
+                       help="Spectrum decay of --param fft: frequency f scaled by 1 / f^DECAY_POWER (lucid: 1; 2 "
+                            "favours large shapes, with a lower --lr: see doc/optvis.md).")
     image.add_argument("--lowres-factor", type=int, default=4, help="Down-sampling factor of --param lowres.")
     image.add_argument("--size", type=int, default=None,
                        help="Image width and height in pixels. (default: the model's input size)")
@@ -211,6 +215,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--views must be >= 1 (and 1 with --alpha), got {args.views}")
     if args.lowres_factor < 1:
         raise UsageError(f"--lowres-factor must be >= 1, got {args.lowres_factor}")
+    if not (math.isfinite(args.decay_power) and args.decay_power >= 0):
+        raise UsageError(f"--decay-power must be >= 0 and finite, got {args.decay_power}")
+    if args.decay_power != 1.0 and args.param != "fft":
+        raise UsageError(f"--decay-power shapes the Fourier spectrum: it needs --param fft, got --param {args.param}")
     if not args.lr > 0:
         raise UsageError(f"--lr must be > 0, got {args.lr}")
     if args.seed < 0:
@@ -233,6 +241,7 @@ def check_alpha_args(args: argparse.Namespace) -> None:
     refused = [("--param " + str(args.param), args.param != "fft"), ("--no-decorrelate", args.no_decorrelate),
                (f"--batch {args.batch}", args.batch != 1), (f"--optimizer {args.optimizer}", args.optimizer != "adam"),
                ("--lr-policy", args.lr_policy is not None),
+               (f"--decay-power {args.decay_power}", args.decay_power != 1.0),
                ("the DVT regularizers (--decay, --blur-*, --*-percentile)",
                 any(getattr(args, name) for name in REGULARIZER_FLAGS))]
     for what, bad in refused:
@@ -278,7 +287,8 @@ def lr_schedule_from_args(args: argparse.Namespace) -> Optional[LRSchedule]:
 
 def _fft_or_pixel(fft: bool):
     def build(args, contract: InputContract, h: int, w: int) -> Callable:
-        return lambda: get_image(w=w, h=h, batch=args.batch, fft=fft, decorrelate=not args.no_decorrelate)
+        return lambda: get_image(w=w, h=h, batch=args.batch, fft=fft, decorrelate=not args.no_decorrelate,
+                                 decay_power=args.decay_power)
     return build
 
 

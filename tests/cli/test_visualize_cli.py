@@ -57,6 +57,16 @@ def test_png_is_the_library_image(tmp_path):
     np.testing.assert_array_equal(png, to_uint8(images[0]))
 
 
+def test_decay_power_reaches_the_fourier_image(tmp_path):
+    """--decay-power 2 is get_image(decay_power=2): the same PNG as the library's, and not lucid's decay 1 image."""
+    assert run(tmp_path, "--seed", "4", "--decay-power", "2", "--lr", "0.5") == 0
+    fv = FeatureViz(make_tiny(), "fc8:2")
+    png = load_image_rgb(str(tmp_path / "out" / "viz_step3_0.png"))
+    for decay_power, same in ((2.0, True), (1.0, False)):
+        (images,) = fv.visualize(lambda: get_image(w=8, h=8, decay_power=decay_power), thresholds=[3], lr=0.5, seed=4)
+        assert np.array_equal(png, to_uint8(images[0])) == same
+
+
 def test_same_seed_same_png_bytes_other_seed_other_bytes(tmp_path):
     assert run(tmp_path, "--output-prefix", "a") == 0
     assert run(tmp_path, "--output-prefix", "b") == 0
@@ -124,6 +134,9 @@ BAD = [
     (["--batch", "0"], "--batch must be >= 1"),
     (["--size", "-3"], "--size must be >= 1"),
     (["--lr", "0"], "--lr must be > 0"),
+    (["--decay-power", "-1"], "--decay-power must be >= 0 and finite"),
+    (["--decay-power", "nan"], "--decay-power must be >= 0 and finite"),
+    (["--decay-power", "2", "--param", "pixel"], "--decay-power shapes the Fourier spectrum: it needs --param fft"),
     (["--decay", "0.1"], "need --param dvt"),
     (["--param", "dvt", "--decay", "2"], "decay must be <= 1"),
     (["--param", "dvt", "--small-norm-percentile", "100"], "small_norm_percentile must be in"),
@@ -300,6 +313,7 @@ BAD_ALPHA = [
     (["--alpha", "--batch", "2"], "--alpha cannot be combined with --batch 2"),
     (["--alpha", "--optimizer", "sgd"], "--alpha cannot be combined with --optimizer sgd"),
     (["--alpha", "--lr-policy", "constant"], "--alpha cannot be combined with --lr-policy"),
+    (["--alpha", "--decay-power", "2"], "--alpha cannot be combined with --decay-power 2.0"),
     (["--alpha", "--decay", "0.01"], "--alpha cannot be combined with the DVT regularizers"),
     (["--alpha", "--param", "dvt", "--blur-radius", "1", "--blur-every", "2"], "--alpha cannot be combined with"),
     (["--alpha", "--objective", "fc8:2 + fc8:1"], "--alpha needs a single unit"),
