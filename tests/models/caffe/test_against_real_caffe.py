@@ -66,6 +66,7 @@ def push_gradient(model, x: torch.Tensor, blob: str, unit: int) -> torch.Tensor:
 
 
 def relative_error(mine: np.ndarray, ref: np.ndarray) -> float:
+    assert mine.shape == ref.shape, (mine.shape, ref.shape)
     scale = float(np.abs(ref).max())
     return float(np.abs(mine - ref).max()) / scale if scale > 0 else float(np.abs(mine).max())
 
