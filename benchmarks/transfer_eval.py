@@ -108,6 +108,7 @@ RECIPES: Dict[str, Recipe] = {
     "strong4_decay2_lr002": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.02),
     "strong4_decay2_lr0005": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.005),
     "strong4_decay2_lr0015": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015),
+    "strong4_decay2_lr0005_x2": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.005, steps_factor=2.0),
     "strong4_decay2_lr0015_x2": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015, steps_factor=2.0),
 }
 

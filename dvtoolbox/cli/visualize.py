@@ -47,6 +47,7 @@ from dvtoolbox.optvis.expression import parse_objective
 from dvtoolbox.optvis.objectives import create_objective
 from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
+from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
 
 PROG = "visualize.py"
@@ -123,6 +124,10 @@ def get_parser() -> argparse.ArgumentParser:
                             f"pixels (the notebook's jitter_n), in [0, --size). (default: {DEFAULT_ALPHA_JITTER})")
 
     opt = parser.add_argument_group("Optimisation")
+    opt.add_argument("--recipe", default=None, choices=tuple(RECIPES),
+                     help="Defaults for --views, --transforms, --decay-power and --lr (given flags still win): "
+                          "lucid (1, standard, 1, 0.05: the built-in defaults) or class (4, strong, 2, 0.0015: for "
+                          "class logits, at least 384 steps; doc/models.md).")
     opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
     opt.add_argument("--thresholds", default=None,
                      help="Comma-separated steps after which images are written, e.g. 128,256,512 (overrides "
@@ -135,7 +140,7 @@ def get_parser() -> argparse.ArgumentParser:
     opt.add_argument("--views", type=int, default=1,
                      help="Independently transformed copies of the image per step, the objective averaged over "
                           "them (one forward pass of views x batch images: each step costs about views times as "
-                          "much). --views 4 --transforms strong is the class recipe of doc/optvis.md.")
+                          "much). --recipe class sets it to 4 with --transforms strong.")
     opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
     opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
     opt.add_argument("--tf32", action="store_true",
@@ -183,9 +188,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """Parse with defaults from --config, then the command line."""
     parser = get_parser()
     pre, _ = parser.parse_known_args(argv)
+    config = {}
     if pre.config:
         dests = [a.dest for a in parser._actions if a.dest != "help"]
-        parser.set_defaults(**read_yaml_config(pre.config, dests))
+        config = read_yaml_config(pre.config, dests)
+    recipe = pre.recipe if pre.recipe is not None else config.get("recipe")
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+        parser.set_defaults(**RECIPES[recipe].cli_defaults())
+    parser.set_defaults(**config)
     return parser.parse_args(argv)
 
 
@@ -211,6 +223,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     if args.size is not None and args.size < 1:
         raise UsageError(f"--size must be >= 1, got {args.size}")
+    if args.alpha and args.recipe not in (None, "lucid"):
+        raise UsageError(f"--alpha cannot be combined with --recipe {args.recipe} (it renders one transparent image "
+                         "with lucid's settings)")
     if args.views < 1 or (args.alpha and args.views != 1):
         raise UsageError(f"--views must be >= 1 (and 1 with --alpha), got {args.views}")
     if args.lowres_factor < 1:

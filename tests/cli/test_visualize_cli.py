@@ -67,6 +67,43 @@ def test_decay_power_reaches_the_fourier_image(tmp_path):
         assert np.array_equal(png, to_uint8(images[0])) == same
 
 
+@pytest.mark.parametrize("flags, config, expected", [
+    ([], None, (1, "standard", 1.0, 0.05)),
+    (["--recipe", "class"], None, (4, "strong", 2.0, 0.0015)),
+    (["--recipe", "class", "--lr", "0.01", "--views", "2"], None, (2, "strong", 2.0, 0.01)),
+    ([], {"recipe": "class"}, (4, "strong", 2.0, 0.0015)),
+    ([], {"recipe": "class", "lr": 0.003}, (4, "strong", 2.0, 0.003)),
+    (["--recipe", "lucid"], {"recipe": "class"}, (1, "standard", 1.0, 0.05)),
+])
+def test_recipe_sets_defaults_that_config_and_flags_override(tmp_path, flags, config, expected):
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        flags = flags + ["--config", str(tmp_path / "c.yaml")]
+    args = visualize_module.parse_args(flags)
+    assert (args.views, args.transforms, args.decay_power, args.lr) == expected
+
+
+def test_unknown_recipe_in_config_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("recipe: fancy\n")
+    assert run(tmp_path, "--config", str(tmp_path / "c.yaml")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "recipe must be one of lucid, class, got 'fancy'" in err, err
+
+
+def test_class_recipe_png_is_the_library_recipe(tmp_path):
+    """--recipe class renders what FeatureViz renders with RECIPES["class"]'s settings."""
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    assert run(tmp_path, "--seed", "2", "--recipe", "class", "--size", "12") == 0
+    r = RECIPES["class"]
+    fv = FeatureViz(make_tiny(), "fc8:2")
+    (images,) = fv.visualize(lambda: get_image(w=12, h=12, decay_power=r.decay_power), thresholds=[3], lr=r.lr,
+                             transforms=r.transform_list(), views=r.views, seed=2)
+    np.testing.assert_array_equal(load_image_rgb(str(tmp_path / "out" / "viz_step3_0.png")), to_uint8(images[0]))
+    config = yaml.safe_load((tmp_path / "out" / "viz_config.yaml").read_text())
+    assert config["recipe"] == "class" and config["views"] == 4 and config["decay-power"] == 2.0
+
+
 def test_same_seed_same_png_bytes_other_seed_other_bytes(tmp_path):
     assert run(tmp_path, "--output-prefix", "a") == 0
     assert run(tmp_path, "--output-prefix", "b") == 0
@@ -149,6 +186,7 @@ BAD = [
     (["--steps", "x"], "invalid int value"),
     (["--output-prefix", "a/b"], "--output-prefix must be a file name prefix"),
     (["--config", "/nonexistent.yaml"], "cannot read"),
+    (["--recipe", "fancy"], "invalid choice"),
 ]
 
 
@@ -314,6 +352,7 @@ BAD_ALPHA = [
     (["--alpha", "--optimizer", "sgd"], "--alpha cannot be combined with --optimizer sgd"),
     (["--alpha", "--lr-policy", "constant"], "--alpha cannot be combined with --lr-policy"),
     (["--alpha", "--decay-power", "2"], "--alpha cannot be combined with --decay-power 2.0"),
+    (["--alpha", "--recipe", "class"], "--alpha cannot be combined with --recipe class"),
     (["--alpha", "--decay", "0.01"], "--alpha cannot be combined with the DVT regularizers"),
     (["--alpha", "--param", "dvt", "--blur-radius", "1", "--blur-every", "2"], "--alpha cannot be combined with"),
     (["--alpha", "--objective", "fc8:2 + fc8:1"], "--alpha needs a single unit"),

@@ -1,0 +1,49 @@
+"""Named rendering recipes: how many transformed views per step, which transform preset, the Fourier spectrum's
+decay and Adam's learning rate. ``lucid`` is ``visualize()``'s own defaults; ``class`` is the recipe for class
+visualisations measured in doc/models.md (images of a class made on one model that other models recognise, with
+large object-like shapes). ``visualize.py --recipe NAME`` sets these four flags' defaults.
+
+    from dvtoolbox.optvis import FeatureViz, get_image
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    r = RECIPES["class"]
+    fv = FeatureViz(model, "fc8:112")
+    (image,) = fv.visualize(lambda: get_image(224, decay_power=r.decay_power), thresholds=[512], lr=r.lr,
+                            transforms=r.transform_list(), views=r.views)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional
+
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """views: transformed copies per step (objective averaged); transforms: a ``TRANSFORM_PRESETS`` name;
+    decay_power: ``get_image``'s spectrum decay; lr: Adam's learning rate; min_steps: the fewest steps it was
+    measured to need."""
+
+    views: int
+    transforms: str
+    decay_power: float
+    lr: float
+    min_steps: int
+
+    def transform_list(self) -> Optional[List]:
+        """The transforms for ``visualize(transforms=...)``: None (lucid's standard chain) or the preset's list."""
+        return None if self.transforms == "standard" else TRANSFORM_PRESETS[self.transforms]()
+
+    def cli_defaults(self) -> Dict[str, object]:
+        """The visualize.py flag defaults this recipe sets (argparse dests)."""
+        values = asdict(self)
+        values.pop("min_steps")
+        return values
+
+
+RECIPES: Dict[str, Recipe] = {
+    "lucid": Recipe(views=1, transforms="standard", decay_power=1.0, lr=0.05, min_steps=128),
+    "class": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015, min_steps=384),
+}
