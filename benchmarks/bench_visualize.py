@@ -10,7 +10,7 @@ test: run it by hand.
 With ``--views V`` the loop runs ``visualize(views=V)`` (V transformed copies of each image, one forward pass of
 V x batch images per step) and the bare loop a leaf batch of the same V x batch images, so the ratio is still the
 loop's overhead over the least any loop feeding the model that many images must do; the per-step seconds show
-what the views cost. ``--transforms strong`` uses ``strong_transforms()`` (the class recipe with ``--views 4``).
+what the views cost. ``--transforms strong`` uses ``strong_transforms()`` (with ``--views 4``, the class recipe's views).
 
     python benchmarks/bench_visualize.py [--device cpu|cuda] [--steps 20] [--rounds 5] [--threads 2] [--batch 1]
         [--views 1] [--transforms standard|strong]

