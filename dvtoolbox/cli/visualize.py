@@ -441,6 +441,13 @@ def alpha_info_lines(record: dict) -> List[str]:
 # ---------------------------------------------------------------------------------------------------- main
 
 
+def warn_if_too_few_steps(recipe: Optional[str], steps: int) -> None:
+    """A warning (logged) when --recipe was measured with more steps than the run takes."""
+    if recipe is not None and steps < RECIPES[recipe].min_steps:
+        logging.getLogger(__name__).warning("--recipe %s was measured at %d steps or more; this run takes %d",
+                                            recipe, RECIPES[recipe].min_steps, steps)
+
+
 def run(args: argparse.Namespace) -> List[str]:
     """Validate, check the outputs, render, write; returns the files written."""
     check_args(args)
@@ -457,6 +464,7 @@ def run(args: argparse.Namespace) -> List[str]:
     thresholds = call.kwargs["thresholds"]
     paths = image_paths(args, thresholds)
     check_writable([p for group in paths.values() for p in group] + side_paths(args), args.brave)
+    warn_if_too_few_steps(args.recipe, thresholds[-1])
 
     configure_float32(device, args.tf32)
     fv = FeatureViz(model, objective, resize_to_contract=not args.no_resize)
