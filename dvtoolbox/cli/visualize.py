@@ -48,7 +48,7 @@ from dvtoolbox.optvis.objectives import create_objective
 from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
 from dvtoolbox.optvis.recipes import RECIPES
-from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, preset_transforms
 
 PROG = "visualize.py"
 REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
@@ -339,7 +339,7 @@ def image_size(args: argparse.Namespace, contract: InputContract):
 
 def transforms_from_args(args: argparse.Namespace):
     """--transforms: None for lucid's standard chain (visualize's default), else the preset's list."""
-    return None if args.transforms == "standard" else TRANSFORM_PRESETS[args.transforms]()
+    return preset_transforms(args.transforms)
 
 
 def render_call(args: argparse.Namespace, model) -> RenderCall:

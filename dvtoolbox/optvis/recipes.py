@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
-from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
+from dvtoolbox.optvis.transforms import preset_transforms
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Recipe:
 
     def transform_list(self) -> Optional[List]:
         """The transforms for ``visualize(transforms=...)``: None (lucid's standard chain) or the preset's list."""
-        return None if self.transforms == "standard" else TRANSFORM_PRESETS[self.transforms]()
+        return preset_transforms(self.transforms)
 
     def cli_defaults(self) -> Dict[str, object]:
         """The visualize.py flag defaults this recipe sets (argparse dests)."""

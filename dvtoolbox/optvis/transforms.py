@@ -291,8 +291,8 @@ def standard_transforms() -> List[Transform]:
 
 def strong_transforms() -> List[Transform]:
     """A wider chain than lucid's (a new list each call): pad 16 with grey 0.5, jitter 16, scale by 0.75 .. 1.25 in
-    steps of 0.05, rotate by -20 .. 20 degrees (uniform), jitter 8. With ``visualize(views=4)`` it is the class
-    recipe of doc/optvis.md: its images are recognised by other models more often (doc/models.md, transfer)."""
+    steps of 0.05, rotate by -20 .. 20 degrees (uniform), jitter 8. Part of the class recipe
+    (``recipes.RECIPES["class"]``, doc/optvis.md): its images are recognised by other models more often."""
     return [
         pad(16, mode="constant", value=0.5),
         jitter(16),
@@ -303,3 +303,9 @@ def strong_transforms() -> List[Transform]:
 
 
 TRANSFORM_PRESETS = {"standard": standard_transforms, "strong": strong_transforms, "none": list}
+
+
+def preset_transforms(name: str):
+    """``visualize(transforms=...)`` for a ``TRANSFORM_PRESETS`` name: None for lucid's standard chain (visualize's
+    default), else the preset's list."""
+    return None if name == "standard" else TRANSFORM_PRESETS[name]()
