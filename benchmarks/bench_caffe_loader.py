@@ -124,7 +124,11 @@ def time_real_caffe(args, threads: int) -> float:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error(f"--rounds and --iters must be >= 1 and --warmup >= 0, got {args.rounds}, {args.iters}, "
+                     f"{args.warmup}")
     t0 = time.perf_counter()
     model = load_caffe_model(args.deploy_proto, None).to(args.device)
     build_s = time.perf_counter() - t0

@@ -50,3 +50,12 @@ def test_failing_caffe_is_one_line(tmp_path):
         bench_caffe_loader.main(["--deploy-proto", TINY, "--push-layer", "fc2", "--push-channel", "3",
                                  "--threads", "1", "--iters", "1", "--warmup", "0", "--rounds", "1",
                                  "--caffe-python", f"{sys.executable} -c 'raise SystemExit(3)'"])
+
+
+@pytest.mark.parametrize("flag, value", [("--rounds", "0"), ("--iters", "0"), ("--warmup", "-1")])
+def test_bad_counts_are_one_line_and_exit_2(flag, value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_caffe_loader.main(["--deploy-proto", TINY, "--push-layer", "fc2", flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--rounds and --iters must be >= 1 and --warmup >= 0" in err[-1]
