@@ -1,8 +1,10 @@
 """The full DVT loop against a bare forward + backward + ascent loop on the same model, in one process.
 
 Prints seconds per iteration and the ratio full / bare for Table-1 row 1 (progress policy, blur every 4,
-small-norm 50th-percentile clip) and row 3 (constant lr, decay, blur every 4). Rounds are interleaved so that
-machine noise hits every variant alike; the medians over rounds are reported. Not a test: run it by hand.
+small-norm 50th-percentile clip) and row 3 (constant lr, decay, blur every 4), each with the original's float64
+image state (the default) and with the float32 state of ``--image-dtype float32`` (``-f32``): their ratio is what
+float64 costs per iteration. Rounds are interleaved so that machine noise hits every variant alike; the medians over
+rounds are reported. Not a test: run it by hand.
 
     python benchmarks/bench_optimize_loop.py [--device cpu|cuda] [--iters 40] [--rounds 5] [--threads 2]
 """
@@ -30,7 +32,7 @@ ROWS = {
 
 def bare_loop(model, x0, unit, iters, device):
     """Forward, backward from one logit, x += lr * grad: the least any pixel-space ascent must do."""
-    x = torch.as_tensor(x0, device=device).clone()
+    x = torch.as_tensor(x0, dtype=torch.float32, device=device).clone()
     for _ in range(iters):
         x.requires_grad_(True)
         (grad,) = torch.autograd.grad(model(x)[0, unit], x)
@@ -54,11 +56,14 @@ def main():
     for name, row in ROWS.items():
         p = FindParams(push_layer="fc8", push_channel=130, max_iter=args.iters, **row)
         variants[name] = lambda p=p: optimize(model, [p], x0, mean, (1000, 1, 1))
+        variants[name + "-f32"] = lambda p=p: optimize(model, [p], x0, mean, (1000, 1, 1), state_dtype=torch.float32)
     medians = interleaved_medians(variants, args.rounds, device, per=args.iters)
     print(f"EfficientNet-Lite0 224x224, {args.iters} iterations x {args.rounds} rounds, {machine(device, args.threads)}")
-    print(f"{'variant':8} {'s/iter':>9} {'ratio':>7}")
+    print(f"{'variant':9} {'s/iter':>9} {'ratio':>7}")
     for name, med in medians.items():
-        print(f"{name:8} {med:9.4f} {med / medians['bare']:7.3f}")
+        print(f"{name:9} {med:9.4f} {med / medians['bare']:7.3f}")
+    for name in ROWS:
+        print(f"float64 state costs {name}: {medians[name] / medians[name + '-f32']:.3f}x the float32 state")
 
 
 if __name__ == "__main__":

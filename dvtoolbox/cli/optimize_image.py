@@ -82,6 +82,11 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--tf32", action="store_true",
                      help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, about 3 "
                           "decimal digits; default: true float32, as the original).")
+    net.add_argument("--image-dtype", default="float64", choices=("float64", "float32"),
+                     help="Precision of the optimized image (x0, x, the step, decay, blur, the clips): float64 as the "
+                          "original's numpy arrays (its numbers, iteration by iteration), or float32 (a little "
+                          "faster; the trajectory departs from the original's after a few iterations, see "
+                          "doc/running-optimize-image.md). The network always computes in float32.")
     net.add_argument("--list-layers", action="store_true",
                      help="Print every pushable layer of the model with its output shape, then exit.")
     net.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
@@ -111,28 +116,28 @@ def get_parser() -> argparse.ArgumentParser:
                            "terms joined by + and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (see "
                            "doc/optvis.md). Its value is recorded as obj; --push-layer/--push-channel still name the "
                            "files and the unit of the idxmax statistics. (default: the pushed unit)")
-    push.add_argument("--push-dir", type=float, default=1.0,
+    push.add_argument("--push-dir", type=float, default=1,
                       help="Which direction to push the activation of the selected neuron, that is, the value used "
                            "to begin backprop. For example, use 1 to maximize the selected neuron activation and -1 "
                            "to minimize it.")
 
     reg = parser.add_argument_group("Which regularization options to apply")
-    reg.add_argument("--decay", type=float, default=0.0, help="Amount of L2 decay to use.")
-    reg.add_argument("--blur-radius", type=float, default=0.0,
+    reg.add_argument("--decay", type=float, default=0, help="Amount of L2 decay to use.")
+    reg.add_argument("--blur-radius", type=float, default=0,
                      help="Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, perform no blurring. "
                           "Blur sizes between 0 and 0.3 work poorly.")
     reg.add_argument("--blur-every", type=int, default=0,
                      help="Blur every BLUR_EVERY steps. If 0, perform no blurring.")
-    reg.add_argument("--small-val-percentile", type=float, default=0.0,
+    reg.add_argument("--small-val-percentile", type=float, default=0,
                      help="Induce sparsity by setting pixels with absolute value under SMALL_VAL_PERCENTILE "
                           "percentile to 0. Not discussed in paper. 0 to disable.")
-    reg.add_argument("--small-norm-percentile", type=float, default=0.0,
+    reg.add_argument("--small-norm-percentile", type=float, default=0,
                      help="Induce sparsity by setting pixels with norm under SMALL_NORM_PERCENTILE percentile to 0. "
                           "\\theta_{n_pct} from the paper. 0 to disable.")
-    reg.add_argument("--px-benefit-percentile", type=float, default=0.0,
+    reg.add_argument("--px-benefit-percentile", type=float, default=0,
                      help="Induce sparsity by setting pixels with contribution under PX_BENEFIT_PERCENTILE "
                           "percentile to 0. Mentioned briefly in paper but not used. 0 to disable.")
-    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0.0,
+    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0,
                      help="Induce sparsity by setting pixels with absolute contribution under "
                           "PX_ABS_BENEFIT_PERCENTILE percentile to 0. \\theta_{c_pct} from the paper. 0 to disable.")
 
@@ -214,7 +219,7 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
         objective=checked_objective(args.objective),
-        allow_tf32=args.tf32)
+        allow_tf32=args.tf32, image_dtype=args.image_dtype)
 
 
 def checked_objective(text: Optional[str]) -> Optional[str]:

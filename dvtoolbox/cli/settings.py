@@ -103,7 +103,11 @@ def read_yaml_config(path: str, flag_names: Iterable[str]) -> Dict[str, object]:
 def as_flag_value(dest: str, value, python_value: bool = False):
     """A settings value in the form the flag's parser takes. Literal flags (--mean, --data-size, ...) take
     Python-literal strings: a Python object from settings_local.py (``python_value``) or a non-string YAML value
-    (a list, a mapping, null) is written as its literal; a YAML string is taken as typed on the command line."""
+    (a list, a mapping, null) is written as its literal; a YAML string is taken as typed on the command line. A
+    number becomes its text, so that argparse converts it as it converts the command line's (``decay: 0`` gives
+    the float 0.0 that ``--decay 0`` gives, and info.txt prints it so)."""
     if dest in LITERAL_FLAGS and (python_value or not isinstance(value, str)):
         return repr(tuple(value) if isinstance(value, list) else value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
     return value

@@ -182,6 +182,5 @@ def _fit(img: np.ndarray, tile: int) -> np.ndarray:
 
 
 def _save_uint8(path: str, img: np.ndarray) -> None:
-    """Write uint8 exactly: save_image takes [0, 1] floats and floors v * 255, so each level k is passed as
-    (k + 0.5) / 255, which floors back to k whatever the rounding of the division."""
-    save_image(path, (img.astype(np.float64) + 0.5) / 255.0)
+    """Write the uint8 image as it is."""
+    save_image(path, np.asarray(img, np.uint8))

@@ -1,6 +1,7 @@
 """Reading and writing images: the only module that uses PIL.
 
-Images in memory are numpy arrays (H, W, 3) in RGB order: uint8 0..255 when read, float 0..1 when written.
+Images in memory are numpy arrays (H, W, 3) in RGB order: uint8 0..255 when read, float 0..1 when written. Floats
+become 8 bits as the original's OpenCV wrote them (``to_uint8``); JPEGs at OpenCV's default quality, 95.
 """
 
 from __future__ import annotations
@@ -34,14 +35,22 @@ def resize_center_crop(img: np.ndarray, size: int, resize_to: int) -> np.ndarray
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:
-    """[0, 1] floats to uint8 as matplotlib's imsave did for the original: floor(255 * v), clipped."""
-    return np.clip(np.floor(np.asarray(img01, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    """[0, 1] floats to uint8 as the original wrote them: ``cv2.imwrite(f, 255 * im)`` converts the float64 image
+    with ``saturate_cast<uchar>``, i.e. ``cvRound`` (round half to even, the x86 SSE2 conversion) then clamping to
+    [0, 255]; NaN, infinities and values that do not fit an int32 become the conversion's INT_MIN, clamped to 0."""
+    scaled = np.asarray(img01, np.float64) * 255.0
+    with np.errstate(invalid="ignore"):
+        rounded = np.rint(scaled)
+        fits = np.isfinite(rounded) & (rounded >= -2.0**31) & (rounded <= 2.0**31 - 1)
+    return np.where(fits, np.clip(np.where(fits, rounded, 0.0), 0, 255), 0).astype(np.uint8)
 
 
 def encode_image(img01: np.ndarray, fmt: str) -> bytes:
-    """Encode (H, W, 3) or (H, W, 4) floats in [0, 1] (RGB or RGBA) as JPEG or PNG bytes."""
+    """Encode (H, W, 3) or (H, W, 4) floats in [0, 1] (RGB or RGBA; ``to_uint8`` makes them 8 bits), or uint8
+    already, as JPEG or PNG bytes."""
     buf = io.BytesIO()
-    pil = Image.fromarray(to_uint8(img01))
+    img01 = np.asarray(img01)
+    pil = Image.fromarray(img01 if img01.dtype == np.uint8 else to_uint8(img01))
     if fmt.upper() in ("JPEG", "JPG"):
         pil.save(buf, format="JPEG", quality=JPEG_QUALITY)
     else:
@@ -50,7 +59,7 @@ def encode_image(img01: np.ndarray, fmt: str) -> bytes:
 
 
 def save_image(path: str, img01: np.ndarray) -> None:
-    """Write (H, W, 3|4) floats in [0, 1] atomically; the format follows the extension (.jpg, .png)."""
+    """Write (H, W, 3|4) floats in [0, 1] (or uint8) atomically; the format follows the extension (.jpg, .png)."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(ext)
     if fmt is None:
@@ -59,18 +68,23 @@ def save_image(path: str, img01: np.ndarray) -> None:
 
 
 def norm01(arr: np.ndarray) -> np.ndarray:
-    """Min-max scale to [0, 1] (the original's norm01); a constant array becomes 0.5."""
-    arr = np.asarray(arr, np.float64)
-    lo, span = arr.min(), arr.max() - arr.min()
-    return np.full_like(arr, 0.5) if span == 0 else (arr - lo) / span
+    """Min-max scale to [0, 1], the original's ``norm01``: ``(arr - min) / (max - min + 1e-10)`` in float64 (a
+    constant array becomes 0)."""
+    arr = np.array(arr, np.float64)
+    arr -= arr.min()
+    arr /= arr.max() + 1e-10
+    return arr
 
 
 def norm01c(arr: np.ndarray, center: float) -> np.ndarray:
-    """Scale so ``center`` maps to 0.5 and the larger side reaches 0 or 1 (the original's norm01c);
-    a constant array equal to ``center`` becomes 0.5."""
-    arr = np.asarray(arr, np.float64) - center
-    scale = max(2 * arr.max(), -2 * arr.min())
-    return np.full_like(arr, 0.5) if scale == 0 else arr / scale + 0.5
+    """Scale so ``center`` maps to 0.5 and the larger side reaches 0 or 1, the original's ``norm01c``:
+    ``(arr - center) / (max(2 max, -2 min) + 1e-10) + 0.5`` in float64 (a constant array equal to ``center``
+    becomes 0.5)."""
+    arr = np.array(arr, np.float64)
+    arr -= center
+    arr /= max(2 * arr.max(), -2 * arr.min()) + 1e-10
+    arr += 0.5
+    return arr
 
 
 # ---------------------------------------------------------------------------------------------------- RGBA

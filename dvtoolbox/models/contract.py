@@ -48,6 +48,7 @@ class InputContract:
         return (0, 1, 2) if self.channel_order == "RGB" else (2, 1, 0)
 
     def mean_image(self, size: Optional[Sequence[int]] = None) -> np.ndarray:
-        """The per-channel mean broadcast to an image: (3, H, W) float32, 0..255, model channel order."""
+        """The per-channel mean broadcast to an image: (3, H, W) float64 (the optimizer's image state is float64,
+        as the original's numpy arrays were), 0..255, model channel order."""
         h, w = size if size is not None else self.size
-        return np.broadcast_to(np.asarray(self.mean, np.float32)[:, None, None], (3, h, w)).copy()
+        return np.broadcast_to(np.asarray(self.mean, np.float64)[:, None, None], (3, h, w)).copy()

@@ -1,6 +1,6 @@
 """The data mean, as the original's --mean gives it: None, one value per channel, or a mean-image file.
 
-The result is always an image: (3, H, W) float32 on the 0..255 scale, in the model's channel order, of the data
+The result is always an image: (3, H, W) float64 on the 0..255 scale, in the model's channel order, of the data
 size. A per-channel tuple is broadcast to the data size (the original documented this but crashed on it). A mean
 image larger than the data size is centre-cropped as the original does (ImageNet's 256x256 mean for a 227x227
 net); a smaller one is resized bilinearly. Files: ``.npy`` (3, H, W) and Caffe ``.binaryproto`` BlobProto.
@@ -19,21 +19,21 @@ MeanSpec = Union[None, Sequence[float], str]
 
 
 def load_mean(spec: MeanSpec, data_size: Tuple[int, int], n_channels: int = 3) -> np.ndarray:
-    """(3, H, W) float32 mean image for ``spec`` (see the module docstring); bad input raises UsageError."""
+    """(3, H, W) float64 mean image for ``spec`` (see the module docstring); bad input raises UsageError."""
     h, w = data_size
     if spec is None:
-        return np.zeros((n_channels, h, w), np.float32)
+        return np.zeros((n_channels, h, w), np.float64)
     if isinstance(spec, (tuple, list)):
         if len(spec) != n_channels or not all(isinstance(v, (int, float)) for v in spec):
             raise UsageError(f"--mean: a per-channel mean needs {n_channels} numbers, got {spec!r}")
-        return np.broadcast_to(np.asarray(spec, np.float32)[:, None, None], (n_channels, h, w)).copy()
+        return np.broadcast_to(np.asarray(spec, np.float64)[:, None, None], (n_channels, h, w)).copy()
     if isinstance(spec, str):
         return fit_to_size(read_mean_file(spec), data_size)
     raise UsageError(f"--mean must be None, a tuple of {n_channels} numbers or a quoted file path, got {spec!r}")
 
 
 def read_mean_file(path: str) -> np.ndarray:
-    """A mean image from ``.npy`` or ``.binaryproto``: (C, H, W) float32."""
+    """A mean image from ``.npy`` or ``.binaryproto``: (C, H, W) float64."""
     if not os.path.isfile(path):
         raise UsageError(f"--mean: cannot read mean file {path!r}: no such file")
     try:
@@ -45,7 +45,7 @@ def read_mean_file(path: str) -> np.ndarray:
         raise
     except Exception as exc:  # any unreadable file is the user's input
         raise UsageError(f"--mean: cannot read mean file {path!r}: {exc}") from None
-    arr = np.asarray(arr, np.float32)
+    arr = np.asarray(arr, np.float64)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3 or arr.shape[0] not in (1, 3):
@@ -58,11 +58,11 @@ def fit_to_size(mean: np.ndarray, data_size: Tuple[int, int]) -> np.ndarray:
     h, w = data_size
     if mean.shape[1] >= h and mean.shape[2] >= w:
         top, left = (mean.shape[1] - h) // 2, (mean.shape[2] - w) // 2
-        return np.ascontiguousarray(mean[:, top:top + h, left:left + w], np.float32)
+        return np.ascontiguousarray(mean[:, top:top + h, left:left + w], np.float64)
     from scipy.ndimage import zoom
 
     factors = (1, h / mean.shape[1], w / mean.shape[2])
-    return np.ascontiguousarray(zoom(mean, factors, order=1, mode="nearest", grid_mode=True), np.float32)[:, :h, :w]
+    return np.ascontiguousarray(zoom(mean, factors, order=1, mode="nearest", grid_mode=True), np.float64)[:, :h, :w]
 
 
 def _read_binaryproto(path: str) -> np.ndarray:

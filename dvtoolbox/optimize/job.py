@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 WRITER_THREADS = 4  # a batch's files (JPEG, pickles, curve) are written while the next batch is optimised
 
 DEFAULT_MODEL = "efficientnet_lite0"
+IMAGE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -67,6 +68,11 @@ class OptimizeJob:
     resume: bool = False
     objective: Optional[str] = None  # an optvis objective expression whose gradient replaces the unit's
     allow_tf32: bool = False
+    image_dtype: str = "float64"  # the image state: "float64" as the original, or "float32" (faster, see the doc)
+
+    def __post_init__(self):
+        if self.image_dtype not in IMAGE_DTYPES:
+            raise UsageError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, got {self.image_dtype!r}")
 
     @property
     def unit_spec(self) -> UnitSpec:
@@ -203,7 +209,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
             x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
             results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,   # while the last
                                labels=contract.labels, label_layers=contract.label_layers,         # batch is written
-                               objective=objective)
+                               objective=objective, state_dtype=IMAGE_DTYPES[job.image_dtype])
             written += _collect_writes(pending, entries)
             if pending and not single:
                 _update_summary(job, settings, entries, rank)

@@ -4,11 +4,15 @@ Each image n pushes its own unit with its own FindParams; all share one schedule
 n's result is what a run of that image alone gives: its own learning rate, percentile thresholds, snapshots and
 grad-0 stop. Phases are numbered as the original numbers them (optimize/gradient_optimizer.py).
 
-x: (N, 3, H, W) float32 on the model's device, the image minus the mean on the 0..255 scale, model channel order.
+x: (N, 3, H, W) on the model's device, the image minus the mean on the 0..255 scale, model channel order. Its
+precision is the original's: the image state (x0, x, the step, decay, blur, the four clips, the snapshots) is
+float64, as numpy held it, and the network sees float32(x) and gives a float32 gradient, as Caffe's blobs did.
+``state_dtype=torch.float32`` is the explicit faster mode (see doc/running-optimize-image.md for its cost).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import List, Optional, Sequence
 
@@ -18,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import learning_rate
+from dvtoolbox.optimize.lr_policies import gradient_step, learning_rate
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.recorder import Recorder, batch_statistics
@@ -30,20 +34,25 @@ log = logging.getLogger(__name__)
 
 def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mean: np.ndarray,
              layer_shape3d, progress: bool = False, labels: Optional[Sequence[str]] = None,
-             label_layers: Sequence[str] = (), objective=None) -> List[FindResults]:
+             label_layers: Sequence[str] = (), objective=None,
+             state_dtype: torch.dtype = torch.float64) -> List[FindResults]:
     """Run the loop; returns one FindResults per image.
 
-    model: in eval mode, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both float32
-    0..255 scale in the model's channel order. layer_shape3d: (C, H, W) of the push layer ((C, 1, 1) for FC).
+    model: in eval mode, float32, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both
+    0..255 scale in the model's channel order (float64 keeps their bits). layer_shape3d: (C, H, W) of the push
+    layer ((C, 1, 1) for FC). state_dtype: the image state's dtype, float64 (the original's) or float32.
     labels, label_layers: class names printed in -v lines when the push layer is one of label_layers.
     objective: None (push each image's unit) or an optvis Objective / expression string (``ObjectivePush``):
     its gradient replaces the unit's, each image's value is recorded as obj; the push unit is still used for
     idxmax / ismax / majority.
     """
     p = _shared_schedule(params)
+    _warn_small_blur(_blur_radius_if_used(p))
     device = next(iter(model.parameters()), torch.empty(0)).device
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
-    x = torch.as_tensor(x0, dtype=torch.float32, device=device).clone()
+    if state_dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"state_dtype must be torch.float64 or torch.float32, got {state_dtype}")
+    mean_t = torch.as_tensor(mean, device=device).to(state_dtype)
+    x = torch.as_tensor(x0, device=device).to(state_dtype).clone()
     x0_t = x.clone()
     units = torch.as_tensor([q.push_unit for q in params], dtype=torch.long, device=device)
     signs = torch.as_tensor([np.sign(q.push_dir) for q in params], dtype=torch.float32, device=device)
@@ -55,7 +64,7 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
     old_obj = pred_prog = None
     for ii in bar:
         x = crop_to_valid_range(x, mean_t)                                          # 0. crop to [0, 255]
-        acts, grad = push(x)                                                        # 1. forward (4. backward)
+        acts, grad = push(x.to(torch.float32))                                      # 1. forward (4. backward)
         stats_t = batch_statistics(acts, x, x0_t, grad, units, signs)
         if objective is not None:                                                   #    obj: the objective's
             stats_t[:, 0] = push.values
@@ -67,10 +76,9 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
         recorder.stop_zero_gradients(stats)                                         # 4. grad 0: stop
         if not any(recorder.active):
             break
-        obj = stats_t[:, 0].to(torch.float32)
-        lr, pred_prog = learning_rate(p, grad, obj)                                 # 5. learning rate
+        lr, pred_prog = learning_rate(p, grad, stats_t[:, 0])                       # 5. learning rate
         if ii < p.max_iter - 1:                                                     # 6. step, regularize
-            stepped = regularize(x + lr.view(-1, 1, 1, 1) * grad, grad, ii, p)
+            stepped = regularize(x + gradient_step(lr, grad, x.dtype), grad, ii, p)
             active = torch.as_tensor(recorder.active, device=device).view(-1, 1, 1, 1)
             x = torch.where(active, stepped, x)
     bar.close()
@@ -84,6 +92,17 @@ def _shared_schedule(params: Sequence[FindParams]) -> FindParams:
     if len(keys) != 1:
         raise UsageError("a batch must share every setting except push_channel, push_spatial, rand_seed, start_at")
     return params[0]
+
+
+def _blur_radius_if_used(p: FindParams) -> float:
+    return float(p.blur_radius) if p.blur_every != 0 and p.blur_radius > 0 else 0.0
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_small_blur(radius: float) -> None:
+    """The original's warning for a blur radius under 0.3, once per process and radius (it printed it every step)."""
+    if 0 < radius < 0.3:
+        log.warning("Warning: blur-radius of .3 or less works very poorly (blur_radius %g)", radius)
 
 
 def _unit_label(params: Sequence[FindParams]) -> str:

@@ -1,8 +1,10 @@
 """FindParams: what to optimize and how, with the original's field names, defaults and printed layout.
 
 The fields are those of the original ``optimize/gradient_optimizer.py`` FindParams; the defaults are those of the
-original command line (``optimize_image.py --help``). Values are validated once, here: a bad value raises
-``UsageError`` with one line that says what is wrong and what is valid.
+original command line (``optimize_image.py --help``), with their Python types: argparse left the original's
+defaults ``0`` and ``1`` as ints, so an unset ``decay`` prints ``0`` in info.txt where a given ``--decay 0`` prints
+``0.0``. Values are validated once, here: a bad value raises ``UsageError`` with one line that says what is wrong
+and what is valid.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Dict, Tuple
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.lr_policies import validate_lr_params
+from dvtoolbox.optimize.py2_text import py2_str
 from dvtoolbox.optimize.start import START_AT_CHOICES
 
 PERCENTILE_FIELDS = ("small_val_percentile", "small_norm_percentile", "px_benefit_percentile",
@@ -33,14 +36,14 @@ class FindParams:
     push_layer: str = "fc8"
     push_channel: int = 130
     push_spatial: Tuple[int, int] = (0, 0)
-    push_dir: float = 1.0
-    decay: float = 0.0
-    blur_radius: float = 0.0
+    push_dir: float = 1
+    decay: float = 0
+    blur_radius: float = 0
     blur_every: int = 0
-    small_val_percentile: float = 0.0
-    small_norm_percentile: float = 0.0
-    px_benefit_percentile: float = 0.0
-    px_abs_benefit_percentile: float = 0.0
+    small_val_percentile: float = 0
+    small_norm_percentile: float = 0
+    px_benefit_percentile: float = 0
+    px_abs_benefit_percentile: float = 0
     lr_policy: str = "constant"
     lr_params: Dict[str, float] = field(default_factory=lambda: {"lr": 1})
     max_iter: int = 500
@@ -96,9 +99,10 @@ class FindParams:
         return tuple(sorted((k, repr(v)) for k, v in values.items()))
 
     def __str__(self) -> str:
+        """The original's printed layout: sorted names, values as Python 2's ``str`` printed them."""
         lines = ["FindParams:"]
         for name in sorted(f.name for f in fields(self)):
-            lines.append("%30s: %s" % (name, getattr(self, name)))
+            lines.append("%30s: %s" % (name, py2_str(getattr(self, name))))
         return "\n".join(lines) + "\n"
 
 

@@ -6,14 +6,16 @@ are random augmentations applied before the forward pass and never change the op
 change the image: L2 decay, Gaussian blur every ``blur_every`` steps and four percentile clips that zero
 small values or pixels (Yosinski et al. 2015, section 3; ``optimize/gradient_optimizer.py`` of the original).
 
-Shapes and ranges: ``x`` and ``grad`` are (N, 3, H, W) float32 on any device, ``x`` in mean-subtracted pixel
-space on the 0..255 scale, in the model's channel order. Each batch element n is an independent image: every
-percentile is taken over that element only. All work is torch ops on ``x``'s device; nothing modifies its input.
+Shapes and ranges: ``x`` is (N, 3, H, W) float64 (the original's numpy state; float32 in the explicit fast mode)
+on any device, in mean-subtracted pixel space on the 0..255 scale, in the model's channel order; ``grad`` is the
+network's float32 gradient of the same shape, widened where it meets ``x`` as numpy widened it. Each batch element
+n is an independent image: every percentile is taken over that element only. All work is torch ops on ``x``'s
+device; nothing modifies its input.
 
-Exactness: the blur equals ``scipy.ndimage.gaussian_filter(x[n, c], sigma)`` (mode 'reflect', truncate 4.0) to
-float32 rounding; percentiles follow ``np.percentile``'s default 'linear' method, interpolated in float64 as the
-original's float64 arrays were, and each clip compares with a STRICT ``<`` against that float64 threshold.
-NaN inputs are not supported.
+Exactness: on float64 the blur gives the bits of ``scipy.ndimage.gaussian_filter(x[n, c], sigma)`` (mode
+'reflect', truncate 4.0; same kernel, same order of operations, no fused multiply-add); percentiles follow
+``np.percentile``'s default 'linear' method, interpolated in float64 as the original's float64 arrays were, and
+each clip compares with a STRICT ``<`` against that float64 threshold. NaN inputs are not supported.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import functools
 import math
 from typing import Any, Tuple
 
+import numpy as np
 import torch
 
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: the kernel reaches int(4 * sigma + 0.5) pixels
@@ -33,8 +36,8 @@ TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: the kernel reaches in
 def crop_to_valid_range(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Clip ``x + mean`` to [0, 255] and subtract ``mean`` again (the original's phase 0).
 
-    x: (N, 3, H, W) float32, mean-subtracted 0..255. mean: (3, H, W) (tensor or array; moved to x's device and
-    dtype). Returns a new (N, 3, H, W) tensor whose ``+ mean`` lies in [0, 255].
+    x: (N, 3, H, W) float64 (or float32), mean-subtracted 0..255. mean: (3, H, W) (tensor or array; moved to x's
+    device and dtype). Returns a new (N, 3, H, W) tensor whose ``+ mean`` lies in [0, 255].
     """
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
     return torch.clamp(x + mean, 0.0, 255.0) - mean
@@ -48,21 +51,22 @@ def gaussian_radius(sigma: float, truncate: float = TRUNCATE) -> int:
     return int(truncate * float(sigma) + 0.5)
 
 
-def gaussian_kernel1d(sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
-    """Normalised 1-D Gaussian, scipy's ``_gaussian_kernel1d(sigma, 0, radius)``.
+def gaussian_kernel1d(sigma: float, truncate: float = TRUNCATE) -> np.ndarray:
+    """Normalised 1-D Gaussian, scipy's ``_gaussian_kernel1d(sigma, 0, radius)`` computed by the same numpy
+    operations (so the same float64 bits).
 
-    Returns (2 * radius + 1,) float64 on the CPU, summing to 1, symmetric; radius = ``gaussian_radius``.
+    Returns (2 * radius + 1,) float64, summing to 1, exactly symmetric; radius = ``gaussian_radius``.
     """
     radius = gaussian_radius(sigma, truncate)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    phi = torch.exp(-0.5 / (float(sigma) * float(sigma)) * offsets**2)
+    offsets = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * offsets ** 2)
     return phi / phi.sum()
 
 
 @functools.lru_cache(maxsize=64)
 def _kernel_weights(sigma: float, truncate: float) -> Tuple[float, ...]:
     """``gaussian_kernel1d`` as Python floats (cached: the loop blurs with one sigma)."""
-    return tuple(gaussian_kernel1d(sigma, truncate).tolist())
+    return tuple(float(w) for w in gaussian_kernel1d(sigma, truncate))
 
 
 def reflect_indices(size: int, radius: int) -> torch.Tensor:
@@ -82,25 +86,29 @@ def _reflect_indices_on(size: int, radius: int, device: torch.device) -> torch.T
 
 
 def _correlate_along(x: torch.Tensor, weights: Tuple[float, ...], dim: int) -> torch.Tensor:
-    """1-D correlation of ``x`` with ``weights`` along ``dim`` (2 or 3), reflect-padded to keep the size.
+    """1-D correlation of ``x`` with the symmetric ``weights`` along ``dim`` (2 or 3), reflect-padded to keep the
+    size, in scipy's order of operations for a symmetric kernel (``NI_Correlate1D``): the centre times its weight,
+    then, from the outermost pair inwards, ``(left + right) * weight`` added. Each step is one IEEE operation (no
+    fused multiply-add), so float64 input gives scipy's bits.
 
-    x: (N, C, H, W) float. Shifted multiply-adds: faster than a 1-channel conv2d on the CPU for these sizes.
+    x: (N, C, H, W) float. Shifted adds: faster than a 1-channel conv2d on the CPU for these sizes.
     """
     radius = (len(weights) - 1) // 2
     size = x.shape[dim]
     padded = x.index_select(dim, _reflect_indices_on(size, radius, x.device))
-    out = padded.narrow(dim, 0, size) * weights[0]
-    for offset in range(1, len(weights)):
-        out.add_(padded.narrow(dim, offset, size), alpha=weights[offset])
+    out = padded.narrow(dim, radius, size) * weights[radius]
+    for k in range(radius, 0, -1):
+        pair = padded.narrow(dim, radius - k, size) + padded.narrow(dim, radius + k, size)
+        out.add_(pair.mul_(weights[radius + k]))
     return out
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
     """Blur each image and channel as ``scipy.ndimage.gaussian_filter(x[n, c], sigma)`` does.
 
-    x: (N, C, H, W) float32, any values. sigma in pixels; sigma <= 1e-15 returns a copy (as scipy skips the
-    axis). Separable: rows (H) first, then columns (W), mode 'reflect', radius ``int(truncate * sigma + 0.5)``.
-    Returns a new (N, C, H, W) tensor on x's device.
+    x: (N, C, H, W) float64 (scipy's bits) or float32 (scipy's result to float32 rounding), any values. sigma in
+    pixels; sigma <= 1e-15 returns a copy (as scipy skips the axis). Separable: rows (H) first, then columns (W),
+    mode 'reflect', radius ``int(truncate * sigma + 0.5)``. Returns a new (N, C, H, W) tensor on x's device.
     """
     sigma = float(sigma)
     if sigma <= 1e-15:
@@ -186,9 +194,17 @@ def _pixel_mask(stat: torch.Tensor, pct: float) -> torch.Tensor:
     return below_percentile(stat.reshape(n, -1), pct).reshape(stat.shape).unsqueeze(1)
 
 
+def _channel_sum(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): the channels added first to last, numpy's order for ``t.sum(1)``."""
+    out = t[:, 0].clone()
+    for c in range(1, t.shape[1]):
+        out.add_(t[:, c])
+    return out
+
+
 def _pixel_benefit(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Predicted benefit of each pixel, sum over channels of ``grad * -x``: (N, H, W)."""
-    return (grad * -x).sum(dim=1)
+    """Predicted benefit of each pixel, sum over channels of ``grad * -x`` (in x's dtype): (N, H, W)."""
+    return _channel_sum(grad.to(x.dtype) * -x)
 
 
 def zero_small_values(x: torch.Tensor, pct: float) -> torch.Tensor:
@@ -205,7 +221,7 @@ def zero_small_norm_pixels(x: torch.Tensor, pct: float) -> torch.Tensor:
 
     x: (N, 3, H, W). Returns a new tensor of the same shape.
     """
-    norms = (x * x).sum(dim=1).sqrt()
+    norms = _channel_sum(x * x).sqrt()
     return _zero_where(x, _pixel_mask(norms, pct))
 
 
@@ -242,7 +258,8 @@ def blur_due(ii: int, blur_radius: Any, blur_every: Any) -> bool:
 def regularize(x: torch.Tensor, grad: torch.Tensor, ii: int, p: Any) -> torch.Tensor:
     """The original's phase 6 after the gradient step, in its order; returns a new tensor.
 
-    x: (N, 3, H, W) float32 after ``x += lr * grad``; grad: the same step's gradient, same shape; ii: step index.
+    x: (N, 3, H, W) float64 (or float32) after ``x += lr * grad``; grad: the same step's float32 gradient, same
+    shape; ii: step index.
     p: params with ``decay, blur_radius, blur_every, small_val_percentile, small_norm_percentile,
     px_benefit_percentile, px_abs_benefit_percentile`` (None read as 0). Order: decay ``x *= 1 - decay``;
     blur when ``blur_due``; then each clip whose percentile > 0: small values, small-norm pixels, small-benefit

@@ -1,14 +1,15 @@
 """The starting image x0, as the original's ``_get_x0``: the same numpy draws for the same seed.
 
-Contract: ``(start_at, rand_seed, mean) => x0``, x0 (3, H, W) float32 in mean-subtracted pixel space on the
+Contract: ``(start_at, rand_seed, mean) => x0``, x0 (3, H, W) float64 in mean-subtracted pixel space on the
 0..255 scale (the optimizer's space), in the model's channel order. The draw uses the legacy Mersenne-Twister
-stream of ``np.random.seed(rand_seed)`` through a private ``np.random.RandomState(rand_seed)`` (identical
-numbers, global numpy state untouched), in float64, cast to float32 once at the end:
+stream of ``np.random.seed(rand_seed)`` through a private ``np.random.RandomState(rand_seed)``: bit-identical to
+the original's float64 draw, global numpy state untouched:
 
 - ``mean_plus_rand``: ``normal(0, 10, mean.shape)`` -- the mean image plus a little noise;
 - ``randu``: ``uniform(0, 255, mean.shape) - mean`` -- uniform noise in pixel space;
 - ``mean``: zeros -- the mean image itself;
-- a path to a ``.npy`` file: x0 as stored there, shape ``mean.shape``, used as given.
+- a path to a ``.npy`` file: x0 as stored there, shape ``mean.shape``, used as given (float64 files keep every
+  bit; other real dtypes are widened to float64 exactly).
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def _draw(start_at: str, rand_seed: Any, mean: np.ndarray) -> np.ndarray:
     if start_at == "mean_plus_rand":
         return rng.normal(0, 10, mean.shape)
     if start_at == "randu":
-        return rng.uniform(0, 255, mean.shape) - mean
+        return rng.uniform(0, 255, mean.shape) - mean.astype(np.float64)
     return np.zeros(mean.shape)
 
 
 def load_x0(path: str, shape: tuple) -> np.ndarray:
-    """x0 from a ``.npy`` file, checked to be finite real numbers of ``shape``: float32. Problems raise UsageError."""
+    """x0 from a ``.npy`` file, checked to be finite real numbers of ``shape``: float64 (the file's own values,
+    widened exactly when stored narrower). Problems raise UsageError."""
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # any unreadable file is the user's input
@@ -55,18 +57,18 @@ def load_x0(path: str, shape: tuple) -> np.ndarray:
                          f"{' with non-finite values' if arr.dtype.kind in 'iuf' else ''}")
     if arr.shape != tuple(shape):
         raise UsageError(f"start_at: x0 in {path!r} must have shape {tuple(shape)} (the mean's), got {arr.shape}")
-    return arr.astype(np.float32)
+    return arr.astype(np.float64)
 
 
 def initial_x(start_at: str, rand_seed: Any, mean: np.ndarray) -> np.ndarray:
-    """The starting image x0 for ``start_at`` (see the module docstring): (3, H, W) float32.
+    """The starting image x0 for ``start_at`` (see the module docstring): (3, H, W) float64.
 
     mean: (3, H, W) float data mean on the 0..255 scale (only its shape matters except for 'randu').
     An unknown ``start_at`` that is not an existing ``.npy`` file raises UsageError naming what is valid.
     """
     mean = np.asarray(mean)
     if start_at in START_AT_CHOICES:
-        return _draw(start_at, rand_seed, mean).astype(np.float32)
+        return _draw(start_at, rand_seed, mean)
     if isinstance(start_at, (str, os.PathLike)) and str(start_at).endswith(".npy"):
         if not os.path.isfile(start_at):
             raise UsageError(f"start_at: x0 file {str(start_at)!r} does not exist")

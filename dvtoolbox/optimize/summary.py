@@ -44,8 +44,13 @@ def check_same_settings(path: str, settings: Dict) -> None:
 
 
 def unit_entry(results: FindResults, prefix: str) -> Dict:
-    return {"best_obj": results.best_obj, "best_ii": results.best_ii, "last_obj": results.last_obj,
+    """One unit's line of the summary (obj values as JSON numbers: the float32 value, widened exactly)."""
+    return {"best_obj": _number(results.best_obj), "best_ii": results.best_ii, "last_obj": _number(results.last_obj),
             "majority_ii": results.majority_ii, "meta_result": results.meta_result, "prefix": prefix}
+
+
+def _number(value) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 def write_summary(path: str, settings: Dict, units: Dict[str, Dict]) -> None:

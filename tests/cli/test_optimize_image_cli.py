@@ -46,7 +46,7 @@ def test_all_26_original_flags_with_the_original_defaults():
 
 def test_help_shows_every_default():
     text = " ".join(get_parser().format_help().split())
-    for expected in ("(default: 500)", "(default: fc8)", "(default: 130)", "(default: 1)", "(default: None)", "(default: 1.0)",
+    for expected in ("(default: 500)", "(default: fc8)", "(default: 130)", "(default: 1)", "(default: None)", "(default: 0)",
                      "(default: mean_plus_rand)", "(default: constant)", "(default: {'lr': 1})",
                      "(default: optimize_results/opt)", "(default: False)", "(default: cuda when present, else cpu)"):
         assert expected in text, expected
@@ -64,7 +64,7 @@ def test_run_writes_the_original_files(tmp_path, capsys):
     params, results = pickle.loads(files[6].read_bytes())
     assert isinstance(params, FindParams) and isinstance(results, FindResults)
     assert params.push_unit == (2, 0, 0) and results.ii == [0, 1, 2]
-    assert results.best_xx.shape == (3, 8, 8) and results.best_xx.dtype == np.float32
+    assert results.best_xx.shape == (3, 8, 8) and results.best_xx.dtype == np.float64
     assert results.best_obj == max(results.obj)
     _, trimmed = pickle.loads(files[5].read_bytes())
     assert trimmed.best_xx.startswith("Trimmed (3, 8, 8) array [")

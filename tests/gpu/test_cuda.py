@@ -96,3 +96,24 @@ def test_cli_on_cuda_writes_what_the_cpu_run_writes(tmp_path):
             cpu, gpu = pickle.load(a)[1], pickle.load(b)[1]
         np.testing.assert_allclose(gpu.obj, cpu.obj, rtol=1e-4, atol=1e-5)
         assert gpu.best_ii == cpu.best_ii
+
+
+def test_float64_image_state_on_cuda():
+    """The original's precision on the GPU: float64 images, the CPU's trace to the network's float32 rounding."""
+    cpu = _loop(create_model("tiny_test"), torch.device("cpu"), [0, 2])
+    gpu = _loop(create_model("tiny_test"), torch.device("cuda"), [0, 2])
+    for a, b in zip(cpu, gpu):
+        assert b.best_xx.dtype == np.float64 and b.x0.dtype == np.float64
+        assert b.x0.tobytes() == a.x0.tobytes()
+        np.testing.assert_allclose(b.obj, a.obj, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_regularizers_on_cuda_give_scipys_bits():
+    from scipy.ndimage import gaussian_filter
+
+    from dvtoolbox.optimize.regularizers import gaussian_blur
+
+    x = np.random.RandomState(0).normal(0, 40, (2, 3, 33, 29))
+    out = gaussian_blur(torch.from_numpy(x).cuda(), 1.0).cpu().numpy()
+    ref = np.stack([[gaussian_filter(x[n, c], 1.0) for c in range(3)] for n in range(2)])
+    np.testing.assert_array_equal(out, ref)  # separate IEEE kernels: no fused multiply-add

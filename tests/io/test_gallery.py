@@ -97,7 +97,7 @@ def test_every_text_and_link_is_escaped(tmp_path, folder):
 def test_parse_info_text_reads_both_sections_of_the_original_layout():
     sections = parse_info_text((REPO / "doc" / "opt_fc8_0130_0_info.txt").read_text())
     assert sections["FindParams"]["push_channel"] == "130" and sections["FindParams"]["lr_params"] == "{'lr': 100.0}"
-    assert sections["FindResults"]["best_obj"] == "25.7776"
+    assert sections["FindResults"]["best_obj"] == "28.7888"
     assert sections["FindResults"]["meta_result"] == "Metaresult: majority success"
     assert len(sections["FindParams"]) == 17 and len(sections["FindResults"]) == 18
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS, learning_rate, validate_lr_params
+from dvtoolbox.optimize.lr_policies import (REQUIRED_LR_KEYS, gradient_step, learning_rate, squared_grad_norm,
+                                            validate_lr_params)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -17,18 +18,21 @@ def params(policy, **lr_params):
 
 
 def ref_phase5(p, grad, obj):
-    """The original's phase 5 for one image, float64 numpy: (lr, pred_prog or None)."""
+    """The original's phase 5 for one image in numpy: (lr, pred_prog or None). grad float32, obj np.float32:
+    ``norm(grad)`` is then numpy's float32 norm, and every Python-level number is float64 (the legacy casting of
+    a float32 scalar with a Python number gave float64)."""
+    grad, obj = np.asarray(grad, np.float32), np.float64(obj)
     lrp = p.lr_params
     if p.lr_policy == "progress01":
         late_prog = lrp["late_prog_mult"] * (1 - obj)
         desired_prog = min(lrp["early_prog"], late_prog)
-        prog_lr = desired_prog / np.linalg.norm(grad) ** 2
+        prog_lr = desired_prog / np.float64(np.linalg.norm(grad)) ** 2
         lr = min(lrp["max_lr"], prog_lr)
-        return lr, lr * np.dot(grad.flatten(), grad.flatten())
+        return lr, lr * np.float64(np.dot(grad.flatten(), grad.flatten()))
     if p.lr_policy == "progress":
-        prog_lr = lrp["desired_prog"] / np.linalg.norm(grad) ** 2
+        prog_lr = lrp["desired_prog"] / np.float64(np.linalg.norm(grad)) ** 2
         lr = min(lrp["max_lr"], prog_lr)
-        return lr, lr * np.dot(grad.flatten(), grad.flatten())
+        return lr, lr * np.float64(np.dot(grad.flatten(), grad.flatten()))
     return lrp["lr"], None
 
 
@@ -39,7 +43,7 @@ def two_grads():
 
 def test_constant_by_hand():
     lr, pred = learning_rate(params("constant", lr=10.0), two_grads(), torch.tensor([0.3, 0.4]))
-    assert lr.tolist() == [10.0, 10.0] and lr.dtype == torch.float32
+    assert lr.tolist() == [10.0, 10.0] and lr.dtype == torch.float64
     assert pred is None
 
 
@@ -79,13 +83,36 @@ def test_matches_original_per_element(p):
     grad = (rng.normal(size=(4, 3, 9, 7)) * np.array([1e-3, 1e-2, 1.0, 30.0])[:, None, None, None]).astype(np.float32)
     obj = np.array([0.001, 0.5, 0.95, 0.999], np.float32)
     lr, pred = learning_rate(p, torch.from_numpy(grad), torch.from_numpy(obj))
+    assert lr.dtype == torch.float64
     for n in range(4):
-        ref_lr, ref_pred = ref_phase5(p, grad[n].astype(np.float64), float(obj[n]))
-        assert lr[n].item() == pytest.approx(ref_lr, rel=1e-5)
+        ref_lr, ref_pred = ref_phase5(p, grad[n], obj[n])
+        # the float32 norm differs from BLAS's sdot by float32 rounding only: 2 ulps of float32 in norm**2
+        assert lr[n].item() == pytest.approx(ref_lr, rel=3e-7, abs=0)
         if ref_pred is None:
             assert pred is None
         else:
-            assert pred[n].item() == pytest.approx(ref_pred, rel=1e-5)
+            assert pred[n].item() == pytest.approx(ref_pred, rel=3e-7, abs=0)
+
+
+def test_gradient_step_is_numpys_float32_product_widened():
+    """numpy's ``xx += lr * grad``: the Python-float rate times a float32 array is a float32 product (rate rounded
+    to float32), widened into the float64 image."""
+    rng = np.random.default_rng(0)
+    grad = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    lr = np.array([100.0 / 3.0, 0.1])
+    step = gradient_step(torch.from_numpy(lr), torch.from_numpy(grad), torch.float64)
+    assert step.dtype == torch.float64
+    for n in range(2):
+        expected = (np.float32(lr[n]) * grad[n]).astype(np.float64)  # what legacy numpy computed
+        np.testing.assert_array_equal(step[n].numpy(), expected)
+    assert not np.array_equal(step[0].numpy(), lr[0] * grad[0].astype(np.float64))  # the rounding is real
+
+
+def test_squared_grad_norm_is_numpys_float32_norm_squared_in_float64():
+    grad = torch.full((1, 3, 2, 2), 0.1)  # dot = 12 * 0.1f^2
+    g = np.float32(np.sqrt(np.float32(12 * np.float64(np.float32(0.1)) ** 2)))
+    assert squared_grad_norm(grad).dtype == torch.float64
+    assert squared_grad_norm(grad).item() == np.float64(g) ** 2
 
 
 @pytest.mark.parametrize("policy", ["progress", "progress01"])
@@ -132,6 +159,13 @@ def test_validate_accepts(policy, lr_params):
     ("constant", {"lr": True}, ["lr=True", "real numbers"]),
     ("constant", {"lr": "10"}, ["lr='10'", "real numbers"]),
     ("constant", None, ["lr_params must be a dict"]),
+    ("constant", {"lr": float("inf")}, ["lr=inf", "finite and > 0"]),
+    ("constant", {"lr": float("nan")}, ["lr=nan", "finite and > 0"]),
+    ("constant", {"lr": 0}, ["lr=0", "finite and > 0"]),
+    ("progress", {"max_lr": -1.0, "desired_prog": 2.0}, ["max_lr=-1.0", "finite and > 0"]),
+    ("progress", {"max_lr": 1.0, "desired_prog": 0.0}, ["desired_prog=0.0", "finite and > 0"]),
+    ("progress01", {"max_lr": 1.0, "early_prog": 1e400, "late_prog_mult": 0.1}, ["early_prog=inf"]),
+    ("progress01", {"max_lr": 1.0, "early_prog": 0.1, "late_prog_mult": -0.1}, ["late_prog_mult=-0.1"]),
 ])
 def test_validate_rejects_with_one_line(policy, lr_params, words):
     with pytest.raises(UsageError) as info:

@@ -1,11 +1,13 @@
 """The post-step regularizers against independent float64 numpy/scipy restatements of the original's phase 6.
 
 The references below restate ``optimize/gradient_optimizer.py`` (deep-visualization-toolbox) line by line on
-one image (1, 3, H, W) float64; the torch code runs on float32 batches. Masks must agree exactly, values to
-float32 rounding.
+one image (1, 3, H, W) float64. On float32 batches masks must agree exactly and values to float32 rounding; on
+float64 batches (the loop's image state) the torch code gives numpy's and scipy's bits.
 """
 
 from types import SimpleNamespace
+
+import platform
 
 import numpy as np
 import pytest
@@ -111,13 +113,14 @@ def test_crop_to_valid_range_matches_numpy(rng):
 
 @pytest.mark.parametrize("sigma", [0.1, 0.3, 0.5, 1.0, 2.0, 4.0, 7.0])
 def test_gaussian_kernel1d_is_scipys_impulse_response(sigma):
-    kernel = R.gaussian_kernel1d(sigma).numpy()
+    kernel = R.gaussian_kernel1d(sigma)
     radius = int(4.0 * sigma + 0.5)
-    assert kernel.shape == (2 * radius + 1,)
+    assert kernel.shape == (2 * radius + 1,) and kernel.dtype == np.float64
     delta = np.zeros(4 * radius + 1)
     delta[2 * radius] = 1.0
     impulse = gaussian_filter1d(delta, sigma)[radius : 3 * radius + 1]
-    np.testing.assert_allclose(kernel, impulse, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(kernel, impulse)  # the same float64 weights
+    np.testing.assert_array_equal(kernel, kernel[::-1])
     assert kernel.sum() == pytest.approx(1.0, abs=1e-12)
 
 
@@ -139,6 +142,25 @@ def test_gaussian_blur_matches_scipy(rng, sigma):
     out = R.gaussian_blur(torch.from_numpy(x), sigma).numpy()
     assert out.dtype == np.float32
     assert_close_to_ref(out, blur_reference(x, sigma))
+
+
+# scipy's C loop compiles without fused multiply-add on x86-64 wheels; elsewhere (arm64 wheels) it may fuse
+BITS_LIKE_SCIPY = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def assert_float64_like_scipy(out, ref):
+    if BITS_LIKE_SCIPY:
+        np.testing.assert_array_equal(out, ref)
+    else:
+        np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-14 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.5, 1.0, 2.0, 7.0])
+def test_gaussian_blur_float64_gives_scipys_bits(rng, sigma):
+    x = rng.normal(0, 40.0, (2, 3, 40, 37))
+    out = R.gaussian_blur(torch.from_numpy(x), sigma).numpy()
+    assert out.dtype == np.float64
+    assert_float64_like_scipy(out, blur_reference(x, sigma))
 
 
 @pytest.mark.parametrize("shape, sigma", [((1, 3, 5, 6), 4.0), ((1, 2, 1, 9), 1.0), ((1, 1, 3, 1), 2.5)])
@@ -255,6 +277,18 @@ def test_regularize_matches_original_phase6(rng, row, ii):
     blurred = p.blur_radius > 0 and ii == 0
     untouched = np.isclose(out, x * (1 - p.decay), rtol=1e-6) | (out == 0)
     assert untouched.all() != blurred  # ii = 0 blurs, ii = 1 does not
+
+
+@pytest.mark.parametrize("row", sorted(TABLE1))
+@pytest.mark.parametrize("ii", [0, 1])
+def test_regularize_float64_state_gives_the_originals_bits(rng, row, ii):
+    """The loop's precision: float64 image, float32 gradient widened where numpy widened it."""
+    p = make_params(**TABLE1[row])
+    x, grad = rng.normal(0, 40.0, (2, 3, 36, 30)), batch(rng, scale=0.01)
+    out = R.regularize(torch.from_numpy(x), torch.from_numpy(grad), ii, p).numpy()
+    assert out.dtype == np.float64
+    ref = np.concatenate([ref_phase6(x[n:n + 1], grad[n:n + 1], ii, p) for n in range(len(x))])
+    assert_float64_like_scipy(out, ref)
 
 
 def test_regularize_batch_elements_are_independent(rng):

@@ -13,10 +13,10 @@ from dvtoolbox.optimize.results import FindResults
 def seed_like_results():
     res = FindResults()
     res.ii = [0, 1, 998, 999]
-    res.obj = [float(np.float32(v)) for v in (-1.30543, -0.756828, 5.0, 63.5805, 68.1828)]
-    res.dist = [1.9916364387e-12, 3413.05052366, 3956.88723303, 3957.78892399, 1.0]
+    res.obj = [np.float32(v) for v in (-1.30543, -0.756828, 5.0, 63.5805, 68.1828)]
+    res.dist = [np.float64(v) for v in (1.9916364387e-12, 3413.05052366, 3956.88723303, 3957.78892399, 1.0)]
     res.idxmax = [(330, 0, 0), (533, 0, 0), (130, 0, 0), (130, 0, 0), (130, 0, 0)]
-    res.best_obj = float(np.float32(71.186447))
+    res.best_obj = np.float32(71.186447)
     res.x0 = np.array([17.6405234597, 4.00157208367, 1.0], np.float64).reshape(3, 1, 1)
     return res
 
@@ -25,11 +25,35 @@ def test_results_print_like_the_original():
     text = str(seed_like_results())
     assert text.startswith("FindResults:\n")
     assert "                           obj: [-1.30543, -0.756828, ..., 63.5805, 68.1828]\n" in text
-    assert "                          dist: [1.9916364387e-12, 3413.05052366, ..., 3957.78892399, 1]\n" in text
+    assert "                          dist: [1.9916364387e-12, 3413.05052366, ..., 3957.78892399, 1.0]\n" in text
     assert "                        idxmax: [(330, 0, 0), (533, 0, 0), ..., (130, 0, 0), (130, 0, 0)]\n" in text
     assert "                            ii: [0, 1, 998, 999]\n" in text
     assert "                      best_obj: 71.1864\n" in text
     assert "                            x0: (3, 1, 1) array [17.6405234597, 4.00157208367, ...]\n" in text
+
+
+def test_short_lists_print_their_items_repr_as_python2_with_old_numpy():
+    """Up to 4 items the original printed str(list): each item's repr (float32 8 digits, float64 17)."""
+    res = FindResults()
+    res.obj = [np.float32(-1.3054336), np.float32(2.0)]
+    res.norm = [np.float64(0.1), np.float64(1118.0)]
+    res.ismax = [False, True]
+    res.idxmax = [(np.int64(330), 0, 0)]
+    res.best_obj = np.float32(2.0)
+    lines = str(res).splitlines()
+    assert "                           obj: [-1.3054336, 2.0]" in lines
+    assert "                          norm: [0.10000000000000001, 1118.0]" in lines
+    assert "                         ismax: [False, True]" in lines
+    assert "                        idxmax: [(330, 0, 0)]" in lines
+    assert "                      best_obj: 2.0" in lines
+
+
+def test_majority_ii_appears_only_once_reached():
+    res = FindResults()
+    assert res.majority_ii is None and "majority_ii" not in str(res)
+    res.majority_ii = 27
+    assert "                   majority_ii: 27" in str(res).splitlines()
+    assert "majority_ii" not in vars(FindResults())
 
 
 def test_trim_replaces_arrays_and_pickles_round_trip():
@@ -45,6 +69,11 @@ def test_params_print_like_the_original():
     lines = str(p).splitlines()
     assert lines[0] == "FindParams:"
     assert lines[1] == "                    blur_every: 4"
+    assert "                      push_dir: 1" in lines  # the original's int default, not 1.0
+    assert "         small_norm_percentile: 0" in lines
+    assert "                     lr_params: {'lr': 100.0}" in lines
+    given = FindParams(decay=0.0, push_dir=1.0)
+    assert "                         decay: 0.0" in str(given).splitlines()
     assert "                     push_unit: (130, 0, 0)" in lines
     assert lines[-1] == "                      start_at: mean_plus_rand"
     assert [line.split(":")[0].strip() for line in lines[1:]] == sorted(line.split(":")[0].strip()

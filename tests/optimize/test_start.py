@@ -1,4 +1,4 @@
-"""x0 against the original's draws: ``np.random.seed(s)`` then normal / uniform, in float64, cast to float32."""
+"""x0 against the original's draws: ``np.random.seed(s)`` then normal / uniform, float64 and bit-identical."""
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ SHAPE = (3, 11, 13)
 
 @pytest.fixture
 def mean():
-    return np.random.default_rng(9).uniform(90, 130, SHAPE).astype(np.float32)
+    return np.random.default_rng(9).uniform(90, 130, SHAPE)
 
 
 def test_choices():
@@ -25,8 +25,8 @@ def test_mean_plus_rand_is_the_originals_draw(mean, seed):
     np.random.seed(seed)
     ref = np.random.normal(0, 10, mean.shape)
     x0 = initial_x("mean_plus_rand", seed, mean)
-    assert x0.dtype == np.float32 and x0.shape == SHAPE
-    np.testing.assert_array_equal(x0, ref.astype(np.float32))
+    assert x0.dtype == np.float64 and x0.shape == SHAPE
+    np.testing.assert_array_equal(x0, ref)
 
 
 def test_seeds_differ(mean):
@@ -38,13 +38,14 @@ def test_randu_is_the_originals_draw(mean, seed):
     np.random.seed(seed)
     ref = np.random.uniform(0, 255, mean.shape) - mean
     x0 = initial_x("randu", seed, mean)
-    np.testing.assert_array_equal(x0, ref.astype(np.float32))
+    assert x0.dtype == np.float64
+    np.testing.assert_array_equal(x0, ref)
     assert ((x0 + mean >= -1e-3) & (x0 + mean <= 255 + 1e-3)).all()
 
 
 def test_mean_is_zeros(mean):
     x0 = initial_x("mean", 3, mean)
-    assert x0.dtype == np.float32 and x0.shape == SHAPE and not x0.any()
+    assert x0.dtype == np.float64 and x0.shape == SHAPE and not x0.any()
 
 
 def test_global_numpy_state_untouched(mean):
@@ -60,8 +61,10 @@ def test_npy_path_used_as_given(tmp_path, mean):
     path = tmp_path / "x0.npy"
     np.save(path, stored)
     x0 = initial_x(str(path), 0, mean)
-    assert x0.dtype == np.float32
-    np.testing.assert_array_equal(x0, stored.astype(np.float32))
+    assert x0.dtype == np.float64
+    assert x0.tobytes() == stored.tobytes()  # every bit of a float64 file
+    np.save(path, stored.astype(np.float32))
+    np.testing.assert_array_equal(initial_x(str(path), 0, mean), stored.astype(np.float32).astype(np.float64))
 
 
 def assert_usage_error(start_at, mean, *words, seed=0):
