@@ -123,6 +123,12 @@ BAD_INPUTS = {
     "empty unit list": (["--push-channel", "5:5"], "names no unit"),
     "unit list out of range": (["--push-channel", "1,2,9"], "unit 9 is out of range; the layer has 5 channels"),
     "batch size 0": (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    "infinite lr": (["--lr-params", "{'lr': 1e400}"], "must be finite and > 0, got lr=inf"),
+    "negative max_lr": (["--lr-policy", "progress", "--lr-params", "{'max_lr': -1, 'desired_prog': 2.0}"],
+                        "must be finite and > 0, got max_lr=-1"),
+    "zero late_prog_mult": (["--lr-policy", "progress01", "--lr-params",
+                             "{'max_lr': 1, 'early_prog': 0.1, 'late_prog_mult': 0}"], "late_prog_mult=0"),
+    "bad image dtype": (["--image-dtype", "float16"], "invalid choice: 'float16'"),
 }
 
 
@@ -130,9 +136,10 @@ BAD_INPUTS = {
 def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flags, expected = BAD_INPUTS[case]
-    with pytest.raises(SystemExit) if case == "unknown policy" else _no_raise() as exc:
+    argparse_refuses = case in ("unknown policy", "bad image dtype")
+    with pytest.raises(SystemExit) if argparse_refuses else _no_raise() as exc:
         status = run(tmp_path, *flags)
-    status = exc.value.code if case == "unknown policy" else status
+    status = exc.value.code if argparse_refuses else status
     err = capsys.readouterr().err
     assert status == 2
     assert expected in err, err
@@ -226,3 +233,14 @@ def test_verbose_logs_the_original_lines(tmp_path, caplog):
     text = caplog.text
     assert "     push unit:        (2, 0, 0) with value" in text and "(class2)" in text
     assert "       Max idx: " in text and "1     progress: " in text
+
+
+def test_small_blur_radius_warns_once(tmp_path, caplog):
+    """The original printed its warning for 0 < blur radius < 0.3 at every step; here it is logged once."""
+    from dvtoolbox.optimize import loop
+
+    loop._warn_small_blur.cache_clear()
+    with caplog.at_level("WARNING", logger="dvtoolbox.optimize.loop"):
+        assert run(tmp_path, "--blur-radius", "0.2", "--blur-every", "1", "--max-iter", "6") == 0
+    warnings = [r for r in caplog.records if "blur-radius of .3 or less" in r.getMessage()]
+    assert len(warnings) == 1
