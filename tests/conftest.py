@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.models.registry import _MODELS, register_model
 
 TINY_SIZE = (8, 8)

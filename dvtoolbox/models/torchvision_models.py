@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.contract import InputContract
-from dvtoolbox.models.download import fetch_weights
-from dvtoolbox.models.efficientnet_lite import Normalize, load_weights
+from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.models.layers import Normalize
+from dvtoolbox.models.registry import register_family
+from dvtoolbox.models.weights import fetch_weights, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +118,6 @@ def torchvision_model(arch: str, weights: Union[None, str, os.PathLike] = "defau
     model = TorchvisionClassifier(net)
     model.input_contract = contract_for(arch)
     return model.eval()
+
+
+register_family(PREFIX, torchvision_model, "torchvision:<architecture> (e.g. torchvision:resnet50)")

@@ -25,7 +25,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.models.capture import layer_shapes, resolve_layer
-from dvtoolbox.models.mean import MeanSpec, load_mean, mean_is_per_channel
+from dvtoolbox.models.pixel_space import MeanSpec, load_mean, mean_is_per_channel
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.loop import optimize
@@ -125,11 +125,7 @@ def build_model(job: OptimizeJob) -> nn.Module:
     if job.deploy_proto is not None or job.net_weights is not None:
         if job.deploy_proto is None or job.net_weights is None:
             raise UsageError("--deploy-proto and --net-weights go together: give both for a Caffe model")
-        try:
-            from dvtoolbox.models.caffe import load_caffe_model
-        except ImportError:
-            raise UsageError("Caffe models (--deploy-proto/--net-weights) are not supported by this build") from None
-        return load_caffe_model(job.deploy_proto, job.net_weights).eval()
+        return create_model("caffe:" + job.deploy_proto, weights=job.net_weights)
     return create_model(job.model)
 
 

@@ -26,7 +26,8 @@ from dvtoolbox.optimize.lr_policies import gradient_step, learning_rate
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.recorder import Recorder, batch_statistics
-from dvtoolbox.optimize.regularizers import crop_to_valid_range, regularize
+from dvtoolbox.models.pixel_space import crop_to_valid_range
+from dvtoolbox.optimize.regularizers import regularize
 from dvtoolbox.optimize.results import FindResults
 
 log = logging.getLogger(__name__)

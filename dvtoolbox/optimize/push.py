@@ -17,7 +17,7 @@ from torch import nn
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
 from dvtoolbox.optvis.expression import parse_objective
-from dvtoolbox.optvis.model_input import from_model_input
+from dvtoolbox.models.pixel_space import from_model_input
 from dvtoolbox.optvis.objectives import INPUT, Activations, Objective, check_layers
 
 

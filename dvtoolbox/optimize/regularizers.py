@@ -1,7 +1,7 @@
 """DVT's post-step regularizers: what the original optimizer does to the image after each gradient step.
 
 Contract: ``(x, grad, ii, params) => x``, deterministic, applied in phase 6 of the loop after ``x += lr * grad``
-(and ``crop_to_valid_range`` in phase 0, before the forward pass). These are *not* lucid-style transforms: those
+(and ``dvtoolbox.models.pixel_space.crop_to_valid_range`` in phase 0, before the forward pass). These are *not* lucid-style transforms: those
 are random augmentations applied before the forward pass and never change the optimized image itself; these
 change the image: L2 decay, Gaussian blur every ``blur_every`` steps and four percentile clips that zero
 small values or pixels (Yosinski et al. 2015, section 3; ``optimize/gradient_optimizer.py`` of the original).
@@ -28,19 +28,6 @@ import numpy as np
 import torch
 
 TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: the kernel reaches int(4 * sigma + 0.5) pixels
-
-
-# ---------------------------------------------------------------------------------------------------- phase 0
-
-
-def crop_to_valid_range(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Clip ``x + mean`` to [0, 255] and subtract ``mean`` again (the original's phase 0).
-
-    x: (N, 3, H, W) float64 (or float32), mean-subtracted 0..255. mean: (3, H, W) (tensor or array; moved to x's
-    device and dtype). Returns a new (N, 3, H, W) tensor whose ``+ mean`` lies in [0, 255].
-    """
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
-    return torch.clamp(x + mean, 0.0, 255.0) - mean
 
 
 # ---------------------------------------------------------------------------------------------------- blur

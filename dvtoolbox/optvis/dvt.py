@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optimize.lr_policies import learning_rate
 from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.optimize.regularizers import crop_to_valid_range, regularize
-from dvtoolbox.optvis.model_input import from_model_input, to_model_input
+from dvtoolbox.models.pixel_space import crop_to_valid_range
+from dvtoolbox.optimize.regularizers import regularize
+from dvtoolbox.models.pixel_space import from_model_input, to_model_input
 from dvtoolbox.optvis.param.rng import DeviceLike, randn, resolve
 
 DVT_START_SD = 10.0  # DVT's start_at "mean_plus_rand": the mean plus N(0, 10 ** 2) on the 0..255 scale

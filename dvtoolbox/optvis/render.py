@@ -48,9 +48,9 @@ from tqdm import tqdm
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers
-from dvtoolbox.optvis.model_input import to_model_input
+from dvtoolbox.models.pixel_space import to_model_input
 from dvtoolbox.optvis.objectives import Activations, INPUT, Objective, create_objective
 from dvtoolbox.optvis.param.images import get_image
 from dvtoolbox.optvis.param.rng import param_defaults
@@ -135,7 +135,7 @@ def to_numpy_images(image: torch.Tensor) -> np.ndarray:
 class FeatureViz:
     """Feature visualisation of one objective on one model.
 
-    model: an ``nn.Module`` taking dvtoolbox's pixel space (see ``dvtoolbox/models/contract.py``), or a registered
+    model: an ``nn.Module`` taking dvtoolbox's pixel space (see ``dvtoolbox/models/pixel_space.py``), or a registered
     model name (``create_model``). objective: ``"layer:channel"``, ``"layer:channel:y:x"``, an ``Objective`` or a
     callable ``acts -> 0-dim tensor`` to maximise; its layers are checked against the model now. contract: the
     model's ``InputContract`` (default ``model.input_contract``). resize_to_contract: resize the transformed image
@@ -153,7 +153,7 @@ class FeatureViz:
         self.contract = contract if contract is not None else getattr(model, "input_contract", None)
         if self.contract is None:
             raise UsageError(f"{type(model).__name__} has no input_contract; pass contract=InputContract(...) "
-                             "(dvtoolbox.models.contract)")
+                             "(dvtoolbox.models.pixel_space)")
         self.objective: Objective = create_objective(objective, model=model)
         self.resize_to_contract = resize_to_contract
         self.history: List[float] = []  # the objective at each step of the last visualize()

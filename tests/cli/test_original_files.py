@@ -13,7 +13,7 @@ from torch import nn
 
 from dvtoolbox.cli.optimize_image import main
 from dvtoolbox.io import images as image_io
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.models.registry import _MODELS, register_model
 from tests.conftest import make_tiny
 

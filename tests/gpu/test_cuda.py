@@ -16,7 +16,7 @@ from dvtoolbox.cli.optimize_image import main
 from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.models.capture import LayerCapture, gradient_source
 from dvtoolbox.models.caffe import load_caffe_model
-from dvtoolbox.models.preprocess import image_to_model_input
+from dvtoolbox.models.pixel_space import image_to_model_input
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.optimize.job import configure_float32
 from dvtoolbox.optimize.loop import optimize

@@ -9,9 +9,10 @@ import torch
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.models.capture import LayerCapture, layer_shapes
-from dvtoolbox.models.contract import InputContract
-from dvtoolbox.models.efficientnet_lite import Conv2dSame, default_weights_path, efficientnet_lite0
-from dvtoolbox.models.preprocess import image_to_model_input
+from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.models.efficientnet_lite import default_weights_path, efficientnet_lite0
+from dvtoolbox.models.layers import Conv2dSame
+from dvtoolbox.models.pixel_space import image_to_model_input
 from dvtoolbox.models.registry import create_model, list_models
 
 pytestmark = pytest.mark.filterwarnings("error")

@@ -8,7 +8,7 @@ import torch
 
 from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.models.efficientnet_lite import EfficientNetLite, default_weights_path, round_filters, stage_repeats
-from dvtoolbox.models.preprocess import image_to_model_input
+from dvtoolbox.models.pixel_space import image_to_model_input
 from dvtoolbox.models.registry import create_model, list_models
 
 # From the state dicts of efficientnet-lite1-77cc7160.pth / efficientnet-lite2-9656183e.pth: per block,

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models import download, inceptionv1 as inc
+from dvtoolbox.models import inceptionv1 as inc
+from dvtoolbox.models import weights as weights_files
 from dvtoolbox.models.capture import layer_shapes
 from dvtoolbox.models.redirected_relu import RedirectedReLU
 from dvtoolbox.models.registry import create_model, list_models
@@ -193,18 +194,18 @@ def test_truncated_or_wrong_hash_download_is_refused(tmp_path, cache):
     small = tmp_path / "small.pth"
     small.write_bytes(b"<html>not found</html>")
     with pytest.raises(UsageError, match="expected at least 1000"):
-        download.fetch_weights("w.pth", small.as_uri(), min_bytes=1000, progress=False)
+        weights_files.fetch_weights("w.pth", small.as_uri(), min_bytes=1000, progress=False)
     with pytest.raises(UsageError, match="sha256"):
-        download.fetch_weights("w.pth", small.as_uri(), sha256="0" * 64, progress=False)
+        weights_files.fetch_weights("w.pth", small.as_uri(), sha256="0" * 64, progress=False)
     assert os.listdir(cache) == []
-    digest = download.sha256_of(str(small))
-    got = download.fetch_weights("w.pth", small.as_uri(), sha256=digest[:8], progress=False)
+    digest = weights_files.sha256_of(str(small))
+    got = weights_files.fetch_weights("w.pth", small.as_uri(), sha256=digest[:8], progress=False)
     assert got == str(cache / "w.pth") and (cache / "w.pth").read_bytes() == small.read_bytes()
 
 
 def test_cache_dir_default(monkeypatch):
     monkeypatch.delenv("DVTOOLBOX_HOME", raising=False)
-    assert download.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "dvtoolbox")
+    assert weights_files.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "dvtoolbox")
 
 
 def test_registry_with_a_path_and_random(fake_weights):

@@ -13,7 +13,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.models import torchvision_models as tvm
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.registry import create_model
-from dvtoolbox.optvis.model_input import to_model_input
+from dvtoolbox.models.pixel_space import to_model_input
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -94,5 +94,5 @@ def test_errors(resnet18_file, tmp_path):
     path, _ = resnet18_file
     with pytest.raises(UsageError, match="does not fit torchvision:resnet34"):
         create_model("torchvision:resnet34", weights=str(path))
-    with pytest.raises(UsageError, match="or torchvision:<architecture>"):
+    with pytest.raises(UsageError, match="families: .*torchvision:<architecture>"):
         create_model("resnet18")

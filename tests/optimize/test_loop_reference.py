@@ -12,7 +12,7 @@ import torch
 
 from dvtoolbox.models.caffe import load_caffe_model
 from dvtoolbox.models.capture import gradient_source
-from dvtoolbox.models.mean import load_mean
+from dvtoolbox.models.pixel_space import load_mean
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import initial_x

@@ -14,6 +14,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
+from dvtoolbox.models.pixel_space import crop_to_valid_range
 from dvtoolbox.optimize import regularizers as R
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -101,7 +102,7 @@ def batch(rng, shape=(2, 3, 36, 30), scale=40.0):
 def test_crop_to_valid_range_matches_numpy(rng):
     x = batch(rng, scale=150.0)
     mean = rng.uniform(90, 130, x.shape[1:]).astype(np.float32)
-    out = R.crop_to_valid_range(torch.from_numpy(x), torch.from_numpy(mean)).numpy()
+    out = crop_to_valid_range(torch.from_numpy(x), torch.from_numpy(mean)).numpy()
     ref = np.minimum(255.0, np.maximum(0.0, x.astype(np.float64) + mean)) - mean
     assert_close_to_ref(out, ref)
     assert (out + mean >= -1e-4).all() and (out + mean <= 255 + 1e-4).all()

@@ -16,7 +16,7 @@ from dvtoolbox.optvis.alpha import (alpha_experiment, alpha_experiment_2, alpha_
                                     shared_foregrounds, transparent_objective)
 from dvtoolbox.optvis.backgrounds import (CLI_BACKGROUNDS, EXPERIMENT2_BACKGROUNDS, TEST_BACKGROUNDS,
                                           background_by_name, make_bg_func)
-from dvtoolbox.optvis.model_input import to_model_input
+from dvtoolbox.models.pixel_space import to_model_input
 from dvtoolbox.optvis.objectives import Activations
 from dvtoolbox.optvis.param import get_image, image_sample, param_defaults
 from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED

@@ -44,7 +44,7 @@ from dvtoolbox.models.caffe.layers import (CaffeBatchNorm, CaffeInnerProduct, Ca
                                            caffe_pool_out, conv_out, reshape_shape)
 from dvtoolbox.models.caffe.proto import (LayerSpec, blob_array, blob_shape, input_shape_of, layer_param,
                                           net_layers, read_net_binary, read_net_text, weights_by_layer)
-from dvtoolbox.models.contract import InputContract
+from dvtoolbox.models.pixel_space import InputContract
 
 log = logging.getLogger(__name__)
 

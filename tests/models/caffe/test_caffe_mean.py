@@ -1,12 +1,12 @@
 """Caffe ``.binaryproto`` mean images: legacy num/channels/height/width and ``shape`` BlobProtos read as mean.npy,
-and through dvtoolbox.models.mean as the original uses them (centre crop to the net's input)."""
+and through dvtoolbox.models.pixel_space as the original uses them (centre crop to the net's input)."""
 
 import numpy as np
 import pytest
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.caffe import read_blobproto_array
-from dvtoolbox.models.mean import load_mean, read_mean_file
+from dvtoolbox.models.pixel_space import load_mean, read_mean_file
 
 from .helpers import ref_path
 

@@ -1,4 +1,8 @@
-"""Weights files that are not shipped: a cache folder, a real download, and a one-line error when offline.
+"""Weights: loading a state dict into a model with one-line errors, and the files that are not shipped (a cache
+folder, a real download, and a one-line error when offline).
+
+``load_weights(model, path)`` loads strictly; a missing file, an unreadable one, a missing or extra key or a wrong
+shape is a ``UsageError`` naming the first bad key and both shapes.
 
 ``fetch_weights(filename, url)`` returns the path of ``filename`` in ``cache_dir()`` (``$DVTOOLBOX_HOME``, else
 ``~/.cache/dvtoolbox``). When the file is not there yet it is downloaded with ``torch.hub.download_url_to_file``
@@ -16,9 +20,10 @@ import logging
 import os
 import tempfile
 import urllib.error
-from typing import Optional
+from typing import Optional, Union
 
 import torch
+from torch import nn
 
 from dvtoolbox.errors import UsageError
 
@@ -90,3 +95,31 @@ def fetch_weights(filename: str, url: str, sha256: Optional[str] = None, min_byt
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: str = "efficientnet_lite0") -> None:
+    """Load the state dict in ``path`` into ``model``; a missing or unreadable file, a missing or extra key or a
+    wrong shape is a one-line UsageError naming the first bad key and both shapes."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"weights file {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the user's input
+        raise UsageError(f"cannot read weights file {path!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"weights file {path!r} holds a {type(state).__name__}, not a state dict")
+    problem = first_mismatch(model.state_dict(), state)
+    if problem:
+        raise UsageError(f"weights file {path!r} does not fit {name}: {problem}")
+    model.load_state_dict(state, strict=True)
+
+
+def first_mismatch(expected: dict, found: dict) -> Optional[str]:
+    """A description of the first key whose presence or shape differs between two state dicts, or None."""
+    for key in list(expected) + [k for k in found if k not in expected]:
+        want = tuple(expected[key].shape) if key in expected else "absent"
+        got = tuple(found[key].shape) if key in found and hasattr(found[key], "shape") else "absent"
+        if want != got:
+            return f"key {key!r}: model expects shape {want}, file has {got}"
+    return None
