@@ -30,7 +30,7 @@ from _timing import interleaved_medians, machine  # noqa: E402  (benchmarks/, th
 from dvtoolbox.models.capture import LayerCapture  # noqa: E402
 from dvtoolbox.models.registry import create_model  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image  # noqa: E402
-from dvtoolbox.optvis.objectives import create_objective  # noqa: E402
+from dvtoolbox.objectives import create_objective  # noqa: E402
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS  # noqa: E402
 
 

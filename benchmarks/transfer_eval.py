@@ -48,7 +48,7 @@ from dvtoolbox.optimize.loop import optimize  # noqa: E402
 from dvtoolbox.optimize.params import FindParams  # noqa: E402
 from dvtoolbox.optimize.start import initial_x  # noqa: E402
 from dvtoolbox.optvis import FeatureViz, get_image, to_model_input  # noqa: E402
-from dvtoolbox.optvis.objectives import Objective  # noqa: E402
+from dvtoolbox.objectives import Objective  # noqa: E402
 from dvtoolbox.optvis.param.spatial import resize_bilinear  # noqa: E402
 from dvtoolbox.optvis.recipes import RECIPES as LIBRARY_RECIPES  # noqa: E402
 from dvtoolbox.optvis.transforms import (jitter, pad, random_rotate, random_scale, standard_transforms,  # noqa: E402

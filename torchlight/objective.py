@@ -1,5 +1,5 @@
-"""``torchlight.objective``: objectives of the torchlight README (``dvtoolbox.optvis.objectives``)."""
+"""``torchlight.objective``: objectives of the torchlight README (``dvtoolbox.objectives``)."""
 
-from dvtoolbox.optvis.objectives import Objective, create_objective, wrap_objective
+from dvtoolbox.objectives import Objective, create_objective, wrap_objective
 
 __all__ = ["Objective", "create_objective", "wrap_objective"]

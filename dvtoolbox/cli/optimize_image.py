@@ -22,7 +22,6 @@ from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
-from dvtoolbox.optvis.expression import parse_objective
 
 PROG = "optimize_image.py"
 FROM_MODEL = "<the model's>"
@@ -218,15 +217,8 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
-        objective=checked_objective(args.objective),
+        objective=args.objective,
         allow_tf32=args.tf32, image_dtype=args.image_dtype)
-
-
-def checked_objective(text: Optional[str]) -> Optional[str]:
-    """--objective with its syntax checked now (its layers are checked once the model is built)."""
-    if text is not None:
-        parse_objective(text)
-    return text
 
 
 def resolved_config(args: argparse.Namespace) -> dict:

@@ -43,8 +43,8 @@ from dvtoolbox.optimize.writers import check_writable
 from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers, model_pixel_image
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
-from dvtoolbox.optvis.expression import parse_objective
-from dvtoolbox.optvis.objectives import create_objective
+from dvtoolbox.objectives import create_objective
+from dvtoolbox.objectives.expression import is_single_unit
 from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
 from dvtoolbox.optvis.recipes import RECIPES
@@ -357,11 +357,7 @@ def render_call(args: argparse.Namespace, model) -> RenderCall:
 def alpha_call(args: argparse.Namespace, model) -> Dict[str, object]:
     """``render_transparent``'s keyword arguments for --alpha (besides the model, device and progress bar), after
     the checks that need the model: a single-unit objective, a square image, --alpha-jitter below its size."""
-    try:
-        unit = str(create_objective(args.objective))
-    except UsageError:
-        unit = None
-    if unit != str(parse_objective(args.objective, model=model)):  # e.g. "2 * fc8:2" reads as layer "2 * fc8"
+    if not is_single_unit(args.objective):
         raise UsageError("--alpha needs a single unit, layer:channel or layer:channel:y:x (no sums, factors or "
                          f"@batch: the unit is read on the foreground's and the background's images), got "
                          f"{args.objective!r}")
@@ -455,7 +451,7 @@ def run(args: argparse.Namespace) -> List[str]:
 
     device = resolve_device(args.device)
     model = create_model(args.model)
-    objective = parse_objective(args.objective, model=model)
+    objective = create_objective(args.objective, model=model)
     if args.no_resize:
         check_input_size(model, image_size(args, model.input_contract))
     if args.alpha:

@@ -33,7 +33,7 @@ from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optimize.units import UnitSpec, batches, is_single_unit, parse_channels
-from dvtoolbox.optvis.expression import parse_objective
+from dvtoolbox.objectives import Objective, check_layers, create_objective
 from dvtoolbox.optimize.writers import (check_writable, output_prefix, planned_files, uses_results,
                                         write_results)
 
@@ -69,10 +69,13 @@ class OptimizeJob:
     objective: Optional[str] = None  # an optvis objective expression whose gradient replaces the unit's
     allow_tf32: bool = False
     image_dtype: str = "float64"  # the image state: "float64" as the original, or "float32" (faster, see the doc)
+    parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         if self.image_dtype not in IMAGE_DTYPES:
             raise UsageError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, got {self.image_dtype!r}")
+        if self.objective is not None:  # parsed once, here; its layers are checked once the model is built
+            self.parsed_objective = create_objective(self.objective)
 
     @property
     def unit_spec(self) -> UnitSpec:
@@ -185,7 +188,9 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     prep = prepare(job, rank)
     single = is_single_unit(job.unit_spec) and not job.resume and not rank.is_distributed
     shape3d = check_unit(job.params, prep.shapes, prep.model, check_channel=single)
-    objective = None if job.objective is None else parse_objective(job.objective, model=prep.model)
+    objective = job.parsed_objective
+    if objective is not None:
+        check_layers(objective, prep.model)
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)

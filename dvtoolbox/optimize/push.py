@@ -16,9 +16,8 @@ from torch import nn
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
-from dvtoolbox.optvis.expression import parse_objective
 from dvtoolbox.models.pixel_space import from_model_input
-from dvtoolbox.optvis.objectives import INPUT, Activations, Objective, check_layers
+from dvtoolbox.objectives import INPUT, Activations, create_objective
 
 
 def as_units3d(acts: torch.Tensor) -> torch.Tensor:
@@ -75,12 +74,11 @@ class ObjectivePush:
     image as RGB in [0, 1] from the model's ``input_contract``), so the images of a batch stay independent and
     ``values`` (N,) float64 holds each image's objective, which the loop records as obj. ``layer`` (the push
     layer) is still captured for the loop's idxmax / ismax statistics. objective: an Objective or a string that
-    ``dvtoolbox.optvis.expression.parse_objective`` reads; its layers are checked against the model now.
+    ``dvtoolbox.objectives.create_objective`` reads; its layers are checked against the model now.
     """
 
     def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device):
-        self.objective = objective if isinstance(objective, Objective) else parse_objective(objective)
-        check_layers(self.objective, model)
+        self.objective = create_objective(objective, model=model)
         self.model, self.layer, self.input_name = model, layer, INPUT
         self.contract = getattr(model, "input_contract", None)
         reads = self.objective.layers

@@ -13,12 +13,13 @@ The names the torchlight README imports: ``torchlight.optimize.FeatureViz`` -> `
 ``get_image`` -> ``get_image``.
 """
 
-from dvtoolbox.optvis import alpha, backgrounds, objectives, param, transforms
+from dvtoolbox import objectives
+from dvtoolbox.optvis import alpha, backgrounds, param, transforms
 from dvtoolbox.optvis.alpha import (alpha_experiment, alpha_experiment_2, alpha_mean_penalty, image_sample_grid,
                                     render_transparent)
 from dvtoolbox.optvis.backgrounds import make_bg_func
 from dvtoolbox.models.pixel_space import from_model_input, to_model_input
-from dvtoolbox.optvis.objectives import Activations, Objective, as_objective, create_objective, wrap_objective
+from dvtoolbox.objectives import Activations, Objective, as_objective, create_objective, wrap_objective
 from dvtoolbox.optvis.param import get_image, image_sample, param_defaults
 from dvtoolbox.optvis.render import FeatureViz
 from dvtoolbox.optvis.show import show_images

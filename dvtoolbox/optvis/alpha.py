@@ -42,9 +42,10 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optvis import objectives as objectives_module
+from dvtoolbox import objectives as objectives_module
 from dvtoolbox.optvis.backgrounds import EXPERIMENT2_BACKGROUNDS, Background, BgFunc, background_by_name
-from dvtoolbox.optvis.objectives import INPUT, Objective, _layer, create_objective, wrap_objective
+from dvtoolbox.objectives import INPUT, Objective, create_objective, wrap_objective
+from dvtoolbox.objectives.library import layer_output
 from dvtoolbox.optvis.param.color import linear_decorrelate_color
 from dvtoolbox.optvis.param.images import get_image, image_sample
 from dvtoolbox.optvis.param.spatial import laplacian_pyramid
@@ -95,7 +96,7 @@ def alpha_mean_penalty(target: float = ALPHA_TARGET, batch=None):
     notebook's ``alpha_loss_coef`` 1e4 and target 0.25)."""
 
     def inner(acts):
-        x = _layer(acts, INPUT, batch)
+        x = layer_output(acts, INPUT, batch)
         if x.dim() != 4 or x.shape[1] != 4:
             raise UsageError(f"alpha_mean_penalty needs RGBA (N, 4, H, W) images, got shape {tuple(x.shape)}")
         return (x[:, 3].reshape(x.shape[0], -1).mean(1) - float(target)).pow(2).sum()

@@ -51,7 +51,7 @@ from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers
 from dvtoolbox.models.pixel_space import to_model_input
-from dvtoolbox.optvis.objectives import Activations, INPUT, Objective, create_objective
+from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
 from dvtoolbox.optvis.param.images import get_image
 from dvtoolbox.optvis.param.rng import param_defaults
 from dvtoolbox.optvis.param.spatial import resize_bilinear

@@ -1,17 +1,13 @@
-"""The DVT loop driven by a feature-visualisation objective (optimize(..., objective=...), push.ObjectivePush),
-and the objective expressions of the command lines (dvtoolbox/optvis/expression.py)."""
+"""The DVT loop driven by a feature-visualisation objective (optimize(..., objective=...), push.ObjectivePush)."""
 
 import numpy as np
 import pytest
-import torch
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import initial_x
-from dvtoolbox.optvis import objectives as O
-from dvtoolbox.optvis.expression import parse_objective, tokenize
-from dvtoolbox.optvis.objectives import Activations
+from dvtoolbox import objectives as O
 from tests.conftest import TINY_MEAN, TINY_SIZE, make_tiny, tiny_weights
 from tests.optimize.test_loop_reference import TABLE1_LIKE, np_forward, np_input_grad
 
@@ -74,56 +70,6 @@ def test_unknown_layer_in_the_objective_is_a_usage_error():
     p = FindParams(push_layer="fc8", push_channel=0, max_iter=1)
     with pytest.raises(UsageError, match="conv9"):
         optimize(make_tiny(), [p], start(p), MEAN, (5, 1, 1), objective="conv9:1")
-
-
-# ------------------------------------------------------------------------------------------ expressions
-
-
-def fake_acts():
-    fc8 = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [10.0, 20.0, 30.0, 40.0, 50.0]])
-    conv = torch.arange(2 * 4 * 8 * 8, dtype=torch.float32).reshape(2, 4, 8, 8)
-    return Activations({"fc8": fc8, "conv1": conv})
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("fc8:3", (4 + 40) / 2),
-    ("fc8:3 + 0.5 * fc8:1", 22 + 0.5 * 11),
-    ("fc8:3 + fc8:1*0.5", 22 + 0.5 * 11),
-    ("-fc8:0 - fc8:1 / 4", -5.5 - 11 / 4),
-    ("2 * (fc8:0 - fc8:1)", 2 * (5.5 - 11)),
-    ("fc8:3@0 - fc8:3@1", 4 - 40),
-    ("1e-1*fc8:4 + 3", 0.1 * 27.5 + 3),
-    ("conv1:1:2:5", (64 + 2 * 8 + 5 + 256 + 64 + 2 * 8 + 5) / 2),  # neuron (y=2, x=5), mean over the batch
-    ("conv1:1:2:5@1", 256 + 64 + 2 * 8 + 5),
-])
-def test_expressions_have_the_expected_values(text, expected):
-    assert parse_objective(text)(fake_acts()).item() == pytest.approx(expected)
-
-
-def test_expression_layers_and_model_check():
-    assert parse_objective("fc8:3 - 0.1 * conv1:0").layers == frozenset({"fc8", "conv1"})
-    assert [t[0] for t in tokenize("_blocks.10:97 + a/b.c:1@2")] == ["spec", "op", "spec"]
-    with pytest.raises(UsageError, match="conv7"):
-        parse_objective("fc8:1 + conv7:2", model=make_tiny())
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "empty expression"),
-    ("fc8:1 * fc8:2", "cannot be multiplied"),
-    ("fc8:1 / fc8:2", "divide by a non-zero number"),
-    ("fc8:1 / 0", "divide by a non-zero number"),
-    ("3 + 4", "is a number"),
-    ("fc8:1 +", "at the end"),
-    ("(fc8:1", "expected '\\)'"),
-    ("fc8:1)", "unexpected at"),
-    ("fc8", "cannot read 'fc8'"),
-    ("fc8:1 ; import os", "cannot read"),
-    ("__import__('os')", "cannot read"),
-])
-def test_bad_expressions_are_one_line_usage_errors(text, message):
-    with pytest.raises(UsageError, match=message) as info:
-        parse_objective(text)
-    assert "\n" not in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------ optimize_image.py

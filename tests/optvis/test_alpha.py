@@ -10,14 +10,14 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import (checkerboard, composite_over, load_image_rgba, over_checkerboard, over_white,
                                  save_rgba_png, tile_images, to_uint8)
 from dvtoolbox.models.capture import LayerCapture
-from dvtoolbox.optvis import objectives as obj
+from dvtoolbox import objectives as obj
 from dvtoolbox.optvis.alpha import (alpha_experiment, alpha_experiment_2, alpha_mean_penalty,
                                     composite_with_stopped_gradients, image_sample_grid, render_transparent,
                                     shared_foregrounds, transparent_objective)
 from dvtoolbox.optvis.backgrounds import (CLI_BACKGROUNDS, EXPERIMENT2_BACKGROUNDS, TEST_BACKGROUNDS,
                                           background_by_name, make_bg_func)
 from dvtoolbox.models.pixel_space import to_model_input
-from dvtoolbox.optvis.objectives import Activations
+from dvtoolbox.objectives import Activations
 from dvtoolbox.optvis.param import get_image, image_sample, param_defaults
 from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED
 from tests.conftest import make_tiny

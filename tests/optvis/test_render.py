@@ -8,10 +8,10 @@ import torch
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optvis import FeatureViz, create_objective, get_image, show_images
-from dvtoolbox.optvis import objectives as obj
+from dvtoolbox import objectives as obj
 from dvtoolbox.optvis import show as show_module
 from dvtoolbox.models.pixel_space import from_model_input, to_model_input
-from dvtoolbox.optvis.objectives import Activations
+from dvtoolbox.objectives import Activations
 from dvtoolbox.models.capture import LayerCapture
 from tests.conftest import make_tiny
 

@@ -9,9 +9,9 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optvis import FeatureViz, get_image
-from dvtoolbox.optvis import objectives as obj
+from dvtoolbox import objectives as obj
 from dvtoolbox.models.pixel_space import to_model_input
-from dvtoolbox.optvis.objectives import Activations, Objective
+from dvtoolbox.objectives import Activations, Objective
 from dvtoolbox.optvis.param.rng import param_defaults
 from dvtoolbox.optvis.param.spatial import resize_bilinear
 from dvtoolbox.optvis.render import split_views

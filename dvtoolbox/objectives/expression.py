@@ -7,10 +7,14 @@ Grammar (whitespace ignored; parsed by hand, never ``eval``)::
     factor := ("-" | "+") factor | NUMBER | SPEC | "(" expr ")"
     SPEC   := LAYER ":" channel [":" y ":" x] ["@" batch]      e.g. _blocks.10:97, conv1:2:4:4, fc8:3@1
 
-``LAYER`` is a module name (letters, digits, ``_ . /``, not starting with a digit); ``layer:channel`` is
+``LAYER`` is a module name: letters, digits, ``_ . /`` (``features.3``, ``2`` in an ``nn.Sequential``,
+``inception_4c/output``), and ``@`` followed by a letter (Caffe's in-place taps, ``conv2@relu2``); a term is told
+from a number by its ``:``. ``layer:channel`` is
 ``objectives.channel``, ``layer:channel:y:x`` is ``objectives.neuron`` and ``@b`` restricts it to batch element
-b (``create_objective(spec, batch=b)``). Objectives add and subtract; they multiply and divide by numbers only.
-A malformed expression is a one-line ``UsageError`` that shows where it went wrong.
+b (``channel(..., batch=b)``; a term without ``@`` takes the parser's ``default_batch``). Objectives add and
+subtract; they multiply and divide by numbers only. A malformed expression is a one-line ``UsageError`` that shows
+where it went wrong. This is the one grammar of objectives: ``create_objective``, both command lines and both
+engines read strings through ``parse_objective``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple, Union
 
-from torch import nn
-
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optvis.objectives import Objective, check_layers, create_objective
+from dvtoolbox.objectives.library import channel, neuron
+from dvtoolbox.objectives.objective import Batch, Objective
 
-TOKEN = re.compile(r"\s*(?:(?P<spec>[A-Za-z_][\w./]*(?::\d+)+(?:@\d+)?)|"
+TOKEN = re.compile(r"\s*(?:(?P<spec>[\w./]+(?:@[A-Za-z_][\w./]*)*(?::\d+)+(?:@\d+)?)|"
                    r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<op>[-+*/()]))")
 
 Value = Union[Objective, float]
@@ -45,8 +48,9 @@ def tokenize(text: str) -> List[Tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, default_batch: Batch = None):
         self.text, self.tokens, self.i = text, tokenize(text), 0
+        self.default_batch = default_batch
 
     def peek(self) -> Optional[Tuple[str, str, int]]:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -102,8 +106,20 @@ class _Parser:
         self.i += 1
         if token[0] == "number":
             return float(token[1])
-        spec, _, batch = token[1].partition("@")
-        return create_objective(spec, batch=int(batch) if batch else None)
+        return self.unit(token[1])
+
+    def unit(self, spec: str) -> Objective:
+        """``layer:channel[:y:x][@batch]`` -> channel(...) or neuron(...)."""
+        spec, batch = re.fullmatch(r"(.+?)(?:@(\d+))?", spec).groups()
+        layer, *numbers = spec.split(":")
+        if len(numbers) not in (1, 3):
+            raise UsageError(f"objective {self.text!r}: a term is layer:channel or layer:channel:y:x, got {spec!r}")
+        extra = {"batch": int(batch)} if batch else ({} if self.default_batch is None else
+                                                     {"batch": self.default_batch})
+        values = [int(n) for n in numbers]
+        if len(values) == 1:
+            return channel(layer, values[0], **extra)
+        return neuron(layer, values[0], x=values[2], y=values[1], **extra)
 
 
 def _multiply(a: Value, b: Value, text: str) -> Value:
@@ -112,10 +128,10 @@ def _multiply(a: Value, b: Value, text: str) -> Value:
     return b * a if isinstance(b, Objective) else a * b
 
 
-def parse_objective(text: str, model: Optional[nn.Module] = None) -> Objective:
-    """The Objective an expression describes (see the module docstring); with ``model`` its layers are checked
-    (an unknown layer is a UsageError listing the valid names)."""
-    parser = _Parser(text)
+def parse_objective(text: str, default_batch: Batch = None) -> Objective:
+    """The Objective an expression describes (see the module docstring). To check its layers against a model, use
+    ``create_objective(text, model=model)``."""
+    parser = _Parser(text, default_batch)
     if not parser.tokens:
         raise UsageError("objective: empty expression; write e.g. 'fc8:130' or '_blocks.10:97 - 0.5 * fc8:1'")
     value = parser.expr()
@@ -123,6 +139,14 @@ def parse_objective(text: str, model: Optional[nn.Module] = None) -> Objective:
         parser.fail("unexpected")
     if not isinstance(value, Objective):
         raise UsageError(f"objective {text!r} is a number; it needs at least one layer:channel term")
-    if model is not None:
-        check_layers(value, model)
     return value
+
+
+def is_single_unit(text: str) -> bool:
+    """True when ``text`` is one ``layer:channel`` or ``layer:channel:y:x`` term, without a factor or ``@batch``
+    (what a mode that reads the unit on several images of its own needs, e.g. transparency)."""
+    try:
+        tokens = tokenize(text)
+    except UsageError:
+        return False
+    return len(tokens) == 1 and tokens[0][0] == "spec" and re.search(r"@\d+$", tokens[0][1]) is None

@@ -7,9 +7,9 @@ import torch
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture
-from dvtoolbox.optvis import objectives as obj
+from dvtoolbox import objectives as obj
 from dvtoolbox.models.pixel_space import to_model_input
-from dvtoolbox.optvis.objectives import Activations, Objective, create_objective
+from dvtoolbox.objectives import Activations, Objective, create_objective
 from tests.conftest import make_tiny, tiny_weights
 
 pytestmark = pytest.mark.filterwarnings("error")
