@@ -61,8 +61,8 @@ def get_parser() -> argparse.ArgumentParser:
 def blur_function(device: str):
     """dvtoolbox's gaussian_blur when it is there, else scipy.ndimage.gaussian_filter per channel (CPU only)."""
     try:
-        from dvtoolbox.optimize.regularizers import gaussian_blur
-        return "dvtoolbox.optimize.regularizers.gaussian_blur", gaussian_blur
+        from dvtoolbox.regularizers.operations import gaussian_blur
+        return "dvtoolbox.regularizers.operations.gaussian_blur", gaussian_blur
     except ImportError:
         from scipy.ndimage import gaussian_filter
 

@@ -18,7 +18,7 @@ from dvtoolbox.cli.settings import find_settings_file, read_settings_local, read
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import DEFAULT_MODEL, OptimizeJob, layer_table, prepare, run_job
-from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit

@@ -38,9 +38,10 @@ from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optimize.job import DEFAULT_MODEL, configure_float32, resolve_device
-from dvtoolbox.optimize.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.optimize.writers import check_writable
-from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers, model_pixel_image
+from dvtoolbox.optvis.dvt import LRSchedule, model_pixel_image
+from dvtoolbox.regularizers.settings import Regularizers
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
 from dvtoolbox.objectives import create_objective
@@ -282,8 +283,8 @@ def alpha_settings(args: argparse.Namespace):
             int(args.alpha_jitter if args.alpha_jitter is not None else DEFAULT_ALPHA_JITTER))
 
 
-def regularizers_from_args(args: argparse.Namespace) -> PixelRegularizers:
-    regs = PixelRegularizers(**{name: getattr(args, name) for name in REGULARIZER_FLAGS})
+def regularizers_from_args(args: argparse.Namespace) -> Regularizers:
+    regs = Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FLAGS})
     if regs.active and args.param != "dvt":
         raise UsageError(f"the DVT regularizers (--decay, --blur-*, --*-percentile) need --param dvt, got --param "
                          f"{args.param}")

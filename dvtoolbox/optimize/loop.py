@@ -22,12 +22,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import gradient_step, learning_rate
+from dvtoolbox.regularizers.lr_policies import gradient_step, learning_rate
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.recorder import Recorder, batch_statistics
 from dvtoolbox.models.pixel_space import crop_to_valid_range
-from dvtoolbox.optimize.regularizers import regularize
+from dvtoolbox.regularizers.operations import regularize
 from dvtoolbox.optimize.results import FindResults
 
 log = logging.getLogger(__name__)

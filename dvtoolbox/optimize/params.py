@@ -9,27 +9,21 @@ and what is valid.
 
 from __future__ import annotations
 
-import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Tuple
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import validate_lr_params
 from dvtoolbox.optimize.py2_text import py2_str
 from dvtoolbox.optimize.start import START_AT_CHOICES
-
-PERCENTILE_FIELDS = ("small_val_percentile", "small_norm_percentile", "px_benefit_percentile",
-                     "px_abs_benefit_percentile")
+from dvtoolbox.regularizers.lr_policies import validate_lr_params
+from dvtoolbox.regularizers.settings import (REGULARIZER_FIELDS, Regularizers, check_int, check_real,
+                                             check_regularizers)
 
 
 @dataclass(frozen=True)
-class FindParams:
-    """One unit to push and the regularised gradient ascent that pushes it.
-
-    push_unit is (push_channel,) + push_spatial; push_spatial is (0, 0) for a layer without space.
-    start_at is one of START_AT_CHOICES or the path of a .npy file holding x0 (3, H, W).
-    """
+class _StartAndUnit:
+    """Where to start and which unit to push (the first fields of FindParams)."""
 
     rand_seed: int = 0
     start_at: str = "mean_plus_rand"
@@ -37,46 +31,56 @@ class FindParams:
     push_channel: int = 130
     push_spatial: Tuple[int, int] = (0, 0)
     push_dir: float = 1
-    decay: float = 0
-    blur_radius: float = 0
-    blur_every: int = 0
-    small_val_percentile: float = 0
-    small_norm_percentile: float = 0
-    px_benefit_percentile: float = 0
-    px_abs_benefit_percentile: float = 0
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """How the step size is chosen and for how long (the last fields of FindParams)."""
+
     lr_policy: str = "constant"
     lr_params: Dict[str, float] = field(default_factory=lambda: {"lr": 1})
     max_iter: int = 500
+
+
+# Dataclass fields come in reverse order of the bases: start and unit, the regularizers, the schedule, push_unit,
+# the original's order (kept in asdict() and in the pickles' attribute order).
+@dataclass(frozen=True)
+class FindParams(_Schedule, Regularizers, _StartAndUnit):
+    """One unit to push and the regularised gradient ascent that pushes it.
+
+    push_unit is (push_channel,) + push_spatial; push_spatial is (0, 0) for a layer without space.
+    start_at is one of START_AT_CHOICES or the path of a .npy file holding x0 (3, H, W). The seven regularizer
+    fields (decay, blur_radius, blur_every, the four percentiles) are ``Regularizers``'.
+    """
+
     push_unit: Tuple[int, int, int] = field(init=False)
 
     def __post_init__(self):
-        _check_int("rand_seed", self.rand_seed, 0, 2**32 - 1)
+        check_int("rand_seed", self.rand_seed, 0, 2**32 - 1)
         if self.start_at not in START_AT_CHOICES and not (
                 str(self.start_at).endswith(".npy") and os.path.isfile(self.start_at)):
             raise UsageError(f"start_at must be one of {', '.join(START_AT_CHOICES)} or an existing .npy file "
                              f"holding x0, got {self.start_at!r}")
         if not isinstance(self.push_layer, str) or not self.push_layer:
             raise UsageError(f"push_layer must be a layer name, got {self.push_layer!r}")
-        _check_int("push_channel", self.push_channel, 0)
+        check_int("push_channel", self.push_channel, 0)
         spatial = self.push_spatial
         if not (isinstance(spatial, tuple) and len(spatial) == 2):
             raise UsageError(f"push_spatial must be None or a tuple (y, x) of two integers, got {spatial!r}")
         for value in spatial:
-            _check_int("push_spatial", value, 0)
-        _check_real("push_dir", self.push_dir)
+            check_int("push_spatial", value, 0)
+        check_real("push_dir", self.push_dir)
         if self.push_dir == 0:
             raise UsageError("push_dir must be non-zero (1 maximises, -1 minimises), got 0")
-        _check_real("decay", self.decay, 0, 1)
-        _check_real("blur_radius", self.blur_radius, 0)
-        _check_int("blur_every", self.blur_every, 0)
-        for name in PERCENTILE_FIELDS:
-            value = getattr(self, name)
-            _check_real(name, value, 0)
-            if value >= 100:
-                raise UsageError(f"{name} must be in [0, 100) (0 disables it), got {value!r}")
+        check_regularizers(self)
         validate_lr_params(self.lr_policy, self.lr_params)
-        _check_int("max_iter", self.max_iter, 1)
+        check_int("max_iter", self.max_iter, 1)
         object.__setattr__(self, "push_unit", (self.push_channel,) + tuple(spatial))
+
+    @property
+    def regularizers(self) -> Regularizers:
+        """The seven regularizer settings alone."""
+        return Regularizers(**{name: getattr(self, name) for name in REGULARIZER_FIELDS})
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "FindParams":
@@ -104,23 +108,3 @@ class FindParams:
         for name in sorted(f.name for f in fields(self)):
             lines.append("%30s: %s" % (name, py2_str(getattr(self, name))))
         return "\n".join(lines) + "\n"
-
-
-def _check_int(name: str, value, low: int = None, high: int = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UsageError(f"{name} must be an integer, got {value!r}")
-    _check_range(name, value, low, high)
-
-
-def _check_real(name: str, value, low: float = None, high: float = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise UsageError(f"{name} must be a number, got {value!r}")
-    _check_range(name, value, low, high)
-
-
-def _check_range(name, value, low, high) -> None:
-    if low is not None and value < low:
-        raise UsageError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise UsageError(f"{name} must be <= {high}, got {value!r}")
-

@@ -23,7 +23,8 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.params import PERCENTILE_FIELDS, FindParams
+from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.regularizers.settings import PERCENTILE_FIELDS
 from dvtoolbox.optimize.results import FindResults
 
 EXPECTED = "a pickled (FindParams, FindResults) pair, as optimize_image.py writes to info.pkl / info_big.pkl"

@@ -10,7 +10,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from dvtoolbox.optimize.lr_policies import grad_dot
+from dvtoolbox.regularizers.lr_policies import grad_dot
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import META_GRAD0, FindResults
 

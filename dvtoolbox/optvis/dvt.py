@@ -1,11 +1,11 @@
 """DVT's post-step regularizers and learning-rate policies inside the feature-visualisation loop.
 
 The deep-visualization-toolbox optimizer changes the image itself after each step (L2 decay, Gaussian blur every k
-steps, four percentile clips: ``dvtoolbox.optimize.regularizers``) and sets its step size from the gradient
-(``dvtoolbox.optimize.lr_policies``). Here those same functions serve ``FeatureViz.visualize``:
+steps, four percentile clips: ``dvtoolbox.regularizers.operations``) and sets its step size from the gradient
+(``dvtoolbox.regularizers.lr_policies``). Here those same functions serve ``FeatureViz.visualize``:
 
-- ``PixelRegularizers(decay=..., blur_radius=..., ...)``: the post-step operations, with FindParams' field names,
-  defaults (all off) and validation. They act on an image in the model's pixel space (0..255 minus the mean, model
+- ``Regularizers(decay=..., blur_radius=..., ...)`` (``dvtoolbox.regularizers``): the post-step operations, with
+  FindParams' field names, defaults (all off) and validation (the one declaration both engines use). They act on an image in the model's pixel space (0..255 minus the mean, model
   channel order), so they need a parameterisation whose parameter IS that image: ``model_pixel_image``.
   Decision: they are not approximated for the Fourier / sigmoid / low-resolution parameterisations (their
   parameters are not pixels; blurring or clipping a spectrum is something else). There, use lucid's penalties,
@@ -23,52 +23,20 @@ steps, four percentile clips: ``dvtoolbox.optimize.regularizers``) and sets its 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.optimize.lr_policies import learning_rate
-from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.models.pixel_space import crop_to_valid_range
-from dvtoolbox.optimize.regularizers import regularize
-from dvtoolbox.models.pixel_space import from_model_input, to_model_input
+from dvtoolbox.models.pixel_space import InputContract, crop_to_valid_range, from_model_input, to_model_input
 from dvtoolbox.optvis.param.rng import DeviceLike, randn, resolve
+from dvtoolbox.regularizers.lr_policies import learning_rate, validate_lr_params
+from dvtoolbox.regularizers.operations import regularize
+from dvtoolbox.regularizers.settings import Regularizers
 
 DVT_START_SD = 10.0  # DVT's start_at "mean_plus_rand": the mean plus N(0, 10 ** 2) on the 0..255 scale
-
-
-@dataclass(frozen=True)
-class PixelRegularizers:
-    """DVT's post-step operations (``optimize.regularizers.regularize``), FindParams' names and defaults (off).
-
-    ``__call__(x, grad, ii)``: x (N, 3, H, W) after the step, mean-subtracted 0..255, model channel order; grad the
-    ascent gradient of the same step; ii the 0-based step index (blur when ``ii % blur_every == 0``).
-    """
-
-    decay: float = 0.0
-    blur_radius: float = 0.0
-    blur_every: int = 0
-    small_val_percentile: float = 0.0
-    small_norm_percentile: float = 0.0
-    px_benefit_percentile: float = 0.0
-    px_abs_benefit_percentile: float = 0.0
-
-    def __post_init__(self):
-        FindParams(**asdict(self))  # FindParams' validation: one-line UsageErrors with the valid ranges
-
-    @property
-    def active(self) -> bool:
-        """False when every operation is off (then they are skipped)."""
-        return (self.decay > 0 or (self.blur_radius > 0 and self.blur_every > 0) or self.small_val_percentile > 0
-                or self.small_norm_percentile > 0 or self.px_benefit_percentile > 0
-                or self.px_abs_benefit_percentile > 0)
-
-    def __call__(self, x: torch.Tensor, grad: torch.Tensor, ii: int) -> torch.Tensor:
-        return regularize(x, grad, ii, self)
 
 
 @dataclass(frozen=True)
@@ -80,7 +48,7 @@ class LRSchedule:
     params: Dict[str, float] = field(default_factory=lambda: {"lr": 1.0})
 
     def __post_init__(self):
-        FindParams(lr_policy=self.policy, lr_params=dict(self.params))
+        validate_lr_params(self.policy, self.params)
 
     @property
     def lr_policy(self) -> str:  # the names ``learning_rate`` reads
@@ -118,7 +86,7 @@ class ModelPixelImage:
     def __call__(self) -> torch.Tensor:
         return from_model_input(self.x, self.contract)
 
-    def after_step(self, step_index: int, regularizers: Optional[PixelRegularizers]) -> None:
+    def after_step(self, step_index: int, regularizers: Optional[Regularizers]) -> None:
         """After the optimizer's step ``step_index`` (0-based): DVT's phase 6 regularizers, then the clip to
         [0, 255] (phase 0 of the next step), in place. The ascent gradient is ``-x.grad`` (the loop minimises
         -objective)."""
@@ -126,7 +94,7 @@ class ModelPixelImage:
             x = self.x
             if regularizers is not None and regularizers.active:
                 grad = -self.x.grad if self.x.grad is not None else torch.zeros_like(x)
-                x = regularizers(x, grad, step_index)
+                x = regularize(x, grad, step_index, regularizers)
             self.x.copy_(crop_to_valid_range(x, self.mean))
 
 

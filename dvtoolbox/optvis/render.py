@@ -49,7 +49,8 @@ from tqdm import tqdm
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture
 from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers
+from dvtoolbox.optvis.dvt import LRSchedule
+from dvtoolbox.regularizers.settings import Regularizers
 from dvtoolbox.models.pixel_space import to_model_input
 from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
 from dvtoolbox.optvis.param.images import get_image
@@ -76,7 +77,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _after_step_hook(image_f: Callable, regularizers: Optional[PixelRegularizers]) -> Optional[Callable]:
+def _after_step_hook(image_f: Callable, regularizers: Optional[Regularizers]) -> Optional[Callable]:
     """``image_f.after_step`` when the parameterisation has one (``dvt.model_pixel_image``); regularizers on any
     other parameterisation are a UsageError (see ``dvt.py`` for why)."""
     hook = getattr(image_f, "after_step", None)
@@ -196,7 +197,7 @@ class FeatureViz:
                   show_progress: bool = False, show_last_image: bool = False, optimizer: Optional[Callable] = None,
                   transforms: Optional[Sequence[Callable]] = None, seed: int = 0,
                   device: Union[str, torch.device, None] = None,
-                  pre_transform: Optional[Callable] = None, regularizers: Optional[PixelRegularizers] = None,
+                  pre_transform: Optional[Callable] = None, regularizers: Optional[Regularizers] = None,
                   lr_schedule: Optional[LRSchedule] = None, views: int = 1) -> List[np.ndarray]:
         """Optimize and return ``[images after step t for t in thresholds]``, each (N, H, W, C) float32 numpy in
         [0, 1] (C = 3, or 4 with alpha).
@@ -210,7 +211,7 @@ class FeatureViz:
         pre_transform: ``(image, generator) -> (M, 3|4, H', W')`` applied to ``image_f()`` before the transforms
         (phase 1b), e.g. ``alpha.py``'s composite of a foreground over optimised backgrounds; the objective's
         ``"input"`` and the recorded images stay ``image_f()``'s.
-        regularizers: DVT's post-step operations (``dvt.PixelRegularizers``: decay, blur, percentile clips), for
+        regularizers: DVT's post-step operations (``dvt.Regularizers``: decay, blur, percentile clips), for
         ``param_f`` = ``dvt.model_pixel_image`` only (a UsageError otherwise). lr_schedule: a DVT learning-rate
         policy (``dvt.LRSchedule``) that sets the optimizer's lr before each step (phase 5b).
         views: transformed copies of the image per step, one forward pass for all (phases 2 to 4; the module

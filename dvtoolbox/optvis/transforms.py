@@ -6,7 +6,7 @@ global CPU generator). Each random transform first SAMPLES its parameters (``get
 same for the whole batch, then calls a pure deterministic KERNEL (``pad_image``, ``crop``, ``scale_image``,
 ``rotate_image``, ``composite_alpha``) that returns a new tensor (``crop``: a view), never modifies its input,
 and is differentiable in x. These transforms change what the model sees, never the optimized image; DVT's post-step regularizers
-(decay, blur, clips in ``dvtoolbox.optimize.regularizers``) change the image itself and are a different thing.
+(decay, blur, clips in ``dvtoolbox.regularizers.operations``) change the image itself and are a different thing.
 
 Kernels, exactly:
 - ``pad_image``: ``torch.nn.functional.pad`` on H and W ("constant" with a value, "reflect" = numpy's 'reflect',

@@ -111,7 +111,7 @@ def test_float64_image_state_on_cuda():
 def test_float64_regularizers_on_cuda_give_scipys_bits():
     from scipy.ndimage import gaussian_filter
 
-    from dvtoolbox.optimize.regularizers import gaussian_blur
+    from dvtoolbox.regularizers.operations import gaussian_blur
 
     x = np.random.RandomState(0).normal(0, 40, (2, 3, 33, 29))
     out = gaussian_blur(torch.from_numpy(x).cuda(), 1.0).cpu().numpy()

@@ -9,10 +9,11 @@ from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optvis import FeatureViz, get_image
-from dvtoolbox.optvis.dvt import LRSchedule, PixelRegularizers, model_pixel_image
+from dvtoolbox.optvis.dvt import LRSchedule, model_pixel_image
+from dvtoolbox.regularizers.settings import Regularizers
 from tests.conftest import TINY_MEAN, TINY_SIZE, make_tiny
 from tests.optimize.test_loop_reference import TABLE1_LIKE
-from tests.optimize.test_regularizers import TABLE1, assert_close_to_ref, make_params, ref_phase6
+from tests.regularizers.test_operations import TABLE1, assert_close_to_ref, make_params, ref_phase6
 
 MEAN = np.asarray(TINY_MEAN, np.float64)[:, None, None]
 REG_FIELDS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
@@ -33,7 +34,7 @@ def test_after_step_is_dvt_phase6_then_the_crop(row, ii):
     start = np_crop(x0.astype(np.float64))
     np.testing.assert_allclose(params[0].detach().numpy(), start, rtol=1e-6, atol=1e-4)  # clipped at the start
     params[0].grad = torch.from_numpy(-grad)  # the loop minimises -objective: the ascent gradient is -x.grad
-    image_f.after_step(ii, PixelRegularizers(**TABLE1[row]))
+    image_f.after_step(ii, Regularizers(**TABLE1[row]))
     p = make_params(**TABLE1[row])
     x_in = params[0].detach().numpy()  # after the call; recompute the reference from the clipped start
     ref = np_crop(np.concatenate([ref_phase6(start[n:n + 1], grad[n:n + 1].astype(np.float64), ii, p)
@@ -61,7 +62,7 @@ def test_visualize_with_sgd_and_no_transforms_is_the_dvt_loop(name):
 
     model = make_tiny()
     fv = FeatureViz(model, "fc8:2")
-    regs = PixelRegularizers(**{k: v for k, v in row.items() if k in REG_FIELDS})
+    regs = Regularizers(**{k: v for k, v in row.items() if k in REG_FIELDS})
     images = fv.visualize(lambda: model_pixel_image(model.input_contract, x0=x0[None]), thresholds=[p.max_iter],
                           transforms=[], optimizer=lambda ps: torch.optim.SGD(ps, lr=1.0), regularizers=regs,
                           lr_schedule=LRSchedule(p.lr_policy, p.lr_params))
@@ -89,12 +90,12 @@ def test_lr_schedule_values():
 def test_regularizers_need_the_pixel_parameterisation_and_validate():
     fv = FeatureViz(make_tiny(), "fc8:2")
     with pytest.raises(UsageError, match="act on pixels"):
-        fv.visualize(lambda: get_image(8), thresholds=[1], transforms=[], regularizers=PixelRegularizers(decay=0.1))
-    fv.visualize(lambda: get_image(8), thresholds=[1], transforms=[], regularizers=PixelRegularizers())  # all off
+        fv.visualize(lambda: get_image(8), thresholds=[1], transforms=[], regularizers=Regularizers(decay=0.1))
+    fv.visualize(lambda: get_image(8), thresholds=[1], transforms=[], regularizers=Regularizers())  # all off
     with pytest.raises(UsageError, match="decay must be <= 1"):
-        PixelRegularizers(decay=2.0)
+        Regularizers(decay=2.0)
     with pytest.raises(UsageError, match="small_norm_percentile must be in"):
-        PixelRegularizers(small_norm_percentile=100)
+        Regularizers(small_norm_percentile=100)
     with pytest.raises(UsageError, match="unknown lr_policy"):
         LRSchedule("cosine", {})
     with pytest.raises(UsageError, match="needs lr_params max_lr, desired_prog"):

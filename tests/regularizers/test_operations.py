@@ -15,7 +15,7 @@ import torch
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from dvtoolbox.models.pixel_space import crop_to_valid_range
-from dvtoolbox.optimize import regularizers as R
+from dvtoolbox.regularizers import operations as R
 
 pytestmark = pytest.mark.filterwarnings("error")
 

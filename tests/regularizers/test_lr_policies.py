@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.lr_policies import (REQUIRED_LR_KEYS, gradient_step, learning_rate, squared_grad_norm,
+from dvtoolbox.regularizers.lr_policies import (REQUIRED_LR_KEYS, gradient_step, learning_rate, squared_grad_norm,
                                             validate_lr_params)
 
 pytestmark = pytest.mark.filterwarnings("error")
