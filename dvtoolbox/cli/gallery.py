@@ -16,6 +16,7 @@ from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.io.gui_layout import IMAGE_CHOICES, write_gui_layout
 
+FLAGS = {"image": "--gui-image", "layer": "--gui-layer", "layer_units": "--gui-layer-units", "tile": "--gui-tile"}
 PROG = "python -m dvtoolbox.cli.gallery"
 
 
@@ -52,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0 ok, 2 bad input, 1 other failure."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    return run_command(PROG, lambda: _write(args))
+    return run_command(PROG, lambda: _write(args), flags=FLAGS)
 
 
 def _write(args: argparse.Namespace) -> int:

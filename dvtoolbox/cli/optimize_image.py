@@ -24,6 +24,7 @@ from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
 
 PROG = "optimize_image.py"
+FLAGS = {"allow_tf32": "--tf32", "unit_spec": "--push-channel"}  # library names whose flag is not --<name>
 FROM_MODEL = "<the model's>"
 
 
@@ -234,7 +235,8 @@ def resolved_config(args: argparse.Namespace) -> dict:
 def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[str]] = None) -> int:
     """Run optimize_image.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
     settings_dirs = [os.getcwd()] if settings_dirs is None else list(settings_dirs)
-    return run_command(PROG, lambda: _main(argv, settings_dirs), interrupted="interrupted; nothing was written")
+    return run_command(PROG, lambda: _main(argv, settings_dirs), interrupted="interrupted; nothing was written",
+                       flags=FLAGS)
 
 
 def _main(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> int:

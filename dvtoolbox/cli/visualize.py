@@ -39,7 +39,7 @@ from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optimize.job import DEFAULT_MODEL, configure_float32, resolve_device
 from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
-from dvtoolbox.optimize.writers import check_writable
+from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.optvis.dvt import LRSchedule, model_pixel_image
 from dvtoolbox.regularizers.settings import Regularizers
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
@@ -52,6 +52,8 @@ from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, preset_transforms
 
 PROG = "visualize.py"
+FLAGS = {"allow_tf32": "--tf32", "resize_to_contract": "dropping --no-resize",  # library names whose flag is not
+         "regularizers": "the DVT regularizers (--decay, --blur-*, --*-percentile)"}  # --<name>
 REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
                      "px_benefit_percentile", "px_abs_benefit_percentile")
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -513,7 +515,7 @@ def run_alpha(args: argparse.Namespace, model, device) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run visualize.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
-    return run_command(PROG, lambda: _main(argv))
+    return run_command(PROG, lambda: _main(argv), flags=FLAGS)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

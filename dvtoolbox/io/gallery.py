@@ -108,8 +108,7 @@ def scan_folder(folder: str) -> List[UnitCell]:
     paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*" + INFO_SUFFIX)))
     paths = [p for p in paths if not os.path.basename(p).startswith(".")]
     if not paths:
-        raise UsageError(f"no results in {folder!r}: no *info.txt file (run optimize_image.py with an "
-                         "--output-prefix inside this folder first)")
+        raise UsageError(f"no results in {folder!r}: no *info.txt file of optimize_image.py there")
     return sorted((read_cell(p) for p in paths), key=lambda c: c.sort_key)
 
 
@@ -141,8 +140,8 @@ def write_gallery(folder: str, brave: bool = False) -> str:
         log.info("%s is up to date", path)
         return path
     if old is not None and f'<meta name="generator" content="{GENERATOR}">' not in old and not brave:
-        raise UsageError(f"cowardly refusing to overwrite {path}, which dvtoolbox did not write; use --brave to "
-                         "allow it")
+        raise UsageError(f"cowardly refusing to overwrite {path}, which dvtoolbox did not write; allow it with "
+                         "brave", "brave")
     write_text_atomic(path, text)
     log.info("wrote %s (%d units)", path, len(cells))
     return path

@@ -116,26 +116,28 @@ def write_gui_layout(folders: Sequence[str], gui_dir: str, layer: Optional[str] 
         raise UsageError(f"the GUI layout takes 1 results folder (shown by the GUI) or 4 (Table 1's rows 1-4), "
                          f"got {len(folders)}")
     if image not in IMAGE_CHOICES:
-        raise UsageError(f"--gui-image must be one of {', '.join(IMAGE_CHOICES)}, got {image!r}")
+        raise UsageError(f"image must be one of {', '.join(IMAGE_CHOICES)}, got {image!r}", "image")
     corners = [GUI_CORNER] if len(folders) == 1 else [0, 1, 2, 3]
     by_corner = {corner: _units_of(folder, layer, image) for corner, folder in zip(corners, folders)}
     layers = {lay for lay, _ in by_corner.values()}
     if len(layers) != 1:
-        raise UsageError(f"the results folders hold different layers ({', '.join(sorted(layers))}); use --gui-layer")
+        raise UsageError(f"the results folders hold different layers ({', '.join(sorted(layers))}); choose one with layer",
+                         "layer")
     layer_name = layers.pop()
     units = sorted({u for _, per_unit in by_corner.values() for u in per_unit})
     if layer_units is not None and (layer_units < 1 or units[-1] >= layer_units):
-        raise UsageError(f"--gui-layer-units {layer_units}: the results have unit {units[-1]}; give the layer's "
-                         "number of units")
+        raise UsageError(f"layer_units {layer_units}: the results have unit {units[-1]}; give the layer's "
+                         "number of units", "layer_units")
     tile = tile or _first_size(by_corner)
     if tile < 1:
-        raise UsageError(f"--gui-tile must be >= 1, got {tile}")
+        raise UsageError(f"tile must be >= 1, got {tile}", "tile")
     paths = [montage_path(gui_dir, layer_name, u) for u in units]
     if layer_units is not None:
         paths.append(whole_layer_path(gui_dir, layer_name))
     existing = [p for p in paths if os.path.exists(p)]
     if existing and not brave:
-        raise UsageError(f"cowardly refusing to overwrite {existing[0]} (and {len(existing) - 1} more); use --brave")
+        raise UsageError(f"cowardly refusing to overwrite {existing[0]} (and {len(existing) - 1} more); allow it with "
+                         "brave", "brave")
     os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
     firsts: Dict[int, np.ndarray] = {}
     for unit, path in zip(units, paths):
@@ -155,7 +157,7 @@ def _units_of(folder: str, layer: Optional[str], image: str) -> Tuple[str, Dict[
     cells: List[UnitCell] = scan_folder(folder)
     layers = sorted({c.layer for c in cells})
     if layer is None and len(layers) > 1:
-        raise UsageError(f"{folder!r} holds several layers ({', '.join(layers)}); choose one with --gui-layer")
+        raise UsageError(f"{folder!r} holds several layers ({', '.join(layers)}); choose one with layer", "layer")
     layer = layers[0] if layer is None else layer
     per_unit: Dict[int, List[str]] = {}
     for cell in sorted((c for c in cells if c.layer == layer), key=lambda c: (c.channel, c.seed)):

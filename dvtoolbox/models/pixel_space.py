@@ -88,17 +88,17 @@ def load_mean(spec: MeanSpec, data_size: Tuple[int, int], n_channels: int = 3) -
         return np.zeros((n_channels, h, w), np.float64)
     if isinstance(spec, (tuple, list)):
         if len(spec) != n_channels or not all(isinstance(v, (int, float)) for v in spec):
-            raise UsageError(f"--mean: a per-channel mean needs {n_channels} numbers, got {spec!r}")
+            raise UsageError(f"mean: a per-channel mean needs {n_channels} numbers, got {spec!r}", "mean")
         return np.broadcast_to(np.asarray(spec, np.float64)[:, None, None], (n_channels, h, w)).copy()
     if isinstance(spec, str):
         return fit_to_size(read_mean_file(spec), data_size)
-    raise UsageError(f"--mean must be None, a tuple of {n_channels} numbers or a quoted file path, got {spec!r}")
+    raise UsageError(f"mean must be None, a tuple of {n_channels} numbers or a file path, got {spec!r}", "mean")
 
 
 def read_mean_file(path: str) -> np.ndarray:
     """A mean image from ``.npy`` or ``.binaryproto``: (C, H, W) float64."""
     if not os.path.isfile(path):
-        raise UsageError(f"--mean: cannot read mean file {path!r}: no such file")
+        raise UsageError(f"mean: cannot read mean file {path!r}: no such file", "mean")
     try:
         if path.endswith(".binaryproto"):
             arr = _read_binaryproto(path)
@@ -107,12 +107,12 @@ def read_mean_file(path: str) -> np.ndarray:
     except UsageError:
         raise
     except Exception as exc:  # any unreadable file is the user's input
-        raise UsageError(f"--mean: cannot read mean file {path!r}: {exc}") from None
+        raise UsageError(f"mean: cannot read mean file {path!r}: {exc}", "mean") from None
     arr = np.asarray(arr, np.float64)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3 or arr.shape[0] not in (1, 3):
-        raise UsageError(f"--mean: the mean image in {path!r} must have shape (3, H, W), got {arr.shape}")
+        raise UsageError(f"mean: the mean image in {path!r} must have shape (3, H, W), got {arr.shape}", "mean")
     return arr
 
 
@@ -132,7 +132,7 @@ def _read_binaryproto(path: str) -> np.ndarray:
     try:
         from dvtoolbox.models.caffe.proto import read_blobproto_array
     except ImportError:
-        raise UsageError(f"--mean: reading {path!r} needs the Caffe support (dvtoolbox.models.caffe)") from None
+        raise UsageError(f"mean: reading {path!r} needs the Caffe support (dvtoolbox.models.caffe)", "mean") from None
     return read_blobproto_array(path)
 
 

@@ -34,7 +34,8 @@ from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optimize.units import UnitSpec, batches, is_single_unit, parse_channels
 from dvtoolbox.objectives import Objective, check_layers, create_objective
-from dvtoolbox.optimize.writers import (check_writable, output_prefix, planned_files, uses_results,
+from dvtoolbox.io.outputs import check_writable
+from dvtoolbox.optimize.writers import (output_prefix, planned_files, uses_results,
                                         write_results)
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,13 @@ def resolve_device(name: Optional[str]) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+        raise UsageError(f"device must be cpu, cuda or cuda:N, got {name!r}", "device")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+            raise UsageError(f"device {name}: CUDA is not available on this machine; use cpu", "device")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise UsageError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)", "device")
     return torch.device(name)
 
 
@@ -127,7 +128,8 @@ def build_model(job: OptimizeJob) -> nn.Module:
     """The job's network: a Caffe model when deploy_proto is set, else the registry model."""
     if job.deploy_proto is not None or job.net_weights is not None:
         if job.deploy_proto is None or job.net_weights is None:
-            raise UsageError("--deploy-proto and --net-weights go together: give both for a Caffe model")
+            raise UsageError("deploy_proto and net_weights go together: give both for a Caffe model", "deploy_proto",
+                             "net_weights")
         return create_model("caffe:" + job.deploy_proto, weights=job.net_weights)
     return create_model(job.model)
 
@@ -143,11 +145,13 @@ def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Pr
     mean = contract.mean_image(data_size) if job.mean == "model" else load_mean(job.mean, data_size)
     swap = tuple(job.channel_swap_to_rgb) if job.channel_swap_to_rgb is not None else contract.channel_swap_to_rgb
     if sorted(swap) != list(range(mean.shape[0])):
-        raise UsageError(f"--channel-swap-to-rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}")
+        raise UsageError(f"channel_swap_to_rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}",
+                         "channel_swap_to_rgb")
     try:
         shapes = layer_shapes(model, data_size, device)
     except RuntimeError as exc:
-        raise UsageError(f"the model cannot take input of --data-size {data_size}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"data_size {data_size}: the model cannot take input of this size: "
+                         f"{str(exc).splitlines()[0]}", "data_size") from None
     return Prepared(model, device, data_size, mean, swap, shapes)
 
 
@@ -157,28 +161,30 @@ def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn
     layer = params.push_layer
     resolve_layer(model, layer)
     if layer not in shapes:
-        raise UsageError(f"layer {layer!r} produces no tensor output; see --list-layers for pushable layers")
+        raise UsageError(f"push_layer {layer!r} produces no tensor output; list_layers shows the pushable layers",
+                         "push_layer", "list_layers")
     shape = shapes[layer]
     if len(shape) == 1:
         if params.push_spatial != (0, 0):
-            raise UsageError(f"--push-spatial {params.push_spatial}: layer {layer!r} has no spatial dimensions "
-                             f"(shape {shape}); use --push-spatial None")
+            raise UsageError(f"push_spatial {params.push_spatial}: layer {layer!r} has no spatial dimensions "
+                             f"(shape {shape}); push (0, 0) (None on the command line)", "push_spatial")
         shape3d = (shape[0], 1, 1)
     elif len(shape) == 3:
         shape3d = shape
         if params.push_spatial == (0, 0):
             log.warning("A unit on a conv layer (%s) is being optimized, but push_spatial is (0, 0), so the "
                         "upper-left unit is selected; to avoid edge effects push the centre, e.g. "
-                        "--push-spatial \"(%d,%d)\"", layer, shape[1] // 2, shape[2] // 2)
+                        "push_spatial (%d, %d)", layer, shape[1] // 2, shape[2] // 2)
     else:
         raise UsageError(f"layer {layer!r} has output shape {shape}; only (C,) and (C, H, W) layers can be pushed")
     if check_channel and params.push_channel >= shape3d[0]:
-        raise UsageError(f"--push-channel {params.push_channel} is out of range: layer {layer!r} has "
-                         f"{shape3d[0]} channels (0..{shape3d[0] - 1})")
+        raise UsageError(f"push_channel {params.push_channel} is out of range: layer {layer!r} has "
+                         f"{shape3d[0]} channels (0..{shape3d[0] - 1})", "push_channel")
     y, x = params.push_spatial
     if y >= shape3d[1] or x >= shape3d[2]:
-        raise UsageError(f"--push-spatial {params.push_spatial} is out of range: layer {layer!r} is "
-                         f"{shape3d[1]}x{shape3d[2]} (y in 0..{shape3d[1] - 1}, x in 0..{shape3d[2] - 1})")
+        raise UsageError(f"push_spatial {params.push_spatial} is out of range: layer {layer!r} is "
+                         f"{shape3d[1]}x{shape3d[2]} (y in 0..{shape3d[1] - 1}, x in 0..{shape3d[2] - 1})",
+                         "push_spatial")
     return tuple(shape3d)
 
 
@@ -264,8 +270,8 @@ def plan_outputs(job: OptimizeJob, mine: Sequence[FindParams]) -> Tuple[List[Fin
     With --resume, units whose every file exists are skipped and incomplete ones are redone."""
     if uses_results(job.prefix_template):
         if job.resume:
-            raise UsageError("--resume needs an --output-template without r. fields (file names must be known "
-                             "before the run)")
+            raise UsageError("resume needs an output_template without r. fields (file names must be known "
+                             "before the run)", "resume", "output_template")
         return list(mine), {}
     prefixes = {q.push_channel: output_prefix(job.prefix_template, q) for q in mine}
     todo = []
@@ -279,7 +285,7 @@ def plan_outputs(job: OptimizeJob, mine: Sequence[FindParams]) -> Tuple[List[Fin
         check_writable(files, job.brave or job.resume)
         todo.append(q)
     if job.resume:
-        log.info("--resume: %d of %d units already complete, %d to do", len(mine) - len(todo), len(mine), len(todo))
+        log.info("resume: %d of %d units already complete, %d to do", len(mine) - len(todo), len(mine), len(todo))
     return todo, prefixes
 
 

@@ -34,13 +34,13 @@ def read_summary(path: str) -> Optional[Dict]:
 
 
 def check_same_settings(path: str, settings: Dict) -> None:
-    """--resume: the folder's run must have been made with these settings."""
+    """resume: the folder's run must have been made with these settings."""
     old = read_summary(path)
     if old is not None and old.get("settings") != settings:
         changed = sorted(k for k in set(old.get("settings", {})) | set(settings)
                          if old.get("settings", {}).get(k) != settings.get(k))
-        raise UsageError(f"--resume: {path} was made with other settings (differing: {', '.join(changed)}); "
-                         "use another --output-prefix, or the same settings")
+        raise UsageError(f"resume: {path} was made with other settings (differing: {', '.join(changed)}); "
+                         "use another output_prefix, or the same settings", "resume", "output_prefix")
 
 
 def unit_entry(results: FindResults, prefix: str) -> Dict:

@@ -26,15 +26,15 @@ def parse_channels(spec: UnitSpec, n_channels: int) -> List[int]:
         for part in spec.split(","):
             channels += _parse_part(part.strip(), spec)
     else:
-        raise UsageError(f"--push-channel must be an integer, a list (1,130,554), a range (0:1000) or all; "
-                         f"got {spec!r}")
+        raise UsageError(f"push_channel must be an integer, a list (1,130,554), a range (0:1000) or all; "
+                         f"got {spec!r}", "push_channel")
     channels = list(dict.fromkeys(channels))
     if not channels:
-        raise UsageError(f"--push-channel {spec!r} names no unit; e.g. 130, 1,130,554, 0:1000 or all")
+        raise UsageError(f"push_channel {spec!r} names no unit; e.g. 130, 1,130,554, 0:1000 or all", "push_channel")
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad:
-        raise UsageError(f"--push-channel {spec!r}: unit {bad[0]} is out of range; the layer has {n_channels} "
-                         f"channels (0..{n_channels - 1})")
+        raise UsageError(f"push_channel {spec!r}: unit {bad[0]} is out of range; the layer has {n_channels} "
+                         f"channels (0..{n_channels - 1})", "push_channel")
     return channels
 
 
@@ -43,11 +43,11 @@ def _parse_part(part: str, whole: str) -> List[int]:
         return [int(part)]
     match = re.fullmatch(r"(\d+):(\d+)(?::(\d+))?", part)
     if match is None:
-        raise UsageError(f"--push-channel {whole!r}: cannot read {part!r}; use e.g. 130, 1,130,554, 0:1000, "
-                         "0:1000:10 or all")
+        raise UsageError(f"push_channel {whole!r}: cannot read {part!r}; use e.g. 130, 1,130,554, 0:1000, "
+                         "0:1000:10 or all", "push_channel")
     start, stop, step = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
     if step < 1:
-        raise UsageError(f"--push-channel {whole!r}: the step of {part!r} must be >= 1")
+        raise UsageError(f"push_channel {whole!r}: the step of {part!r} must be >= 1", "push_channel")
     return list(range(start, stop, step))
 
 
@@ -59,5 +59,5 @@ def is_single_unit(spec: UnitSpec) -> bool:
 def batches(items: Sequence, size: int) -> List[Sequence]:
     """Consecutive groups of at most ``size`` items."""
     if size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {size}")
+        raise UsageError(f"batch_size must be >= 1, got {size}", "batch_size")
     return [items[i:i + size] for i in range(0, len(items), size)]

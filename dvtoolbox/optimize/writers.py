@@ -11,7 +11,6 @@ import copy
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import fields
 from typing import Dict, List, Optional, Sequence
 
@@ -52,9 +51,10 @@ def output_prefix(template: str, params: FindParams, results: Optional[FindResul
         prefix = template % values
     except KeyError as exc:
         valid = ", ".join(sorted(values))
-        raise UsageError(f"--output-template: unknown field %({exc.args[0]})s; valid fields: {valid}") from None
+        raise UsageError(f"output_template: unknown field %({exc.args[0]})s; valid fields: {valid}",
+                         "output_template") from None
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"--output-template: cannot fill {template!r}: {exc}") from None
+        raise UsageError(f"output_template: cannot fill {template!r}: {exc}", "output_template") from None
     if os.path.isdir(prefix) and not prefix.endswith(os.sep):
         prefix += os.sep
     return prefix
@@ -64,22 +64,6 @@ def planned_files(prefix: str, skipbig: bool) -> List[str]:
     """Every file a run with this prefix writes."""
     suffixes = IMAGE_SUFFIXES + INFO_SUFFIXES + (() if skipbig else (BIG_SUFFIX,)) + (CURVE_SUFFIX, CONFIG_SUFFIX)
     return [prefix + suffix for suffix in suffixes]
-
-
-def check_writable(paths: Sequence[str], brave: bool) -> None:
-    """Refuse, before any work, to overwrite without brave, or to write where we cannot; creates the folders."""
-    if not brave:
-        existing = [p for p in paths if os.path.exists(p)]
-        if existing:
-            raise UsageError(f"cowardly refusing to overwrite {existing[0]} (and {len(existing) - 1} more); "
-                             "use --brave to allow it, or another --output-prefix")
-    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot write results to folder {folder!r}: {exc.strerror or exc}") from None
 
 
 def write_results(prefix: str, params: FindParams, results: FindResults, mean: np.ndarray,

@@ -82,9 +82,10 @@ def _after_step_hook(image_f: Callable, regularizers: Optional[Regularizers]) ->
     other parameterisation are a UsageError (see ``dvt.py`` for why)."""
     hook = getattr(image_f, "after_step", None)
     if hook is None and regularizers is not None and regularizers.active:
-        raise UsageError("DVT's post-step regularizers (decay, blur, percentile clips) act on pixels: use "
-                         "param_f=lambda: dvt.model_pixel_image(contract) (CLI: --param dvt), or lucid's penalties "
-                         "L2() / blur_input_each_step() as objectives with other parameterisations")
+        raise UsageError("regularizers (DVT's decay, blur, percentile clips) act on pixels: they need the pixel "
+                         "parameterisation, param dvt (param_f=lambda: dvt.model_pixel_image(contract)); with other "
+                         "parameterisations use lucid's penalties L2() / blur_input_each_step() as objectives",
+                         "regularizers", "param")
     return hook
 
 
@@ -178,8 +179,9 @@ class FeatureViz:
         copies = [self.model_input(scene, transform, generator) for _ in range(views)]
         sizes = sorted({tuple(c.shape[-2:]) for c in copies})
         if len(sizes) > 1:
-            raise UsageError(f"views={views}: the transformed views have different sizes {sizes} and cannot share "
-                             "one forward pass; use resize_to_contract=True (CLI: drop --no-resize)")
+            raise UsageError(f"views {views}: the transformed views have different sizes {sizes} and cannot share "
+                             "one forward pass; resize them to the model's input size (resize_to_contract)",
+                             "views", "resize_to_contract")
         return torch.cat(copies, dim=0)
 
     def evaluate(self, outputs: Mapping[str, torch.Tensor], image: torch.Tensor, views: int, m: int,

@@ -268,6 +268,8 @@ def test_views_of_different_sizes_need_the_resize():
     contract = InputContract(size=(8, 8), channel_order="RGB", mean=(0.0, 0.0, 0.0))
     fv = FeatureViz(model, "0:1", contract=contract, resize_to_contract=False)
     fv.visualize(lambda: get_image(8), thresholds=[1], transforms=[jitter(2)], views=2)  # same size: fine
-    with pytest.raises(UsageError, match=r"views=3: the transformed views have different sizes \[\(.*use "
-                                         r"resize_to_contract=True"):
+    with pytest.raises(UsageError, match=r"views 3: the transformed views have different sizes \[\(.*\(resize_to_"
+                                         r"contract\)") as info:
         fv.visualize(lambda: get_image(8), thresholds=[2], views=3, seed=1)  # random scale: sizes differ
+    assert info.value.message_for({"resize_to_contract": "dropping --no-resize"}).startswith("--views 3: ")
+    assert info.value.message_for({"resize_to_contract": "dropping --no-resize"}).endswith("(dropping --no-resize)")
