@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from _timing import machine, timed  # noqa: E402  (benchmarks/, the script's folder)
 from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source, layer_shapes  # noqa: E402
 from dvtoolbox.models.registry import create_model  # noqa: E402
-from dvtoolbox.optimize.job import configure_float32  # noqa: E402
+from dvtoolbox.device import configure_float32  # noqa: E402
 from dvtoolbox.optimize.loop import optimize  # noqa: E402
 from dvtoolbox.optimize.params import FindParams  # noqa: E402
 from dvtoolbox.optimize.start import initial_x  # noqa: E402

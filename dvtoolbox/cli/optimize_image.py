@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
-from dvtoolbox import __version__
-from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
-from dvtoolbox.cli.settings import find_settings_file, read_settings_local, read_yaml_config
+from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments, add_listing_arguments,
+                                     add_lr_policy_arguments, add_model_argument, add_regularizer_arguments,
+                                     add_running_arguments, flag_names, flags_record, new_parser, parse_with_config,
+                                     print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
+from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
+from dvtoolbox.cli.settings import find_settings_file, read_settings_local
 from dvtoolbox.errors import UsageError
-from dvtoolbox.optimize.job import DEFAULT_MODEL, OptimizeJob, layer_table, prepare, run_job
-from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
@@ -28,32 +30,17 @@ FLAGS = {"allow_tf32": "--tf32", "unit_spec": "--push-channel"}  # library names
 FROM_MODEL = "<the model's>"
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every default, except where the help text already says it."""
-
-    def __init__(self, prog):
-        super().__init__(prog, width=100, max_help_position=32)
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "(default:" in text or action.default is argparse.SUPPRESS:
-            return text
-        return super()._get_help_string(action)
-
-
 def get_parser() -> argparse.ArgumentParser:
     """The optimize_image.py parser, flags grouped as the original's --help groups them."""
-    parser = OneLineErrorParser(
-        prog=PROG, formatter_class=DefaultsHelpFormatter,
-        description="Find, with or without regularization, images that cause high or low activations of specific "
-                    "neurons in a network via numerical optimization (deep-visualization-toolbox, in PyTorch).")
+    parser = new_parser(PROG, "Find, with or without regularization, images that cause high or low activations of "
+                              "specific neurons in a network via numerical optimization (deep-visualization-toolbox, "
+                              "in PyTorch).")
+    for add_group in (_network, _start, _push, _regularization, _learning_rate, _outputs, _running):
+        add_group(parser)
+    return parser
+
+
+def _network(parser) -> None:
     net = parser.add_argument_group("Which trained network to load")
     net.add_argument("--caffe-root", default=None,
                      help="Accepted for compatibility and ignored: dvtoolbox needs no Caffe installation. "
@@ -63,8 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
                           "--model is used. (default: <read from settings>)")
     net.add_argument("--net-weights", default=None,
                      help="Path to the Caffe network weights (.caffemodel). (default: <read from settings>)")
-    net.add_argument("--model", default=DEFAULT_MODEL,
-                     help="Registered model used when no Caffe model is given (see --list-models).")
+    add_model_argument(net, "Registered model used when no Caffe model is given (see --list-models).")
     net.add_argument("--mean", default=None,
                      help="Mean. The mean may be None, a tuple of one mean value per channel (broadcast to the data "
                           "size), or a string giving the path of a mean image (.npy or .binaryproto). This argument "
@@ -77,20 +63,16 @@ def get_parser() -> argparse.ArgumentParser:
     net.add_argument("--data-size", default=None,
                      help="Size of network input, e.g. \"(227,227)\". (default: the model's input size: (224,224) "
                           "for the embedded model, the prototxt's input for Caffe models)")
-    net.add_argument("--device", default=None,
-                     help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
-    net.add_argument("--tf32", action="store_true",
-                     help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, about 3 "
-                          "decimal digits; default: true float32, as the original).")
+    add_device_arguments(net)
     net.add_argument("--image-dtype", default="float64", choices=("float64", "float32"),
                      help="Precision of the optimized image (x0, x, the step, decay, blur, the clips): float64 as the "
                           "original's numpy arrays (its numbers, iteration by iteration), or float32 (a little "
                           "faster; the trajectory departs from the original's after a few iterations, see "
                           "doc/running-optimize-image.md). The network always computes in float32.")
-    net.add_argument("--list-layers", action="store_true",
-                     help="Print every pushable layer of the model with its output shape, then exit.")
-    net.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
+    add_listing_arguments(net)
 
+
+def _start(parser) -> None:
     start = parser.add_argument_group("Where to start optimization")
     start.add_argument("--start-at", default="mean_plus_rand",
                        help=f"How to generate x0, the initial point used in optimization: one of "
@@ -100,6 +82,8 @@ def get_parser() -> argparse.ArgumentParser:
                        help="Random seed used for generating the start-at image (use different seeds to generate "
                             "different images).")
 
+
+def _push(parser) -> None:
     push = parser.add_argument_group("Which neuron to optimize and in what direction")
     push.add_argument("--push-layer", default="fc8",
                       help="Name of layer that contains the desired neuron whose value is optimized.")
@@ -112,60 +96,39 @@ def get_parser() -> argparse.ArgumentParser:
                            "conv layers, set it to a tuple, e.g. when using `--push-layer conv5` on AlexNet, "
                            "--push-spatial (6,6) will maximize the center unit of the 13x13 spatial grid.")
     push.add_argument("--objective", default=None,
-                      help="Instead of the unit alone, ascend a feature-visualisation objective: layer:channel[:y:x] "
-                           "terms joined by + and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (see "
-                           "doc/optvis.md). Its value is recorded as obj; --push-layer/--push-channel still name the "
-                           "files and the unit of the idxmax statistics. (default: the pushed unit)")
+                      help=f"Instead of the unit alone, ascend a feature-visualisation objective: {OBJECTIVE_GRAMMAR}. "
+                           "Its value is recorded as obj; --push-layer/--push-channel still name the files and the "
+                           "unit of the idxmax statistics. (default: the pushed unit)")
     push.add_argument("--push-dir", type=float, default=1,
                       help="Which direction to push the activation of the selected neuron, that is, the value used "
                            "to begin backprop. For example, use 1 to maximize the selected neuron activation and -1 "
                            "to minimize it.")
 
-    reg = parser.add_argument_group("Which regularization options to apply")
-    reg.add_argument("--decay", type=float, default=0, help="Amount of L2 decay to use.")
-    reg.add_argument("--blur-radius", type=float, default=0,
-                     help="Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, perform no blurring. "
-                          "Blur sizes between 0 and 0.3 work poorly.")
-    reg.add_argument("--blur-every", type=int, default=0,
-                     help="Blur every BLUR_EVERY steps. If 0, perform no blurring.")
-    reg.add_argument("--small-val-percentile", type=float, default=0,
-                     help="Induce sparsity by setting pixels with absolute value under SMALL_VAL_PERCENTILE "
-                          "percentile to 0. Not discussed in paper. 0 to disable.")
-    reg.add_argument("--small-norm-percentile", type=float, default=0,
-                     help="Induce sparsity by setting pixels with norm under SMALL_NORM_PERCENTILE percentile to 0. "
-                          "\\theta_{n_pct} from the paper. 0 to disable.")
-    reg.add_argument("--px-benefit-percentile", type=float, default=0,
-                     help="Induce sparsity by setting pixels with contribution under PX_BENEFIT_PERCENTILE "
-                          "percentile to 0. Mentioned briefly in paper but not used. 0 to disable.")
-    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0,
-                     help="Induce sparsity by setting pixels with absolute contribution under "
-                          "PX_ABS_BENEFIT_PERCENTILE percentile to 0. \\theta_{c_pct} from the paper. 0 to disable.")
 
+def _regularization(parser) -> None:
+    add_regularizer_arguments(parser.add_argument_group("Which regularization options to apply"))
+
+
+def _learning_rate(parser) -> None:
     lr = parser.add_argument_group("What learning rate schedule to use")
-    lr.add_argument("--lr-policy", default="constant", choices=tuple(REQUIRED_LR_KEYS),
-                    help="Learning rate policy. See description in lr-params.")
-    lr.add_argument("--lr-params", default="{'lr': 1}",
-                    help="Learning rate params, a Python dict literal. The \"constant\" policy requires the \"lr\" "
-                         "key. The \"progress\" policy requires \"max_lr\" and \"desired_prog\" and scales the "
-                         "learning rate so the objective changes by DESIRED_PROG under a linear assumption, limited "
-                         "to MAX_LR. The \"progress01\" policy requires \"max_lr\", \"early_prog\" and "
-                         "\"late_prog_mult\" and is tuned for outputs in [0,1] (softmax units): it slows down as the "
-                         "output approaches 1.")
+    add_lr_policy_arguments(lr, "constant", "{'lr': 1}")
     lr.add_argument("--max-iter", type=int, default=500, help="Number of iterations of the optimization loop.")
 
+
+def _outputs(parser) -> None:
     out = parser.add_argument_group("Where to save results")
     out.add_argument("--output-prefix", default="optimize_results/opt", help="Output path and filename prefix.")
     out.add_argument("--output-template", default="%(p.push_layer)s_%(p.push_channel)04d_%(p.rand_seed)d",
                      help="Output filename template, filled with p.<FindParams field> and r.<FindResults field>. The "
                           "default prefix and template give files like optimize_results/opt_fc8_0130_0_best_X.jpg. "
                           "(default: %%(p.push_layer)s_%%(p.push_channel)04d_%%(p.rand_seed)d)")
-    out.add_argument("--brave", action="store_true",
-                     help="Allow overwriting existing results files. Default: off, i.e. cowardly refuse to "
-                          "overwrite existing files.")
+    add_brave_argument(out)
     out.add_argument("--skipbig", action="store_true",
                      help="Skip outputting the large *info_big.pkl file (pickled FindParams and FindResults with x0, "
                           "last x, best x and the first x that made the unit the maximum of its layer).")
 
+
+def _running(parser) -> None:
     run = parser.add_argument_group("Running")
     run.add_argument("--batch-size", type=int, default=1,
                      help="Optimize this many units at once (one forward/backward for all); each unit's result is "
@@ -173,26 +136,16 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="Skip units whose files are all there, redo the others (incomplete ones are overwritten); "
                           "the folder's run summary must have the same settings.")
-    run.add_argument("--config", default=None, metavar="FILE.yaml",
-                     help="YAML file whose keys are flag names (e.g. max-iter: 1000); values become defaults that "
-                          "the command line overrides. (default: none)")
-    run.add_argument("-v", "--verbose", action="store_true",
-                     help="Log the original's per-iteration lines instead of showing a progress bar.")
-    run.add_argument("--version", action="version", version=f"dvtoolbox {__version__}")
-    return parser
+    add_running_arguments(run, "Log the original's per-iteration lines instead of showing a progress bar.")
 
 
 def parse_args(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> argparse.Namespace:
     """Parse with defaults from settings_local.py and --config (in that order), then the command line."""
     parser = get_parser()
-    dests = [a.dest for a in parser._actions if a.dest != "help"]
     settings_path = find_settings_file(settings_dirs)
     if settings_path:
-        parser.set_defaults(**read_settings_local(settings_path, dests))
-    pre, _ = parser.parse_known_args(argv)
-    if pre.config:
-        parser.set_defaults(**read_yaml_config(pre.config, dests))
-    args = parser.parse_args(argv)
+        parser.set_defaults(**read_settings_local(settings_path, flag_names(parser)))
+    args = parse_with_config(parser, argv)
     args.settings_file = settings_path
     return args
 
@@ -224,9 +177,7 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
 
 def resolved_config(args: argparse.Namespace) -> dict:
     """Every flag's final value (what config.yaml beside the outputs records), plus provenance."""
-    config = {k.replace("_", "-"): v for k, v in vars(args).items()
-              if k not in ("config", "list_layers", "list_models", "verbose", "settings_file")}
-    config["dvtoolbox-version"] = __version__
+    config = flags_record(args)
     config["settings-file"] = args.settings_file
     config["config-file"] = args.config
     return config
@@ -265,8 +216,4 @@ def _main(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> int:
 
 def print_layers(job: OptimizeJob) -> None:
     """The --list-layers table: every pushable layer and its output shape (without the batch dimension)."""
-    prep = prepare(job)
-    rows: List = layer_table(prep)
-    width = max(len(name) for name, _ in rows)
-    for name, shape in rows:
-        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")
+    print_layer_table(layer_table(prepare(job)))

@@ -1,88 +1,63 @@
-"""visualize.py: feature visualisation (``dvtoolbox.optvis.FeatureViz``) from the command line.
+"""visualize.py: feature visualisation from the command line, a parser over ``dvtoolbox.optvis.job``.
 
-``get_parser()`` returns the parser; ``main(argv)`` parses, checks every input and the output files (nothing is
-overwritten without --brave, checked before any work), runs ``visualize`` and writes one PNG per image per
-threshold plus ``info.txt`` and ``config.yaml``, all atomically. With ``--alpha`` it runs
-``dvtoolbox.optvis.alpha.render_transparent`` instead (an RGBA image optimised over a ``--background``) and writes,
-per threshold, the RGBA PNG and its composites over a checkerboard and over white (plus the background). Defaults
-come from the built-in defaults, ``--config FILE.yaml`` and the command line, in rising order. Bad input prints one
-line and exits with status 2.
-
-How a run is rendered is built in one place, ``render_call(args, model)`` -> ``RenderCall`` (the
-parameterisation ``param_f`` and the keyword arguments of ``visualize``): a new mode adds a flag and changes the
-call there, and ``PARAMS`` maps each ``--param`` name to its builder. The transparency mode calls another function,
-so it has its own builder, ``alpha_call(args, model)`` -> ``render_transparent``'s keyword arguments, and its own
-checks (``check_alpha_args``: what ``render_transparent`` does not support is refused, not ignored).
+``get_parser()`` returns the parser; ``main(argv)`` parses, builds a ``VisualizeJob`` and runs it
+(``run_visualize``: the model, the device, the render, the files and config.yaml; nothing is overwritten without
+--brave, checked before any work). Defaults come from the built-in defaults, ``--recipe``, ``--config FILE.yaml`` and
+the command line, in rising order. Bad input prints one line, with this command's flags, and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
-import torch
-import yaml
-
-from dvtoolbox import __version__
+from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments,
+                                     add_listing_arguments, add_lr_policy_arguments, add_model_argument,
+                                     add_regularizer_arguments, add_running_arguments, flags_record, new_parser,
+                                     parse_with_config, print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_lr_params
-from dvtoolbox.cli.optimize_image import DefaultsHelpFormatter, OneLineErrorParser
-from dvtoolbox.cli.settings import read_yaml_config
 from dvtoolbox.errors import UsageError
-from dvtoolbox.io.atomic import write_text_atomic
-from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
-from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.optimize.job import DEFAULT_MODEL, configure_float32, resolve_device
-from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
-from dvtoolbox.io.outputs import check_writable
-from dvtoolbox.optvis.dvt import LRSchedule, model_pixel_image
-from dvtoolbox.regularizers.settings import Regularizers
-from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
+from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
-from dvtoolbox.objectives import create_objective
-from dvtoolbox.objectives.expression import is_single_unit
-from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
-from dvtoolbox.optvis.render import FeatureViz, check_thresholds
+from dvtoolbox.optvis.job import (DEFAULT_ALPHA_JITTER, OPTIMIZERS, PARAMETERISATIONS, VisualizeJob,
+                                  run_visualize)
 from dvtoolbox.optvis.recipes import RECIPES
-from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, preset_transforms
+from dvtoolbox.optvis.render import check_thresholds
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
+from dvtoolbox.regularizers.settings import REGULARIZER_FIELDS, Regularizers
 
 PROG = "visualize.py"
-FLAGS = {"allow_tf32": "--tf32", "resize_to_contract": "dropping --no-resize",  # library names whose flag is not
-         "regularizers": "the DVT regularizers (--decay, --blur-*, --*-percentile)"}  # --<name>
-REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
-                     "px_benefit_percentile", "px_abs_benefit_percentile")
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-DEFAULT_BACKGROUND = "color"   # render_transparent's default
-DEFAULT_ALPHA_JITTER = 2       # the notebook's jitter_n
-ALPHA_FLAGS = (("background", "--background"), ("adversarial_bg", "--adversarial-bg"),
-               ("alpha_target", "--alpha-target"), ("alpha_coef", "--alpha-coef"), ("alpha_jitter", "--alpha-jitter"))
-ALPHA_KINDS = ("rgba", "checker", "white")   # the files written per threshold in --alpha mode
+FLAGS = {"allow_tf32": "--tf32", "decorrelate": "--no-decorrelate",  # the job's names whose flag is not --<name>
+         "resize_to_contract=False": "--no-resize", "resize_to_contract=True": "without --no-resize",
+         "regularizers": "the DVT regularizers (--decay, --blur-*, --*-percentile)"}
 
 
 # ---------------------------------------------------------------------------------------------------- parser
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog=PROG, formatter_class=DefaultsHelpFormatter,
-        description="Feature visualisation: optimise an image so that a model maximises an objective "
-                    "(lucid / lucent / torchlight style, with DVT's regularizers available).")
-    what = parser.add_argument_group("What to visualise")
-    what.add_argument("--model", default=DEFAULT_MODEL, help="Registered model name (see --list-models).")
-    what.add_argument("--objective", default="_blocks.10:97",
-                      help="layer:channel, layer:channel:y:x, with @batch to restrict a term to one image, joined "
-                           "by + and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" or "
-                           "\"_blocks.11:154@0 - _blocks.11:154@1\". The objective is maximised.")
-    what.add_argument("--list-layers", action="store_true", help="Print the model's layers, then exit.")
-    what.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
+    parser = new_parser(PROG, "Feature visualisation: optimise an image so that a model maximises an objective "
+                              "(lucid / lucent / torchlight style, with DVT's regularizers available).")
+    for add_group in (_what, _image, _transparency, _optimisation, _dvt, _outputs, _running):
+        add_group(parser)
+    return parser
 
+
+def _what(parser) -> None:
+    what = parser.add_argument_group("What to visualise")
+    add_model_argument(what)
+    what.add_argument("--objective", default="_blocks.10:97",
+                      help=f"{OBJECTIVE_GRAMMAR}; e.g. \"_blocks.11:154@0 - _blocks.11:154@1\". The objective is "
+                           "maximised.")
+    add_listing_arguments(what)
+
+
+def _image(parser) -> None:
     image = parser.add_argument_group("The image")
-    image.add_argument("--param", default="fft", choices=tuple(PARAMS),
+    image.add_argument("--param", default="fft", choices=tuple(PARAMETERISATIONS),
                        help="Parameterisation: fft (Fourier, lucid's default), pixel (one value per pixel, through "
                             "a sigmoid), lowres (bilinearly upsampled from 1/--lowres-factor), dvt (the image in "
                             "the model's pixel space, as DVT; needed by the DVT regularizers).")
@@ -100,8 +75,9 @@ def get_parser() -> argparse.ArgumentParser:
                             "take any size, such as efficientnet_lite0; doc/transparency.md's figures), instead of "
                             "resizing it bilinearly to the model's input size (needed by fixed-size models).")
 
-    alpha = parser.add_argument_group(
-        "Transparency (--alpha; lucid's alpha notebook, see doc/transparency.md)")
+
+def _transparency(parser) -> None:
+    alpha = parser.add_argument_group("Transparency (--alpha; lucid's alpha notebook, see doc/transparency.md)")
     alpha.add_argument("--alpha", action="store_true",
                        help="Optimise an RGBA image (Fourier, decorrelated colour, alpha through a sigmoid) whose "
                             "alpha is pushed to a mean of --alpha-target, composited over --background: writes "
@@ -123,9 +99,12 @@ def get_parser() -> argparse.ArgumentParser:
                        help="Weight of the penalty alpha_coef * (mean alpha - alpha_target) ** 2 subtracted from "
                             f"the objective, >= 0. (default: {ALPHA_COEF:g})")
     alpha.add_argument("--alpha-jitter", type=int, default=None,
-                       help="Independent random crops of the colour, the alpha and the background by up to this many "
-                            f"pixels (the notebook's jitter_n), in [0, --size). (default: {DEFAULT_ALPHA_JITTER})")
+                       help="Independent random crops of the colour, the alpha and the background by up to this "
+                            "many pixels (the notebook's jitter_n), in [0, --size). "
+                            f"(default: {DEFAULT_ALPHA_JITTER})")
 
+
+def _optimisation(parser) -> None:
     opt = parser.add_argument_group("Optimisation")
     opt.add_argument("--recipe", default=None, choices=tuple(RECIPES),
                      help="Defaults for --views, --transforms, --decay-power and --lr (given flags still win): "
@@ -145,66 +124,45 @@ def get_parser() -> argparse.ArgumentParser:
                           "them (one forward pass of views x batch images: each step costs about views times as "
                           "much). --recipe class sets it to 4 with --transforms strong.")
     opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
-    opt.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
-    opt.add_argument("--tf32", action="store_true",
-                     help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, 10-bit "
-                          "mantissas). (default: true float32)")
+    add_device_arguments(opt)
 
+
+def _dvt(parser) -> None:
     reg = parser.add_argument_group("DVT regularizers and lr policy (as optimize_image.py; regularizers need "
                                     "--param dvt)")
-    reg.add_argument("--decay", type=float, default=0.0, help="Amount of L2 decay to use.")
-    reg.add_argument("--blur-radius", type=float, default=0.0,
-                     help="Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, no blurring.")
-    reg.add_argument("--blur-every", type=int, default=0, help="Blur every BLUR_EVERY steps. If 0, no blurring.")
-    reg.add_argument("--small-val-percentile", type=float, default=0.0,
-                     help="Zero values whose magnitude is under this percentile. 0 to disable.")
-    reg.add_argument("--small-norm-percentile", type=float, default=0.0,
-                     help="Zero pixels whose norm is under this percentile. 0 to disable.")
-    reg.add_argument("--px-benefit-percentile", type=float, default=0.0,
-                     help="Zero pixels whose contribution is under this percentile. 0 to disable.")
-    reg.add_argument("--px-abs-benefit-percentile", type=float, default=0.0,
-                     help="Zero pixels whose absolute contribution is under this percentile. 0 to disable.")
-    reg.add_argument("--lr-policy", default=None, choices=tuple(REQUIRED_LR_KEYS),
-                     help="DVT learning rate policy setting the optimizer's lr each step (with --lr-params). "
-                          "(default: none, the constant --lr)")
-    reg.add_argument("--lr-params", default=None,
-                     help="Python dict literal for --lr-policy, e.g. \"{'max_lr': 100, 'desired_prog': 2}\". "
-                          "(default: {'lr': --lr})")
+    add_regularizer_arguments(reg)
+    add_lr_policy_arguments(reg, None, None, note=" Sets the optimizer's lr each step. (default: none, the "
+                                                  "constant --lr; --lr-params default: {'lr': --lr})")
 
+
+def _outputs(parser) -> None:
     out = parser.add_argument_group("Where to save results")
     out.add_argument("--output-dir", default="visualize_results", help="Folder of the outputs.")
     out.add_argument("--output-prefix", default="viz",
                      help="File name prefix: PREFIX_step<T>_<n>.png (--alpha: PREFIX_step<T>_<n>_rgba.png, "
                           "_checker.png, _white.png, _background.png), PREFIX_info.txt, PREFIX_config.yaml.")
-    out.add_argument("--brave", action="store_true", help="Allow overwriting existing files.")
+    add_brave_argument(out)
 
-    run = parser.add_argument_group("Running")
-    run.add_argument("--config", default=None, metavar="FILE.yaml",
-                     help="YAML file whose keys are flag names (e.g. steps: 256); values become defaults that the "
-                          "command line overrides. (default: none)")
-    run.add_argument("-v", "--verbose", action="store_true", help="Log progress instead of a progress bar.")
-    run.add_argument("--version", action="version", version=f"dvtoolbox {__version__}")
-    return parser
+
+def _running(parser) -> None:
+    add_running_arguments(parser.add_argument_group("Running"), "Log progress instead of a progress bar.")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    """Parse with defaults from --config, then the command line."""
-    parser = get_parser()
-    pre, _ = parser.parse_known_args(argv)
-    config = {}
-    if pre.config:
-        dests = [a.dest for a in parser._actions if a.dest != "help"]
-        config = read_yaml_config(pre.config, dests)
+    """Parse with defaults from --recipe, then --config, then the command line."""
+    return parse_with_config(get_parser(), argv, _recipe_defaults)
+
+
+def _recipe_defaults(pre: argparse.Namespace, config: dict) -> dict:
     recipe = pre.recipe if pre.recipe is not None else config.get("recipe")
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-        parser.set_defaults(**RECIPES[recipe].cli_defaults())
-    parser.set_defaults(**config)
-    return parser.parse_args(argv)
+    if recipe is None:
+        return {}
+    if recipe not in RECIPES:
+        raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", "recipe")
+    return RECIPES[recipe].cli_defaults()
 
 
-# ---------------------------------------------------------------------------------------------------- checks
+# ---------------------------------------------------------------------------------------------------- the job
 
 
 def thresholds_from_args(args: argparse.Namespace) -> List[int]:
@@ -220,297 +178,24 @@ def thresholds_from_args(args: argparse.Namespace) -> List[int]:
     return check_thresholds(values)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Every value check that needs no model (one-line UsageErrors)."""
-    if args.batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {args.batch}")
-    if args.size is not None and args.size < 1:
-        raise UsageError(f"--size must be >= 1, got {args.size}")
-    if args.alpha and args.recipe not in (None, "lucid"):
-        raise UsageError(f"--alpha cannot be combined with --recipe {args.recipe} (it renders one transparent image "
-                         "with lucid's settings)")
-    if args.views < 1 or (args.alpha and args.views != 1):
-        raise UsageError(f"--views must be >= 1 (and 1 with --alpha), got {args.views}")
-    if args.lowres_factor < 1:
-        raise UsageError(f"--lowres-factor must be >= 1, got {args.lowres_factor}")
-    if not (math.isfinite(args.decay_power) and args.decay_power >= 0):
-        raise UsageError(f"--decay-power must be >= 0 and finite, got {args.decay_power}")
-    if args.decay_power != 1.0 and args.param != "fft":
-        raise UsageError(f"--decay-power shapes the Fourier spectrum: it needs --param fft, got --param {args.param}")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    if args.lr_params is not None and args.lr_policy is None:
-        raise UsageError("--lr-params needs --lr-policy")
-    if not args.output_prefix or os.sep in args.output_prefix:
-        raise UsageError(f"--output-prefix must be a file name prefix without {os.sep!r}, got {args.output_prefix!r}")
-    check_alpha_args(args)
-
-
-def check_alpha_args(args: argparse.Namespace) -> None:
-    """The --alpha rules that need no model: its flags need it, and it refuses what ``render_transparent`` does not
-    do (another parameterisation, several images, SGD, an lr policy, the DVT regularizers)."""
-    if not args.alpha:
-        given = [flag for dest, flag in ALPHA_FLAGS if getattr(args, dest) not in (None, False)]
-        if given:
-            raise UsageError(f"{given[0]} needs --alpha")
-        return
-    refused = [("--param " + str(args.param), args.param != "fft"), ("--no-decorrelate", args.no_decorrelate),
-               (f"--batch {args.batch}", args.batch != 1), (f"--optimizer {args.optimizer}", args.optimizer != "adam"),
-               ("--lr-policy", args.lr_policy is not None),
-               (f"--decay-power {args.decay_power}", args.decay_power != 1.0),
-               ("the DVT regularizers (--decay, --blur-*, --*-percentile)",
-                any(getattr(args, name) for name in REGULARIZER_FLAGS))]
-    for what, bad in refused:
-        if bad:
-            raise UsageError(f"--alpha cannot be combined with {what} (it optimises one RGBA Fourier image with "
-                             "decorrelated colour, with Adam at the constant --lr)")
-    target, coef, jitter_n = alpha_settings(args)[2:]
-    if not 0.0 < target < 1.0:
-        raise UsageError(f"--alpha-target must be in (0, 1), got {target}")
-    if not 0.0 <= coef < float("inf"):
-        raise UsageError(f"--alpha-coef must be >= 0 and finite, got {coef}")
-    if jitter_n < 0:
-        raise UsageError(f"--alpha-jitter must be >= 0, got {jitter_n}")
-    if args.adversarial_bg and alpha_settings(args)[0] == "none":
-        raise UsageError("--adversarial-bg needs a --background other than none (there is no background to optimise)")
-
-
-def alpha_settings(args: argparse.Namespace):
-    """(background, adversarial, alpha_target, alpha_coef, jitter_n) with the defaults filled in."""
-    return (args.background if args.background is not None else DEFAULT_BACKGROUND, bool(args.adversarial_bg),
-            float(args.alpha_target if args.alpha_target is not None else ALPHA_TARGET),
-            float(args.alpha_coef if args.alpha_coef is not None else ALPHA_COEF),
-            int(args.alpha_jitter if args.alpha_jitter is not None else DEFAULT_ALPHA_JITTER))
-
-
-def regularizers_from_args(args: argparse.Namespace) -> Regularizers:
-    regs = Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FLAGS})
-    if regs.active and args.param != "dvt":
-        raise UsageError(f"the DVT regularizers (--decay, --blur-*, --*-percentile) need --param dvt, got --param "
-                         f"{args.param}")
-    return regs
-
-
-def lr_schedule_from_args(args: argparse.Namespace) -> Optional[LRSchedule]:
-    if args.lr_policy is None:
-        return None
-    params = parse_lr_params(args.lr_params) if args.lr_params is not None else {"lr": args.lr}
-    return LRSchedule(args.lr_policy, params)
-
-
-# ---------------------------------------------------------------------------------------------------- render
-
-
-def _fft_or_pixel(fft: bool):
-    def build(args, contract: InputContract, h: int, w: int) -> Callable:
-        return lambda: get_image(w=w, h=h, batch=args.batch, fft=fft, decorrelate=not args.no_decorrelate,
-                                 decay_power=args.decay_power)
-    return build
-
-
-def _lowres(args, contract: InputContract, h: int, w: int) -> Callable:
-    low = (args.batch, 3, max(1, h // args.lowres_factor), max(1, w // args.lowres_factor))
-
-    def param_f():
-        params, raw_f = lowres_tensor((args.batch, 3, h, w), low)
-        return params, to_valid_rgb(raw_f, decorrelate=not args.no_decorrelate)
-    return param_f
-
-
-def _dvt(args, contract: InputContract, h: int, w: int) -> Callable:
-    return lambda: model_pixel_image(contract, batch=args.batch, size=(h, w))
-
-
-PARAMS: Dict[str, Callable] = {"fft": _fft_or_pixel(True), "pixel": _fft_or_pixel(False), "lowres": _lowres,
-                               "dvt": _dvt}
-
-
-@dataclass
-class RenderCall:
-    """What ``FeatureViz.visualize`` is called with: ``param_f`` and the other keyword arguments."""
-
-    param_f: Callable
-    kwargs: Dict[str, object] = field(default_factory=dict)
-
-
-def image_size(args: argparse.Namespace, contract: InputContract):
-    """(h, w): --size, else the model's input size."""
-    return (args.size, args.size) if args.size is not None else tuple(contract.size)
-
-
-def transforms_from_args(args: argparse.Namespace):
-    """--transforms: None for lucid's standard chain (visualize's default), else the preset's list."""
-    return preset_transforms(args.transforms)
-
-
-def render_call(args: argparse.Namespace, model) -> RenderCall:
-    """The visualize call the arguments ask for (the one place a new mode of ``visualize`` changes)."""
-    contract = model.input_contract
-    h, w = image_size(args, contract)
-    optimizer = OPTIMIZERS[args.optimizer]
-    kwargs = dict(thresholds=thresholds_from_args(args), lr=args.lr, seed=args.seed,
-                  transforms=transforms_from_args(args), views=args.views,
-                  optimizer=lambda params: optimizer(params, lr=args.lr),
-                  regularizers=regularizers_from_args(args), lr_schedule=lr_schedule_from_args(args))
-    return RenderCall(PARAMS[args.param](args, contract, h, w), kwargs)
-
-
-def alpha_call(args: argparse.Namespace, model) -> Dict[str, object]:
-    """``render_transparent``'s keyword arguments for --alpha (besides the model, device and progress bar), after
-    the checks that need the model: a single-unit objective, a square image, --alpha-jitter below its size."""
-    if not is_single_unit(args.objective):
-        raise UsageError("--alpha needs a single unit, layer:channel or layer:channel:y:x (no sums, factors or "
-                         f"@batch: the unit is read on the foreground's and the background's images), got "
-                         f"{args.objective!r}")
-    h, w = image_size(args, model.input_contract)
-    if h != w:
-        raise UsageError(f"--alpha makes square images and the model's input is {h}x{w}: give --size")
-    background, adversarial, target, coef, jitter_n = alpha_settings(args)
-    if jitter_n >= w:
-        raise UsageError(f"--alpha-jitter must be smaller than the image size {w}, got {jitter_n}")
-    return dict(objective=args.objective, background=background, adversarial=adversarial, alpha_target=target,
-                alpha_coef=coef, w=w, jitter_n=jitter_n, thresholds=thresholds_from_args(args), lr=args.lr,
-                transforms=transforms_from_args(args), seed=args.seed,
-                resize_to_contract=not args.no_resize)
-
-
-# ---------------------------------------------------------------------------------------------------- outputs
-
-
-def image_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int, List[str]]:
-    """threshold -> one PNG path per image: OUTPUT_DIR/PREFIX_step<T>_<n>.png."""
-    width = len(str(thresholds[-1]))
-    return {t: [os.path.join(args.output_dir, f"{args.output_prefix}_step{t:0{width}d}_{n}.png")
-                for n in range(args.batch)] for t in thresholds}
-
-
-def alpha_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int, Dict[str, str]]:
-    """--alpha: threshold -> {kind: path} for the one image, OUTPUT_DIR/PREFIX_step<T>_0_<kind>.png, kind in
-    ALPHA_KINDS."""
-    return {t: {kind: paths[0][:-len(".png")] + f"_{kind}.png" for kind in ALPHA_KINDS}
-            for t, paths in image_paths(args, thresholds).items()}
-
-
-def background_path(args: argparse.Namespace, thresholds: Sequence[int]) -> str:
-    """--alpha with a background: OUTPUT_DIR/PREFIX_step<T>_0_background.png, T the last threshold."""
-    return image_paths(args, thresholds)[thresholds[-1]][0][:-len(".png")] + "_background.png"
-
-
-def side_paths(args: argparse.Namespace) -> List[str]:
-    return [os.path.join(args.output_dir, f"{args.output_prefix}_{name}") for name in ("info.txt", "config.yaml")]
-
-
-def resolved_config(args: argparse.Namespace, device, size, alpha: Optional[dict] = None) -> dict:
-    """Every flag's value, the version, and what was resolved: device, image size and (--alpha) the alpha
-    settings with their defaults filled in and the measured alpha mean."""
-    config = {k.replace("_", "-"): v for k, v in vars(args).items()
-              if k not in ("config", "list_layers", "list_models", "verbose")}
-    resolved = {"device": str(device), "size": list(size)}
-    if alpha is not None:
-        resolved["alpha"] = alpha
-    config.update({"dvtoolbox-version": __version__, "config-file": args.config, "resolved": resolved})
-    return config
-
-
-def info_text(objective, history: Sequence[float], thresholds: Sequence[int], elapsed: float, device,
-              extra: Sequence[str] = ()) -> str:
-    """The objective, device, seconds, the objective at step 1 and at each threshold, then ``extra`` lines."""
-    lines = [f"objective: {objective}", f"device: {device}", f"seconds: {elapsed:.2f}",
-             f"objective at step 1: {history[0]:.6g}"]
-    lines += [f"objective at step {t}: {history[t - 1]:.6g}" for t in thresholds]
-    return "\n".join(lines + list(extra)) + "\n"
-
-
-def alpha_record(kwargs: Dict[str, object], result: TransparentResult) -> dict:
-    """The alpha settings used and the measured alpha mean, for config.yaml's ``resolved``."""
-    return {"background": kwargs["background"], "adversarial": kwargs["adversarial"],
-            "alpha-target": kwargs["alpha_target"], "alpha-coef": kwargs["alpha_coef"],
-            "alpha-jitter": kwargs["jitter_n"], "alpha-mean": result.alpha_means[0]}
-
-
-def alpha_info_lines(record: dict) -> List[str]:
-    side = "" if record["background"] == "none" else (", adversarial" if record["adversarial"] else ", allied")
-    return [f"alpha: background {record['background']}{side}, target {record['alpha-target']:g}, coef "
-            f"{record['alpha-coef']:g}, jitter {record['alpha-jitter']}",
-            f"alpha mean: {record['alpha-mean']:.6g}"]
+def job_from_args(args: argparse.Namespace) -> VisualizeJob:
+    """Every flag into the job (which validates them); the flags' record goes to config.yaml."""
+    config = flags_record(args)
+    config["config-file"] = args.config
+    return VisualizeJob(
+        objective=args.objective, model=args.model, param=args.param, decorrelate=not args.no_decorrelate,
+        decay_power=args.decay_power, lowres_factor=args.lowres_factor, size=args.size, batch=args.batch,
+        resize_to_contract=not args.no_resize, alpha=args.alpha, background=args.background,
+        adversarial_bg=args.adversarial_bg, alpha_target=args.alpha_target, alpha_coef=args.alpha_coef,
+        alpha_jitter=args.alpha_jitter, recipe=args.recipe, thresholds=thresholds_from_args(args), lr=args.lr,
+        optimizer=args.optimizer, transforms=args.transforms, views=args.views, seed=args.seed, device=args.device,
+        allow_tf32=args.tf32, regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
+        lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
+        output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
+        config=config)
 
 
 # ---------------------------------------------------------------------------------------------------- main
-
-
-def warn_if_too_few_steps(recipe: Optional[str], steps: int) -> None:
-    """A warning (logged) when --recipe was measured with more steps than the run takes."""
-    if recipe is not None and steps < RECIPES[recipe].min_steps:
-        logging.getLogger(__name__).warning("--recipe %s was measured at %d steps or more; this run takes %d",
-                                            recipe, RECIPES[recipe].min_steps, steps)
-
-
-def run(args: argparse.Namespace) -> List[str]:
-    """Validate, check the outputs, render, write; returns the files written."""
-    check_args(args)
-    from dvtoolbox.models.registry import create_model
-
-    device = resolve_device(args.device)
-    model = create_model(args.model)
-    objective = create_objective(args.objective, model=model)
-    if args.no_resize:
-        check_input_size(model, image_size(args, model.input_contract))
-    if args.alpha:
-        return run_alpha(args, model, device)
-    call = render_call(args, model)
-    thresholds = call.kwargs["thresholds"]
-    paths = image_paths(args, thresholds)
-    check_writable([p for group in paths.values() for p in group] + side_paths(args), args.brave)
-    warn_if_too_few_steps(args.recipe, thresholds[-1])
-
-    configure_float32(device, args.tf32)
-    fv = FeatureViz(model, objective, resize_to_contract=not args.no_resize)
-    start = time.perf_counter()
-    images = fv.visualize(call.param_f, device=device, show_progress=not args.verbose, **call.kwargs)
-    elapsed = time.perf_counter() - start
-    written = []
-    for t, batch in zip(thresholds, images):
-        for path, image in zip(paths[t], batch):
-            save_image(path, image)
-            written.append(path)
-    size = images[0].shape[1:3]
-    info_path, config_path = side_paths(args)
-    write_text_atomic(info_path, info_text(fv.objective, fv.history, thresholds, elapsed, device))
-    write_text_atomic(config_path, yaml.safe_dump(resolved_config(args, device, size), sort_keys=False))
-    return written + [info_path, config_path]
-
-
-def run_alpha(args: argparse.Namespace, model, device) -> List[str]:
-    """--alpha: check the outputs, ``render_transparent``, write the RGBA PNG and its two composites per
-    threshold, the background (when there is one) and the side files; returns the files written."""
-    kwargs = alpha_call(args, model)
-    thresholds = kwargs["thresholds"]
-    paths = alpha_paths(args, thresholds)
-    bg_path = background_path(args, thresholds) if kwargs["background"] != "none" else None
-    check_writable([p for group in paths.values() for p in group.values()] + ([bg_path] if bg_path else [])
-                   + side_paths(args), args.brave)
-
-    configure_float32(device, args.tf32)
-    result = render_transparent(model, device=device, show_progress=not args.verbose, **kwargs)
-    written = []
-    for t, snapshot in zip(thresholds, result.snapshots):
-        rgba = snapshot[0]
-        save_rgba_png(paths[t]["rgba"], rgba)
-        save_image(paths[t]["checker"], over_checkerboard(rgba))
-        save_image(paths[t]["white"], over_white(rgba))
-        written += [paths[t][kind] for kind in ALPHA_KINDS]
-    if bg_path is not None:
-        save_image(bg_path, result.backgrounds[0])
-        written.append(bg_path)
-    record = alpha_record(kwargs, result)
-    info_path, config_path = side_paths(args)
-    write_text_atomic(info_path, info_text(result.objective, result.history, thresholds, result.seconds, device,
-                                           alpha_info_lines(record)))
-    config = resolved_config(args, device, result.rgba.shape[1:3], record)
-    write_text_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
-    return written + [info_path, config_path]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -526,32 +211,17 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print("\n".join(list_models()))
         return 0
     if args.list_layers:
-        print_layers(args)
+        print_layers(args.model)
         return 0
-    written = run(args)
+    written = run_visualize(job_from_args(args))
     print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
 
-def check_input_size(model, size) -> None:
-    """--no-resize: the model must take images of ``size`` (H, W) as they are (a dry forward pass on the CPU)."""
-    from dvtoolbox.models.capture import layer_shapes
-
-    try:
-        layer_shapes(model, tuple(size))
-    except RuntimeError as exc:
-        raise UsageError(f"--no-resize: the model cannot take {size[0]}x{size[1]} images "
-                         f"({str(exc).splitlines()[0]}); drop --no-resize or give --size "
-                         f"{model.input_contract.size[0]}") from None
-
-
-def print_layers(args: argparse.Namespace) -> None:
+def print_layers(model_name: str) -> None:
     """Every layer with a tensor output and its shape (without the batch dimension)."""
     from dvtoolbox.models.capture import layer_shapes
     from dvtoolbox.models.registry import create_model
 
-    model = create_model(args.model)
-    shapes = layer_shapes(model, tuple(model.input_contract.size))
-    width = max(len(name) for name in shapes)
-    for name, shape in shapes.items():
-        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")
+    model = create_model(model_name)
+    print_layer_table(list(layer_shapes(model, tuple(model.input_contract.size)).items()))

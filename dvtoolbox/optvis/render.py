@@ -180,8 +180,8 @@ class FeatureViz:
         sizes = sorted({tuple(c.shape[-2:]) for c in copies})
         if len(sizes) > 1:
             raise UsageError(f"views {views}: the transformed views have different sizes {sizes} and cannot share "
-                             "one forward pass; resize them to the model's input size (resize_to_contract)",
-                             "views", "resize_to_contract")
+                             "one forward pass; resize them to the model's input size (resize_to_contract=True)",
+                             "views", "resize_to_contract=True")
         return torch.cat(copies, dim=0)
 
     def evaluate(self, outputs: Mapping[str, torch.Tensor], image: torch.Tensor, views: int, m: int,

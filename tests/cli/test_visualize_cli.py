@@ -8,7 +8,9 @@ import torch
 import yaml
 
 from dvtoolbox.cli import visualize as visualize_module
-from dvtoolbox.cli.visualize import PARAMS, alpha_call, get_parser, main
+from dvtoolbox.optvis import job as visualize_job
+from dvtoolbox.cli.visualize import get_parser, job_from_args, main
+from dvtoolbox.optvis.job import PARAMETERISATIONS, alpha_kwargs
 from dvtoolbox.io.images import load_image_rgb, load_image_rgba, to_uint8
 from dvtoolbox.optvis import FeatureViz, get_image
 from dvtoolbox.optvis.alpha import render_transparent
@@ -133,7 +135,7 @@ def test_refuses_to_overwrite_without_brave_before_any_work_and_brave_overwrites
     assert not [p for p in files(tmp_path) if p.startswith(".")]  # no temporary files left
 
 
-@pytest.mark.parametrize("param", sorted(PARAMS))
+@pytest.mark.parametrize("param", sorted(PARAMETERISATIONS))
 def test_every_parameterisation_runs(tmp_path, param):
     extra = ["--lr", "2", "--decay", "0.01", "--blur-radius", "0.5", "--blur-every", "2",
              "--px-abs-benefit-percentile", "50", "--optimizer", "sgd"] if param == "dvt" else []
@@ -303,15 +305,15 @@ def test_alpha_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
         assert a == b and a != c, kind
 
 
-def test_alpha_call_passes_every_knob():
+def test_alpha_kwargs_pass_every_knob():
     args = get_parser().parse_args(["--alpha", "--objective", "fc8:1:0:0", "--background", "offset-image",
                                     "--adversarial-bg", "--alpha-target", "0.3", "--alpha-coef", "50",
                                     "--alpha-jitter", "3", "--size", "16", "--thresholds", "4,9", "--lr", "0.2",
                                     "--seed", "7", "--no-resize"])
-    assert alpha_call(args, make_tiny()) == dict(
+    assert alpha_kwargs(job_from_args(args), make_tiny()) == dict(
         objective="fc8:1:0:0", background="offset-image", adversarial=True, alpha_target=0.3, alpha_coef=50.0,
         w=16, jitter_n=3, thresholds=[4, 9], lr=0.2, transforms=None, seed=7, resize_to_contract=False)
-    defaults = alpha_call(get_parser().parse_args(["--alpha", "--objective", "fc8:1"]), make_tiny())
+    defaults = alpha_kwargs(job_from_args(get_parser().parse_args(["--alpha", "--objective", "fc8:1"])), make_tiny())
     assert (defaults["background"], defaults["adversarial"], defaults["alpha_target"], defaults["alpha_coef"],
             defaults["jitter_n"], defaults["w"], defaults["resize_to_contract"]) == ("color", False, 0.25, 1e4, 2, 8,
                                                                                     True)
@@ -386,6 +388,6 @@ def test_no_resize_reaches_featureviz(tmp_path, monkeypatch, flags, expected):
             seen.append(kwargs["resize_to_contract"])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(visualize_module, "FeatureViz", Spy)
+    monkeypatch.setattr(visualize_job, "FeatureViz", Spy)
     assert run(tmp_path, "--transforms", "none", *flags) == 0
     assert seen == [expected]

@@ -2,7 +2,7 @@
 
 Skipped where CUDA is absent (CI has none); run on a GPU machine with ``python -m pytest -q tests/gpu``.
 Tolerances: cuDNN chooses other convolution algorithms than the CPU, so traces agree to float32 rounding, not bit
-for bit (the job switches TF32 off: see ``dvtoolbox.optimize.job.resolve_device``).
+for bit (the job switches TF32 off: see ``dvtoolbox.device.configure_float32``).
 """
 
 import os
@@ -18,7 +18,7 @@ from dvtoolbox.models.capture import LayerCapture, gradient_source
 from dvtoolbox.models.caffe import load_caffe_model
 from dvtoolbox.models.pixel_space import image_to_model_input
 from dvtoolbox.models.registry import create_model
-from dvtoolbox.optimize.job import configure_float32
+from dvtoolbox.device import configure_float32
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import initial_x

@@ -1,0 +1,153 @@
+"""What both command lines share, declared once: the parser class and help layout, argument groups built by
+functions (as torchvision's ``parents=[...]``: one declaration and one help text per flag), defaults layered from
+settings and ``--config FILE.yaml``, the record of the flags for config.yaml, and the layer table.
+
+The regularizer flags are made from ``dvtoolbox.regularizers.settings.Regularizers``' fields and defaults; their
+help texts are the original's ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+from dvtoolbox import __version__
+from dvtoolbox.cli.settings import read_yaml_config
+from dvtoolbox.models.registry import DEFAULT_MODEL
+from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
+from dvtoolbox.regularizers.settings import Regularizers
+
+NOT_RECORDED = ("config", "list_layers", "list_models", "verbose", "settings_file")  # not settings of a run
+
+REGULARIZER_HELP = {  # the original's --help, per Regularizers field
+    "decay": "Amount of L2 decay to use.",
+    "blur_radius": "Radius in pixels of blur to apply after each BLUR_EVERY steps. If 0, perform no blurring. Blur "
+                   "sizes between 0 and 0.3 work poorly.",
+    "blur_every": "Blur every BLUR_EVERY steps. If 0, perform no blurring.",
+    "small_val_percentile": "Induce sparsity by setting pixels with absolute value under SMALL_VAL_PERCENTILE "
+                            "percentile to 0. Not discussed in paper. 0 to disable.",
+    "small_norm_percentile": "Induce sparsity by setting pixels with norm under SMALL_NORM_PERCENTILE percentile to "
+                             "0. \\theta_{n_pct} from the paper. 0 to disable.",
+    "px_benefit_percentile": "Induce sparsity by setting pixels with contribution under PX_BENEFIT_PERCENTILE "
+                             "percentile to 0. Mentioned briefly in paper but not used. 0 to disable.",
+    "px_abs_benefit_percentile": "Induce sparsity by setting pixels with absolute contribution under "
+                                 "PX_ABS_BENEFIT_PERCENTILE percentile to 0. \\theta_{c_pct} from the paper. 0 to "
+                                 "disable.",
+}
+LR_PARAMS_HELP = ("Learning rate params, a Python dict literal. The \"constant\" policy requires the \"lr\" key. The "
+                  "\"progress\" policy requires \"max_lr\" and \"desired_prog\" and scales the learning rate so the "
+                  "objective changes by DESIRED_PROG under a linear assumption, limited to MAX_LR. The \"progress01\" "
+                  "policy requires \"max_lr\", \"early_prog\" and \"late_prog_mult\" and is tuned for outputs in "
+                  "[0,1] (softmax units): it slows down as the output approaches 1.")
+OBJECTIVE_GRAMMAR = ("layer:channel or layer:channel:y:x terms (@batch restricts a term to one image), joined by + "
+                     "and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (doc/optvis.md)")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default, except where the help text already says it."""
+
+    def __init__(self, prog):
+        super().__init__(prog, width=100, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return OneLineErrorParser(prog=prog, formatter_class=DefaultsHelpFormatter, description=description)
+
+
+# ---------------------------------------------------------------------------------------------------- groups
+
+
+def add_model_argument(group, help_text: str = "Registered model name (see --list-models).") -> None:
+    group.add_argument("--model", default=DEFAULT_MODEL, help=help_text)
+
+
+def add_listing_arguments(group) -> None:
+    """--list-layers, --list-models."""
+    group.add_argument("--list-layers", action="store_true",
+                       help="Print every layer of the model with its output shape, then exit.")
+    group.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
+
+
+def add_device_arguments(group) -> None:
+    """--device, --tf32."""
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    group.add_argument("--tf32", action="store_true",
+                       help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, about 3 "
+                            "decimal digits; default: true float32, as the original).")
+
+
+def add_regularizer_arguments(group) -> None:
+    """One flag per ``Regularizers`` field, with its default and the original's help."""
+    for f in fields(Regularizers):
+        group.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=f.default,
+                           help=REGULARIZER_HELP[f.name])
+
+
+def add_lr_policy_arguments(group, policy_default: Optional[str], params_default: Optional[str],
+                            note: str = "") -> None:
+    """--lr-policy, --lr-params."""
+    group.add_argument("--lr-policy", default=policy_default, choices=tuple(REQUIRED_LR_KEYS),
+                       help="Learning rate policy. See description in lr-params." + note)
+    group.add_argument("--lr-params", default=params_default, help=LR_PARAMS_HELP)
+
+
+def add_brave_argument(group) -> None:
+    group.add_argument("--brave", action="store_true",
+                       help="Allow overwriting existing results files. Default: off, i.e. cowardly refuse to "
+                            "overwrite existing files.")
+
+
+def add_running_arguments(group, verbose_help: str) -> None:
+    """--config, -v/--verbose, --version."""
+    group.add_argument("--config", default=None, metavar="FILE.yaml",
+                       help="YAML file whose keys are flag names (e.g. max-iter: 1000); values become defaults that "
+                            "the command line overrides. (default: none)")
+    group.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    group.add_argument("--version", action="version", version=f"dvtoolbox {__version__}")
+
+
+# ---------------------------------------------------------------------------------------------------- parsing
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+                      defaults_before_config: Optional[Callable] = None) -> argparse.Namespace:
+    """Parse ``argv`` with defaults in rising order: the parser's (and any set on it before), then
+    ``defaults_before_config(pre_args, config)`` (a dict), then ``--config FILE.yaml``, then the command line."""
+    pre, _ = parser.parse_known_args(argv)
+    config = read_yaml_config(pre.config, flag_names(parser)) if pre.config else {}
+    if defaults_before_config is not None:
+        parser.set_defaults(**defaults_before_config(pre, config))
+    parser.set_defaults(**config)
+    return parser.parse_args(argv)
+
+
+def flag_names(parser: argparse.ArgumentParser) -> Iterable[str]:
+    return [a.dest for a in parser._actions if a.dest != "help"]
+
+
+def flags_record(args: argparse.Namespace) -> Dict[str, object]:
+    """Every setting flag's final value by flag name (config.yaml's first part), then the version."""
+    record = {k.replace("_", "-"): v for k, v in vars(args).items() if k not in NOT_RECORDED}
+    record["dvtoolbox-version"] = __version__
+    return record
+
+
+def print_layer_table(rows: Sequence[Tuple[str, Tuple[int, ...]]]) -> None:
+    """``name  shape`` per layer (the shape without the batch dimension), names aligned."""
+    width = max(len(name) for name, _ in rows)
+    for name, shape in rows:
+        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")
