@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -219,13 +220,37 @@ class FeatureViz:
         views: transformed copies of the image per step, one forward pass for all (phases 2 to 4; the module
         docstring has the rule); each step costs about ``views`` times as much. 1 is lucid's loop.
         """
-        steps = check_thresholds(thresholds)
-        views = check_views(views)
+        run = self._setup(param_f, check_thresholds(thresholds), lr, optimizer, transforms, seed, device, regularizers,
+                          lr_schedule, check_views(views), pre_transform)
+        images, values = [], []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with LayerCapture(self.model, run.layer_names) as capture:
+                bar = tqdm(range(1, run.steps[-1] + 1), disable=not show_progress, desc=str(self.objective)[:40])
+                for step in bar:
+                    value = self._step(run, capture, step)                   # 1. to 6b.
+                    values.append(value.detach())
+                    if show_progress:
+                        bar.set_postfix(objective=f"{value.item():.4g}")
+                    if step in run.steps:                                    # 7. record
+                        images.append(self._snapshot(run))
+                        log.debug("step %d: objective %.6g", step, value.item())
+        finally:                                                             # teardown: hooks (LayerCapture), mode
+            self.model.train(was_training)
+        self.history = torch.stack(values).cpu().tolist()
+        if show_last_image:
+            show_images(images[-1])
+        return images
+
+    def _setup(self, param_f, steps, lr, optimizer, transforms, seed, device, regularizers, lr_schedule, views,
+               pre_transform) -> "_Run":
+        """The device, the seeded generator, the parameters (drawn from it), the optimizer, the transforms and the
+        layers to capture, for ``visualize``'s arguments."""
         device = _model_device(self.model) if device is None else torch.device(device)
         self.model.to(device)
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed))
-
         with param_defaults(generator=generator, device=device):
             if param_f is None:
                 h, w = self.contract.size
@@ -233,43 +258,52 @@ class FeatureViz:
             else:
                 params, image_f = param_f()
         params = list(params)
-        after_step = _after_step_hook(image_f, regularizers)
-        opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
-        transform = compose(standard_transforms() if transforms is None else transforms)
         names = sorted(self.objective.layers - {INPUT}) if self.objective.layers is not None else \
             [name for name, _ in self.model.named_modules() if name]
-        labels = self.contract.labels
+        return _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
+                    optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
+                    transform=compose(standard_transforms() if transforms is None else transforms),
+                    pre_transform=pre_transform, regularizers=regularizers,
+                    after_step=_after_step_hook(image_f, regularizers), lr_schedule=lr_schedule,
+                    layer_names=names)
 
-        images, values = [], []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with LayerCapture(self.model, names) as capture:
-                bar = tqdm(range(1, steps[-1] + 1), disable=not show_progress, desc=str(self.objective)[:40])
-                for step in bar:
-                    opt.zero_grad(set_to_none=True)
-                    image = image_f()                                        # 1. image
-                    scene = image if pre_transform is None else pre_transform(image, generator)  # 1b.
-                    x = self.views_input(scene, transform, generator, views)  # 2. transforms, pixel space
-                    capture.outputs.clear()
-                    self.model(x)                                            # 3. forward
-                    value = self.evaluate(capture.outputs, image, views, scene.shape[0], labels)  # 4. objective
-                    torch.autograd.backward(-value, inputs=params)           # 5. backward
-                    if lr_schedule is not None:                              # 5b. DVT lr policy
-                        _set_lr(opt, lr_schedule(_ascent_gradients(params), value))
-                    opt.step()                                               # 6. step
-                    if after_step is not None:                               # 6b. DVT regularizers, clip
-                        after_step(step - 1, regularizers)
-                    values.append(value.detach())
-                    if show_progress:
-                        bar.set_postfix(objective=f"{value.item():.4g}")
-                    if step in steps:                                        # 7. record
-                        with torch.no_grad():
-                            images.append(to_numpy_images(image_f()))
-                        log.debug("step %d: objective %.6g", step, value.item())
-        finally:
-            self.model.train(was_training)
-        self.history = torch.stack(values).cpu().tolist()
-        if show_last_image:
-            show_images(images[-1])
-        return images
+    def _step(self, run: "_Run", capture: LayerCapture, step: int) -> torch.Tensor:
+        """Phases 1 to 6b of one step (see the module docstring); returns the objective's value (0-dim)."""
+        run.optimizer.zero_grad(set_to_none=True)
+        image = run.image_f()                                                # 1. image
+        scene = image if run.pre_transform is None else run.pre_transform(image, run.generator)  # 1b.
+        x = self.views_input(scene, run.transform, run.generator, run.views)  # 2. transforms, pixel space
+        capture.outputs.clear()
+        self.model(x)                                                        # 3. forward
+        value = self.evaluate(capture.outputs, image, run.views, scene.shape[0], self.contract.labels)  # 4.
+        torch.autograd.backward(-value, inputs=run.params)                   # 5. backward
+        if run.lr_schedule is not None:                                      # 5b. DVT lr policy
+            _set_lr(run.optimizer, run.lr_schedule(_ascent_gradients(run.params), value))
+        run.optimizer.step()                                                 # 6. step
+        if run.after_step is not None:                                       # 6b. DVT regularizers, clip
+            run.after_step(step - 1, run.regularizers)
+        return value
+
+    @staticmethod
+    def _snapshot(run: "_Run") -> np.ndarray:
+        """Phase 7: the images now, (N, H, W, C) float32 numpy in [0, 1]."""
+        with torch.no_grad():
+            return to_numpy_images(run.image_f())
+
+
+@dataclass
+class _Run:
+    """What one ``visualize`` call works with, from ``_setup``."""
+
+    steps: List[int]
+    views: int
+    generator: torch.Generator
+    params: List[torch.Tensor]
+    image_f: Callable
+    optimizer: torch.optim.Optimizer
+    transform: Callable
+    pre_transform: Optional[Callable]
+    regularizers: Optional[Regularizers]
+    after_step: Optional[Callable]
+    lr_schedule: Optional[LRSchedule]
+    layer_names: List[str]

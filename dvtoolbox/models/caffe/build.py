@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -484,9 +485,19 @@ def build_caffe_net(net: caffe_pb2.NetParameter, source: str,
                     weights: Optional[Dict[str, Sequence[caffe_pb2.BlobProto]]], weights_source: Optional[str], *,
                     mean: Sequence[float] = DEFAULT_MEAN, labels: Optional[Sequence[str]] = None,
                     seed: int = 0) -> CaffeNet:
-    """A CaffeNet for a parsed deploy NetParameter; ``weights`` by layer name (None: seeded random weights)."""
+    """A CaffeNet for a parsed deploy NetParameter; ``weights`` by layer name (None: seeded random weights).
+    Three steps: validate the layers, plan the blobs (who writes which, in place or not), build and load each
+    layer in order."""
     specs = _test_phase_layers(net_layers(net, source), net, source)
     input_name, input_shape, input_producer, specs = _find_input(net, specs, source)
+    _validate_layers(specs, source)
+    writers = _blob_writers(specs, input_name, input_producer)
+    built = _build_layers(specs, writers, input_name, input_shape, weights, weights_source, seed, source)
+    return _assemble(net, specs, built, writers, input_name, input_shape, input_producer, mean, labels, source)
+
+
+def _validate_layers(specs: Sequence, source: str) -> None:
+    """Every layer of a supported type, with a top blob."""
     if not specs:
         raise UsageError(f"{source}: the net has no layers")
     for spec in specs:
@@ -495,49 +506,58 @@ def build_caffe_net(net: caffe_pb2.NetParameter, source: str,
                 spec.type.endswith("Data") or spec.type.endswith("Loss") or spec.type == "Accuracy") else ""
             raise UsageError(f"layer {spec.name!r} has type {spec.type!r}, which is not supported{hint}; supported "
                              f"types: {', '.join(SUPPORTED_TYPES)}")
-
-    # Which blobs in-place layers rewrite, and each blob's last writer (its final version).
-    writers: Dict[str, List[str]] = {input_name: [input_producer]}
-    for spec in specs:
         if not spec.top:
             raise UsageError(f"layer {spec.name!r} ({spec.type}) has no top blob")
+
+
+def _blob_writers(specs: Sequence, input_name: str, input_producer: str) -> Dict[str, List[str]]:
+    """Each blob's writers in order (several for a blob that in-place layers rewrite: the last is its final
+    version); a second writer that is not in place is a UsageError."""
+    writers: Dict[str, List[str]] = {input_name: [input_producer]}
+    for spec in specs:
         for i, top in enumerate(spec.top):
             in_place = i < len(spec.bottom) and spec.bottom[i] == top
             if top in writers and not in_place:
                 raise UsageError(f"blob {top!r} is produced by both layer {writers[top][-1]!r} and layer "
                                  f"{spec.name!r}; Caffe allows a second writer only in place")
             writers.setdefault(top, []).append(spec.name)
-    versioned = {blob for blob, ws in writers.items() if len(ws) > 1}
+    return writers
 
-    def taps_for(blob: str, layer: str) -> Tuple[str, ...]:
-        if blob not in versioned:
-            return (tap_name(blob),)
-        version = version_tap_name(blob, layer)
-        return (version, tap_name(blob)) if writers[blob][-1] == layer else (version,)
 
+def _taps_for(writers: Dict[str, List[str]], blob: str, layer: str) -> Tuple[str, ...]:
+    """The tap names of ``blob`` as ``layer`` writes it: the blob's own name, and for a rewritten blob also its
+    version ``blob@layer`` (the final writer's version is the blob itself too)."""
+    if len(writers[blob]) == 1:
+        return (tap_name(blob),)
+    version = version_tap_name(blob, layer)
+    return (version, tap_name(blob)) if writers[blob][-1] == layer else (version,)
+
+
+@dataclass
+class _Built:
+    """The layers in order and the plan that runs them: slot of every blob version, shapes, outputs."""
+
+    layers: Dict[str, nn.Module]
+    plan: List[tuple]
+    slot_shapes: List[Shape]
+    layer_outputs: Dict[str, str]
+
+
+def _build_layers(specs: Sequence, writers: Dict[str, List[str]], input_name: str, input_shape: Shape,
+                  weights: Optional[Dict[str, Sequence[caffe_pb2.BlobProto]]], weights_source: Optional[str],
+                  seed: int, source: str) -> _Built:
+    """Each layer's module (its weights loaded or seeded), wired to the slots of its bottom and top blobs."""
     gen = torch.Generator().manual_seed(seed)
     slot_of: Dict[str, int] = {input_name: 0}
-    slot_shapes: List[Shape] = [input_shape]
-    layers: Dict[str, nn.Module] = {}
-    plan = []
-    layer_outputs: Dict[str, str] = {}
+    built = _Built(layers={}, plan=[], slot_shapes=[input_shape], layer_outputs={})
     used_weights = set()
     for spec in specs:
         key = tap_name(spec.name)
-        if key in layers:
+        if key in built.layers:
             raise UsageError(f"{source}: two layers are named {spec.name!r} (after mapping '.' to '_')")
-        for b in spec.bottom:
-            if b not in slot_of:
-                raise UsageError(f"layer {spec.name!r} ({spec.type}) reads blob {b!r}, which no earlier layer "
-                                 f"produces")
-        lo, hi = _N_BOTTOMS.get(spec.type, (1, 1))
-        if not lo <= len(spec.bottom) <= (hi or len(spec.bottom)):
-            raise UsageError(f"layer {spec.name!r} ({spec.type}) has {len(spec.bottom)} bottom blobs; it takes "
-                             f"{lo}" + ("" if hi == lo else f" to {hi}" if hi else " or more"))
-        if spec.type not in ("Split",) and len(spec.top) != 1:
-            raise UsageError(f"layer {spec.name!r} ({spec.type}) has {len(spec.top)} top blobs; it makes 1")
-        bottom_shapes = [slot_shapes[slot_of[b]] for b in spec.bottom]
-        module, top_shapes, param_shapes = BUILDERS[spec.type](spec, bottom_shapes)
+        _check_wiring(spec, slot_of)
+        module, top_shapes, param_shapes = BUILDERS[spec.type](spec, [built.slot_shapes[slot_of[b]]
+                                                                       for b in spec.bottom])
         if param_shapes:
             if weights is None:
                 arrays = _random_arrays(spec, param_shapes, gen)
@@ -545,28 +565,46 @@ def build_caffe_net(net: caffe_pb2.NetParameter, source: str,
                 arrays = _checked_arrays(spec, param_shapes, weights.get(spec.name), weights_source)
                 used_weights.add(spec.name)
             _set_params(module, spec, arrays)
-        layers[key] = module
+        built.layers[key] = module
         bottoms = tuple(slot_of[b] for b in spec.bottom)
         tops, taps = [], []
         for top, shape in zip(spec.top, top_shapes):
-            slot_of[top] = len(slot_shapes)
-            slot_shapes.append(tuple(int(d) for d in shape))
+            slot_of[top] = len(built.slot_shapes)
+            built.slot_shapes.append(tuple(int(d) for d in shape))
             tops.append(slot_of[top])
-            taps.append(taps_for(top, spec.name))
-        layer_outputs[spec.name] = taps[0][0]
-        plan.append((key, bottoms, tuple(tops), tuple(taps)))
+            taps.append(_taps_for(writers, top, spec.name))
+        built.layer_outputs[spec.name] = taps[0][0]
+        built.plan.append((key, bottoms, tuple(tops), tuple(taps)))
     if weights is not None:
         ignored = sorted(set(weights) - used_weights)
         if ignored:
             log.debug("%s: ignoring weights of layers the prototxt lacks: %s", weights_source, ", ".join(ignored))
+    return built
 
-    input_taps = taps_for(input_name, input_producer)
-    all_taps = list(input_taps) + [t for entry in plan for seq in entry[3] for t in seq]
-    _check_names(all_taps, list(layers), source)
-    model = CaffeNet(net.name, layers, input_taps, plan, len(slot_shapes), plan[-1][2][0])
-    model.gradient_sources = {tap_name(b): version_tap_name(b, writers[b][0]) for b in writers if b in versioned}
-    model.caffe_layer_outputs = layer_outputs
-    model.blob_shapes = {t: slot_shapes[model._ends[t][1]][1:] for t in model.blob_taps}
+
+def _check_wiring(spec, slot_of: Dict[str, int]) -> None:
+    """The layer's bottoms exist already, and it has as many bottoms and tops as its type takes."""
+    for b in spec.bottom:
+        if b not in slot_of:
+            raise UsageError(f"layer {spec.name!r} ({spec.type}) reads blob {b!r}, which no earlier layer produces")
+    lo, hi = _N_BOTTOMS.get(spec.type, (1, 1))
+    if not lo <= len(spec.bottom) <= (hi or len(spec.bottom)):
+        raise UsageError(f"layer {spec.name!r} ({spec.type}) has {len(spec.bottom)} bottom blobs; it takes "
+                         f"{lo}" + ("" if hi == lo else f" to {hi}" if hi else " or more"))
+    if spec.type not in ("Split",) and len(spec.top) != 1:
+        raise UsageError(f"layer {spec.name!r} ({spec.type}) has {len(spec.top)} top blobs; it makes 1")
+
+
+def _assemble(net, specs, built: _Built, writers, input_name: str, input_shape: Shape, input_producer: str,
+              mean: Sequence[float], labels: Optional[Sequence[str]], source: str) -> CaffeNet:
+    """The CaffeNet module with its blob taps, push semantics (gradient_sources) and input contract."""
+    input_taps = _taps_for(writers, input_name, input_producer)
+    all_taps = list(input_taps) + [t for entry in built.plan for seq in entry[3] for t in seq]
+    _check_names(all_taps, list(built.layers), source)
+    model = CaffeNet(net.name, built.layers, input_taps, built.plan, len(built.slot_shapes), built.plan[-1][2][0])
+    model.gradient_sources = {tap_name(b): version_tap_name(b, ws[0]) for b, ws in writers.items() if len(ws) > 1}
+    model.caffe_layer_outputs = built.layer_outputs
+    model.blob_shapes = {t: built.slot_shapes[model._ends[t][1]][1:] for t in model.blob_taps}
     model.input_blob = input_name
     model.input_shape = input_shape
     model.input_contract = InputContract(
