@@ -1,0 +1,54 @@
+"""The layout promised in the README: imports flow one way (cli -> optimize / optvis -> objectives / regularizers ->
+models -> io), the two engines never import each other, and the model registry imports no model."""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
+ALLOWED = {  # package -> the dvtoolbox packages it may import
+    "cli": {"device", "errors", "io", "models", "objectives", "optimize", "optvis", "regularizers"},
+    "optimize": {"device", "errors", "io", "models", "objectives", "regularizers"},
+    "optvis": {"device", "errors", "io", "models", "objectives", "regularizers"},
+    "objectives": {"errors", "models"},
+    "regularizers": {"errors"},
+    "models": {"errors", "io"},
+    "io": {"errors"},
+    "device": {"errors"},
+    "errors": set(),
+}
+
+
+def imported_dvtoolbox_modules(path: pathlib.Path):
+    """Every ``dvtoolbox.x...`` module a file imports, at any depth (function-level imports too)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dvtoolbox."):
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("dvtoolbox."))
+
+
+def package_of(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0][:-3] if len(parts) == 1 else parts[0]
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_flow_one_way(path):
+    package = package_of(path)
+    for module in imported_dvtoolbox_modules(path):
+        target = module.split(".")[1]
+        assert target == package or target in ALLOWED[package], f"{package} must not import {module}"
+
+
+def test_every_package_has_a_rule():
+    assert {package_of(p) for p in SOURCES} <= set(ALLOWED)
+
+
+def test_the_registry_imports_no_model():
+    modules = set(imported_dvtoolbox_modules(PACKAGE / "models" / "registry.py"))
+    assert modules <= {"dvtoolbox.errors"}
