@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from dvtoolbox.cli.arguments import new_parser
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.io.gui_layout import IMAGE_CHOICES, write_gui_layout
@@ -20,17 +21,10 @@ FLAGS = {"image": "--gui-image", "layer": "--gui-layer", "layer_units": "--gui-l
 PROG = "python -m dvtoolbox.cli.gallery"
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def get_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
-        prog=PROG, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Build index.html (a sortable grid of every unit, read from the *info.txt files) in each "
-                    "optimize_image.py results folder; optionally write the images in the original toolbox GUI's "
-                    "unit_jpg_dir layout (regularized_opt/<layer>/<layer>_NNNN_montage.jpg).")
+    parser = new_parser(PROG, "Build index.html (a sortable grid of every unit, read from the *info.txt files) in "
+                              "each optimize_image.py results folder; optionally write the images in the original "
+                              "toolbox GUI's unit_jpg_dir layout (regularized_opt/<layer>/<layer>_NNNN_montage.jpg).")
     parser.add_argument("folders", nargs="+", metavar="FOLDER", help="results folder(s)")
     parser.add_argument("--brave", action="store_true",
                         help="Allow replacing an index.html that dvtoolbox did not write, and GUI files.")

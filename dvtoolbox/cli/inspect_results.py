@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dvtoolbox.cli.arguments import new_parser
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import atomic_open
@@ -27,18 +28,11 @@ PROG = "python -m dvtoolbox.cli.inspect_results"
 IMAGE_FIELDS = ("x0", "best_xx", "last_xx", "majority_xx")
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def get_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
-        prog=PROG,
-        description="Print what an optimize_image.py info.pkl or info_big.pkl holds (the original toolbox's Python 2 "
-                    "pickles or dvtoolbox's), as the run's info.txt shows it. With several files, each is preceded "
-                    "by a line '==> FILE <=='. Only FindParams, FindResults and numpy objects are unpickled; any "
-                    "other name in a file is refused.")
+    parser = new_parser(PROG, "Print what an optimize_image.py info.pkl or info_big.pkl holds (the original "
+                              "toolbox's Python 2 pickles or dvtoolbox's), as the run's info.txt shows it. With "
+                              "several files, each is preceded by a line '==> FILE <=='. Only FindParams, FindResults "
+                              "and numpy objects are unpickled; any other name in a file is refused.")
     parser.add_argument("files", nargs="+", metavar="FILE.pkl", help="info.pkl or info_big.pkl file(s)")
     parser.add_argument("--save-images", default=None, metavar="DIR",
                         help="Also write each info_big.pkl's arrays (%s, those present) as DIR/<file stem>_<field>.npy "
