@@ -1,0 +1,49 @@
+"""VisualizeJob / run_visualize: visualize.py's whole job from Python, with errors that name the job's fields."""
+
+import numpy as np
+import pytest
+import yaml
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.images import load_image_rgb, to_uint8
+from dvtoolbox.optvis import FeatureViz, get_image
+from dvtoolbox.optvis.job import VisualizeJob, run_visualize
+from dvtoolbox.regularizers.settings import Regularizers
+from tests.conftest import make_tiny
+
+
+def test_run_visualize_writes_what_featureviz_makes(tmp_path):
+    job = VisualizeJob(model="tiny_test", objective="fc8:2 + 0.5 * fc8:1", thresholds=(2, 3), batch=2,
+                       transforms="none", output_dir=str(tmp_path), config={"made-by": "a test"})
+    written = run_visualize(job)
+    assert [p.split("/")[-1] for p in written] == ["viz_step2_0.png", "viz_step2_1.png", "viz_step3_0.png",
+                                                   "viz_step3_1.png", "viz_info.txt", "viz_config.yaml"]
+    fv = FeatureViz(make_tiny(), "fc8:2 + 0.5 * fc8:1")
+    _, last = fv.visualize(lambda: get_image(8, batch=2), thresholds=[2, 3], transforms=[])
+    np.testing.assert_array_equal(load_image_rgb(str(tmp_path / "viz_step3_1.png")), to_uint8(last[1]))
+    config = yaml.safe_load((tmp_path / "viz_config.yaml").read_text())
+    assert config["made-by"] == "a test" and config["resolved"] == {"device": "cpu", "size": [8, 8]}
+
+
+def test_the_objective_is_parsed_once_and_checked_against_the_model(tmp_path):
+    job = VisualizeJob(model="tiny_test", objective="fc9:1", thresholds=(1,), output_dir=str(tmp_path))
+    assert str(job.parsed_objective) == "channel('fc9', 1)"
+    with pytest.raises(UsageError, match="unknown layer 'fc9'"):
+        run_visualize(job)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(batch=0), "batch must be >= 1, got 0", ("batch",)),
+    (dict(param="fancy"), "param must be one of fft, pixel, lowres, dvt", ("param",)),
+    (dict(regularizers=Regularizers(decay=0.1)), "regularizers need param dvt, got param fft",
+     ("regularizers", "param")),
+    (dict(alpha=True, batch=2), "alpha cannot be combined with batch 2", ("alpha", "batch", "lr")),
+    (dict(background="noise"), "background needs alpha", ("background", "alpha")),
+    (dict(lr_params={"lr": 1.0}), "lr_params needs lr_policy", ("lr_params", "lr_policy")),
+    (dict(thresholds=(3, 2)), "thresholds must be strictly increasing", ()),
+])
+def test_bad_settings_name_the_field(kwargs, message, fields):
+    with pytest.raises(UsageError, match=message) as info:
+        VisualizeJob(model="tiny_test", objective="fc8:1", **kwargs)
+    assert info.value.fields == fields
