@@ -13,7 +13,9 @@ from dataclasses import fields
 from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from dvtoolbox import __version__
+from dvtoolbox.cli.literals import parse_rgb
 from dvtoolbox.cli.settings import read_yaml_config
+from dvtoolbox.models.layouts import parse_layout
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.regularizers.settings import Regularizers
@@ -71,14 +73,33 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------- groups
 
 
-def add_model_argument(group, help_text: str = "Registered model name (see --list-models).") -> None:
-    group.add_argument("--model", default=DEFAULT_MODEL, help=help_text)
+def add_model_arguments(group, note: str = "") -> None:
+    """--model, --model-weights, --input-mean, --input-std, --layout."""
+    group.add_argument("--model", default=DEFAULT_MODEL,
+                       help="The network: a model name (registered, see --list-models; torchvision's and timm's zoo by "
+                            "name, e.g. resnet50, vit_b_16, convnext_tiny, timm:vit_tiny_patch16_224), your own code "
+                            "as package.module:factory (factory() returns an nn.Module), or a file saved with "
+                            "torch.save(model, path)." + note)
+    group.add_argument("--model-weights", default=None, metavar="PATH",
+                       help="Weights of a named model: a state-dict file (.pth, .safetensors), or 'none' for random "
+                            "weights. (default: the model's own, from its package or the torch / timm cache)")
+    group.add_argument("--input-mean", default=None,
+                       help="For a network without an input contract (your own, a saved module): the RGB mean it "
+                            "normalises by, 0..1 scale, e.g. \"(0.5,0.5,0.5)\". (default: ImageNet's, "
+                            "(0.485,0.456,0.406))")
+    group.add_argument("--input-std", default=None,
+                       help="The same network's RGB std, 0..1 scale. (default: ImageNet's, (0.229,0.224,0.225))")
+    group.add_argument("--layout", action="append", default=None, metavar="LAYER=KIND",
+                       help="Where a layer's channels are, when --list-layers shows it unknown or to override it: "
+                            "NCHW, NC, NHWC, or NTC[:prefix=P][:grid=HxW] (transformer tokens); repeatable. "
+                            "(default: inferred)")
 
 
 def add_listing_arguments(group) -> None:
     """--list-layers, --list-models."""
     group.add_argument("--list-layers", action="store_true",
-                       help="Print every layer of the model with its output shape, then exit.")
+                       help="Print every layer of the model with its output shape and layout (where its channels "
+                            "are), then exit.")
     group.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
 
 
@@ -146,8 +167,23 @@ def flags_record(args: argparse.Namespace) -> Dict[str, object]:
     return record
 
 
-def print_layer_table(rows: Sequence[Tuple[str, Tuple[int, ...]]]) -> None:
-    """``name  shape`` per layer (the shape without the batch dimension), names aligned."""
-    width = max(len(name) for name, _ in rows)
-    for name, shape in rows:
-        print(f"{name:<{width}}  {'x'.join(str(s) for s in shape)}")
+def model_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``models.load.load_model`` (and the jobs) the model flags give."""
+    weights = args.model_weights
+    return dict(weights=None if weights == "none" else ("default" if weights is None else weights),
+                input_mean=None if args.input_mean is None else parse_rgb("--input-mean", args.input_mean),
+                input_std=None if args.input_std is None else parse_rgb("--input-std", args.input_std))
+
+
+def layouts_from_args(args: argparse.Namespace) -> Dict[str, object]:
+    """--layout NAME=KIND, repeated: {name: Layout}."""
+    return dict(parse_layout(text) for text in args.layout or ())
+
+
+def print_layer_table(rows: Sequence[Tuple[str, Tuple[int, ...], object]]) -> None:
+    """``name  shape  layout`` per layer (the shape without the batch dimension), columns aligned."""
+    width = max(len(name) for name, _, _ in rows)
+    shapes = ["x".join(str(s) for s in shape) for _, shape, _ in rows]
+    shape_width = max(len(s) for s in shapes)
+    for (name, _, layout), shape in zip(rows, shapes):
+        print(f"{name:<{width}}  {shape:<{shape_width}}  {layout}")

@@ -54,14 +54,18 @@ def parse_int_tuple(flag: str, text: str, length: Optional[int], minimum: int) -
     return tuple(int(v) for v in value)
 
 
-def parse_push_spatial(text: str) -> Tuple[int, int]:
-    """--push-spatial: None (for a layer without space; means (0, 0)) or a tuple (y, x)."""
-    value = literal("--push-spatial", text, "\"None\" or \"(6,6)\"")
+def parse_push_spatial(text: str) -> Union[Tuple[int, int], int]:
+    """--push-spatial: None (for a layer without space; means (0, 0)), a tuple (y, x), or one integer, a token
+    index (on a token layer)."""
+    value = literal("--push-spatial", text, "\"None\", \"(6,6)\" or a token index \"5\"")
     if value is None:
         return (0, 0)
+    if _is_int(value) and value >= 0:
+        return int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value):
         return (int(value[0]), int(value[1]))
-    raise UsageError(f"--push-spatial must be None or a tuple (y, x) of two integers >= 0, got {text!r}")
+    raise UsageError(f"--push-spatial must be None, a tuple (y, x) of two integers >= 0 or a token index, got "
+                     f"{text!r}")
 
 
 def parse_lr_params(text: str) -> Dict[str, float]:
@@ -70,3 +74,11 @@ def parse_lr_params(text: str) -> Dict[str, float]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and _is_real(v) for k, v in value.items()):
         raise UsageError(f"--lr-params must be a dict of names to numbers, e.g. \"{{'lr': 100.0}}\", got {text!r}")
     return dict(value)
+
+
+def parse_rgb(flag: str, text: str) -> Tuple[float, float, float]:
+    """Three numbers, e.g. "(0.5,0.5,0.5)" (an RGB mean or std on the 0..1 scale)."""
+    value = literal(flag, text, "\"(0.485,0.456,0.406)\"")
+    if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_real(v) for v in value):
+        raise UsageError(f"{flag} must be 3 numbers (RGB, 0..1 scale), got {text!r}")
+    return tuple(float(v) for v in value)

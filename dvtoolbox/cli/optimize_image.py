@@ -13,9 +13,9 @@ import os
 from typing import Optional, Sequence
 
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments, add_listing_arguments,
-                                     add_lr_policy_arguments, add_model_argument, add_regularizer_arguments,
-                                     add_running_arguments, flag_names, flags_record, new_parser, parse_with_config,
-                                     print_layer_table)
+                                     add_lr_policy_arguments, add_model_arguments, add_regularizer_arguments,
+                                     add_running_arguments, flag_names, flags_record, layouts_from_args,
+                                     model_options, new_parser, parse_with_config, print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
@@ -26,7 +26,8 @@ from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
 
 PROG = "optimize_image.py"
-FLAGS = {"allow_tf32": "--tf32", "unit_spec": "--push-channel"}  # library names whose flag is not --<name>
+FLAGS = {"allow_tf32": "--tf32", "unit_spec": "--push-channel", "push_token": "--push-spatial",  # library names
+         "weights": "--model-weights", "layouts": "--layout"}                                     # not --<name>
 FROM_MODEL = "<the model's>"
 
 
@@ -50,7 +51,7 @@ def _network(parser) -> None:
                           "--model is used. (default: <read from settings>)")
     net.add_argument("--net-weights", default=None,
                      help="Path to the Caffe network weights (.caffemodel). (default: <read from settings>)")
-    add_model_argument(net, "Registered model used when no Caffe model is given (see --list-models).")
+    add_model_arguments(net, " Used when no Caffe model is given.")
     net.add_argument("--mean", default=None,
                      help="Mean. The mean may be None, a tuple of one mean value per channel (broadcast to the data "
                           "size), or a string giving the path of a mean image (.npy or .binaryproto). This argument "
@@ -155,9 +156,11 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
     single = is_single_unit(args.push_channel)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    spatial = parse_push_spatial(args.push_spatial)
+    token = spatial if isinstance(spatial, int) else None
     params = FindParams(
         rand_seed=args.rand_seed, start_at=args.start_at, push_layer=args.push_layer,
-        push_channel=int(args.push_channel) if single else 0, push_spatial=parse_push_spatial(args.push_spatial),
+        push_channel=int(args.push_channel) if single else 0, push_spatial=(0, 0) if token is not None else spatial,
         push_dir=args.push_dir, decay=args.decay, blur_radius=args.blur_radius, blur_every=args.blur_every,
         small_val_percentile=args.small_val_percentile, small_norm_percentile=args.small_norm_percentile,
         px_benefit_percentile=args.px_benefit_percentile, px_abs_benefit_percentile=args.px_abs_benefit_percentile,
@@ -171,8 +174,8 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
-        objective=args.objective,
-        allow_tf32=args.tf32, image_dtype=args.image_dtype)
+        objective=args.objective, allow_tf32=args.tf32, image_dtype=args.image_dtype,
+        layouts=layouts_from_args(args), push_token=token, **model_options(args))
 
 
 def resolved_config(args: argparse.Namespace) -> dict:

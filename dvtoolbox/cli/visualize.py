@@ -14,9 +14,10 @@ import os
 from typing import List, Optional, Sequence
 
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments,
-                                     add_listing_arguments, add_lr_policy_arguments, add_model_argument,
-                                     add_regularizer_arguments, add_running_arguments, flags_record, new_parser,
-                                     parse_with_config, print_layer_table)
+                                     add_listing_arguments, add_lr_policy_arguments, add_model_arguments,
+                                     add_regularizer_arguments, add_running_arguments, flags_record,
+                                     layouts_from_args, model_options, new_parser, parse_with_config,
+                                     print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_lr_params
 from dvtoolbox.errors import UsageError
@@ -31,6 +32,7 @@ from dvtoolbox.regularizers.settings import REGULARIZER_FIELDS, Regularizers
 
 PROG = "visualize.py"
 FLAGS = {"allow_tf32": "--tf32", "decorrelate": "--no-decorrelate",  # the job's names whose flag is not --<name>
+         "weights": "--model-weights", "layouts": "--layout",
          "resize_to_contract=False": "--no-resize", "resize_to_contract=True": "without --no-resize",
          "regularizers": "the DVT regularizers (--decay, --blur-*, --*-percentile)"}
 
@@ -48,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _what(parser) -> None:
     what = parser.add_argument_group("What to visualise")
-    add_model_argument(what)
+    add_model_arguments(what)
     what.add_argument("--objective", default="_blocks.10:97",
                       help=f"{OBJECTIVE_GRAMMAR}; e.g. \"_blocks.11:154@0 - _blocks.11:154@1\". The objective is "
                            "maximised.")
@@ -192,7 +194,7 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
         allow_tf32=args.tf32, regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
         lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
         output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
-        config=config)
+        config=config, layouts=layouts_from_args(args), **model_options(args))
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -211,17 +213,18 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print("\n".join(list_models()))
         return 0
     if args.list_layers:
-        print_layers(args.model)
+        print_layers(args)
         return 0
     written = run_visualize(job_from_args(args))
     print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
 
-def print_layers(model_name: str) -> None:
-    """Every layer with a tensor output and its shape (without the batch dimension)."""
-    from dvtoolbox.models.capture import layer_shapes
-    from dvtoolbox.models.registry import create_model
+def print_layers(args: argparse.Namespace) -> None:
+    """Every layer with a tensor output, its shape (without the batch dimension) and its layout."""
+    from dvtoolbox.models.layouts import survey_layers
+    from dvtoolbox.models.load import load_model
 
-    model = create_model(model_name)
-    print_layer_table(list(layer_shapes(model, tuple(model.input_contract.size)).items()))
+    model = load_model(args.model, **model_options(args))
+    shapes, layouts = survey_layers(model, tuple(model.input_contract.size), layouts_from_args(args))
+    print_layer_table([(name, shape, layouts[name]) for name, shape in shapes.items()])

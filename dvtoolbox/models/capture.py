@@ -1,9 +1,12 @@
 """Layers reached by name through forward hooks.
 
 ``LayerCapture(model, names)`` is a context manager: inside it, every forward pass stores the output of each
-named submodule in ``capture.outputs[name]`` (the tensor itself, still in the autograd graph). Hooks are removed
-on exit, also when the body raises. Names are ``model.named_modules()`` names (dotted paths such as
-``_blocks.3._depthwise_conv``); an unknown name raises a UsageError that lists the valid ones.
+named submodule in ``capture.outputs[name]`` (the tensor itself, still in the autograd graph; for a module that
+returns a tuple, such as an attention layer, its first tensor). Hooks are removed on exit, also when the body
+raises. Names are ``named_layers(model)``'s: ``model.named_modules()`` names (dotted paths such as
+``_blocks.3._depthwise_conv``), except that a model wrapping a network (``layer_prefix``, e.g. "net.") shows the
+network's own names without that prefix (``layer4``, ``encoder.layers.encoder_layer_11``); an unknown name raises a
+UsageError that lists the valid ones.
 
 A model may declare ``gradient_sources``, a dict from a layer name to the name of the module whose output the
 backward pass starts from for that layer. Caffe models use it for blobs that an in-place layer overwrites: the
@@ -21,8 +24,14 @@ from dvtoolbox.errors import UsageError
 
 
 def named_layers(model: nn.Module) -> Dict[str, nn.Module]:
-    """Every named submodule except the root, by its dotted name."""
-    return {name: module for name, module in model.named_modules() if name}
+    """Every named submodule except the root, by its dotted name; under a model's ``layer_prefix`` (a wrapped
+    network) the network's own names, unprefixed, with the wrapper's other modules after them."""
+    prefix = getattr(model, "layer_prefix", "")
+    inner = {name[len(prefix):]: module for name, module in model.named_modules()
+             if prefix and name.startswith(prefix) and len(name) > len(prefix)}
+    outer = {name: module for name, module in model.named_modules()
+             if name and name + "." != prefix and not (prefix and name.startswith(prefix)) and name not in inner}
+    return {**inner, **outer}
 
 
 def gradient_source(model: nn.Module, layer: str) -> str:
@@ -68,11 +77,18 @@ class LayerCapture:
 
     def _hook_for(self, name):
         def hook(_module, _inputs, output):
-            self.outputs[name] = output
+            self.outputs[name] = first_tensor(output)
             if self.stop_when_complete and len(self.outputs) == len(self.modules):
                 raise StopForward()
 
         return hook
+
+
+def first_tensor(output):
+    """A module's output, or the first tensor of a tuple / list output (an attention layer's values)."""
+    if isinstance(output, (tuple, list)):
+        return next((o for o in output if isinstance(o, torch.Tensor)), output)
+    return output
 
 
 def layer_shapes(model: nn.Module, size: Tuple[int, int], device="cpu") -> Dict[str, Tuple[int, ...]]:
@@ -82,6 +98,7 @@ def layer_shapes(model: nn.Module, size: Tuple[int, int], device="cpu") -> Dict[
 
     def hook_for(name):
         def hook(_module, _inputs, output):
+            output = first_tensor(output)
             if isinstance(output, torch.Tensor) and name not in shapes:
                 shapes[name] = tuple(output.shape[1:])
 

@@ -1,18 +1,19 @@
-"""torchvision's ImageNet classifiers by name, taking dvtoolbox's pixel space: ``create_model("torchvision:resnet50",
-weights=...)``.
+"""torchvision's ImageNet classifiers by name, taking dvtoolbox's pixel space: ``create_model("resnet50")`` (or
+``"torchvision:resnet50"``), for every name of torchvision's classification zoo.
 
-``TorchvisionClassifier`` wraps the torchvision network (submodule ``model``; its layers keep torchvision's names
-under that prefix: ``model.layer4``, ``model.layer4.1.conv2``, ``model.fc``, ``model.features.12``) so that it takes
-what every dvtoolbox model takes: x (N, 3, H, W) float32, RGB, ``255 * image`` minus ``255 * IMAGENET_MEAN``. The
-first module, ``_normalize``, divides by ``255 * IMAGENET_STD`` (a non-persistent buffer), which gives exactly
-torchvision's ``(image - mean) / std``. After the network: ``fc8`` (the class logits, an identity alias, as on
-efficientnet_lite0) and ``prob`` (their softmax). forward returns the logits (N, 1000).
+The torchvision network is wrapped by ``adapter.wrap`` (``PixelSpaceModel``) so that it takes what every dvtoolbox
+model takes: x (N, 3, H, W) float32, RGB, ``255 * image`` minus ``255 * IMAGENET_MEAN``, divided by ``255 *
+IMAGENET_STD`` before the network: exactly torchvision's ``(image - mean) / std``. Its layers keep torchvision's own
+names (``layer4``, ``layer4.1.conv2``, ``fc``, ``features.12``, ``encoder.layers.encoder_layer_11``); after the
+network come ``fc8`` (the class logits, an identity alias, as on efficientnet_lite0) and ``prob`` (their softmax).
+forward returns the logits (N, 1000).
 
 weights:
     a path       a torchvision state dict for that architecture (e.g. ``resnet50-11ad3fa6.pth``), loaded strictly;
-    "default"    torchvision's DEFAULT weights: taken from the dvtoolbox cache folder, downloaded there once from
-                 torchvision's URL and checked against the hash prefix in its file name; offline, a one-line
-                 UsageError says where to put the file by hand;
+    "default"    torchvision's DEFAULT weights: taken from the user's torch cache (``torch.hub.get_dir()``/
+                 checkpoints, where torchvision itself keeps them), downloaded there once from torchvision's URL and
+                 checked against the hash prefix in its file name; offline, a one-line UsageError says where to put
+                 the file by hand;
     None         random weights (torch's global RNG), logged as a warning: never the default, so nothing makes
                  meaningless images without being asked to.
 The contract's size is the crop size of the DEFAULT weights' transforms (224, or 299 for inception_v3), its labels
@@ -25,22 +26,18 @@ import logging
 import os
 import posixpath
 import urllib.parse
-from typing import List, Union
+from typing import List, Tuple, Union
 
 import torch
-from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.models.layers import Normalize
+from dvtoolbox.models.adapter import IMAGENET_MEAN, IMAGENET_STD, PixelSpaceModel, wrap
 from dvtoolbox.models.registry import register_family
 from dvtoolbox.models.weights import fetch_weights, load_weights
 
 log = logging.getLogger(__name__)
 
 PREFIX = "torchvision:"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, 0..1 scale (torchvision's)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Build arguments that make the module's state dict match torchvision's released files.
 BUILD_KWARGS = {
     "googlenet": dict(aux_logits=True, init_weights=False, transform_input=True),
@@ -55,42 +52,23 @@ def torchvision_names() -> List[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-class TorchvisionClassifier(nn.Module):
-    """A torchvision classifier in dvtoolbox's pixel space (see the module docstring). forward(x): x (N, 3, H, W)
-    RGB, 0..255 minus 255 * IMAGENET_MEAN -> logits (N, num_classes)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self._normalize = Normalize(tuple(255.0 * s for s in IMAGENET_STD))
-        self.model = model
-        self.fc8 = nn.Identity()
-        self.prob = nn.Softmax(dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.fc8(self.model(self._normalize(x)))
-        self.prob(logits)  # computed so that hooks on "prob" see it
-        return logits
-
-
 def _check_arch(arch: str) -> None:
     names = torchvision_names()
     if arch not in names:
         raise UsageError(f"unknown torchvision model {arch!r}; valid: {', '.join(PREFIX + n for n in names)}")
 
 
-def contract_for(arch: str) -> InputContract:
-    """Size and labels from the DEFAULT weights' metadata; mean 255 * IMAGENET_MEAN, RGB, classes on fc8 and prob."""
+def size_and_labels(arch: str) -> Tuple[int, Tuple[str, ...]]:
+    """The crop size and class names of the DEFAULT weights' metadata (nothing is downloaded)."""
     import torchvision.models
 
     meta = torchvision.models.get_model_weights(arch).DEFAULT
-    size = int(meta.transforms().crop_size[0])
-    return InputContract(size=(size, size), channel_order="RGB", mean=tuple(255.0 * m for m in IMAGENET_MEAN),
-                         label_layers=("fc8", "prob"), labels=tuple(meta.meta["categories"]))
+    return int(meta.transforms().crop_size[0]), tuple(meta.meta["categories"])
 
 
 def default_weights_path(arch: str, progress: bool = True) -> str:
-    """torchvision's DEFAULT weights file of ``arch`` in the dvtoolbox cache folder (downloaded once, checked
-    against the hash prefix torchvision puts in the file name)."""
+    """torchvision's DEFAULT weights file of ``arch`` in the user's torch cache (downloaded once, checked against the
+    hash prefix torchvision puts in the file name)."""
     import torchvision.models
 
     url = torchvision.models.get_model_weights(arch).DEFAULT.url
@@ -98,11 +76,12 @@ def default_weights_path(arch: str, progress: bool = True) -> str:
     stem = os.path.splitext(filename)[0]
     prefix = stem.rsplit("-", 1)[-1] if "-" in stem else None
     prefix = prefix if prefix and len(prefix) >= 8 and all(c in "0123456789abcdef" for c in prefix) else None
-    return fetch_weights(filename, url, sha256=prefix, progress=progress)
+    return fetch_weights(filename, url, sha256=prefix, progress=progress,
+                         folder=os.path.join(torch.hub.get_dir(), "checkpoints"))
 
 
 def torchvision_model(arch: str, weights: Union[None, str, os.PathLike] = "default",
-                      progress: bool = True) -> TorchvisionClassifier:
+                      progress: bool = True) -> PixelSpaceModel:
     """torchvision's ``arch`` wrapped in dvtoolbox's pixel space, in eval mode with ``input_contract`` (weights:
     see the module docstring)."""
     import torchvision.models
@@ -115,9 +94,9 @@ def torchvision_model(arch: str, weights: Union[None, str, os.PathLike] = "defau
         path = default_weights_path(arch, progress) if weights == "default" else weights
         load_weights(net, path, PREFIX + arch)
         log.debug("%s%s: loaded %s", PREFIX, arch, path)
-    model = TorchvisionClassifier(net)
-    model.input_contract = contract_for(arch)
-    return model.eval()
+    size, labels = size_and_labels(arch)
+    return wrap(net, IMAGENET_MEAN, IMAGENET_STD, (size, size), labels, classifier=True)
 
 
-register_family(PREFIX, torchvision_model, "torchvision:<architecture> (e.g. torchvision:resnet50)")
+register_family(PREFIX, torchvision_model, "torchvision:<architecture> (e.g. torchvision:resnet50)",
+                torchvision_names)

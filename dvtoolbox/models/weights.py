@@ -52,8 +52,9 @@ def _by_hand(path: str, url: str) -> str:
 
 
 def fetch_weights(filename: str, url: str, sha256: Optional[str] = None, min_bytes: int = 0,
-                  progress: bool = True) -> str:
-    """Path of ``filename`` in ``cache_dir()``, downloading it from ``url`` first when it is missing.
+                  progress: bool = True, folder: Optional[str] = None) -> str:
+    """Path of ``filename`` in ``folder`` (default ``cache_dir()``), downloading it from ``url`` first when it is
+    missing.
 
     sha256: the expected hex digest of the file, or its first hex digits (at least 8; torchvision names its files
     after them), checked after a download; None when none is published.
@@ -62,7 +63,7 @@ def fetch_weights(filename: str, url: str, sha256: Optional[str] = None, min_byt
     """
     if sha256 is not None and len(sha256) < 8:
         raise ValueError(f"sha256 must have at least 8 hex digits, got {sha256!r}")
-    folder = cache_dir()
+    folder = cache_dir() if folder is None else folder
     path = os.path.join(folder, filename)
     if os.path.isfile(path):
         return path
@@ -104,7 +105,9 @@ def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: str = "e
     if not os.path.isfile(path):
         raise UsageError(f"weights file {path!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read_state_dict(path)
+    except UsageError:
+        raise
     except Exception as exc:  # any unreadable file is the user's input
         raise UsageError(f"cannot read weights file {path!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(state, dict):
@@ -123,3 +126,15 @@ def first_mismatch(expected: dict, found: dict) -> Optional[str]:
         if want != got:
             return f"key {key!r}: model expects shape {want}, file has {got}"
     return None
+
+
+def _read_state_dict(path: str) -> dict:
+    """A state dict from ``.safetensors`` (with the safetensors package) or a torch file (tensors only)."""
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise UsageError(f"reading {path!r} needs the package safetensors (pip install safetensors)",
+                             "weights") from None
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.capture import resolve_layer
+from dvtoolbox.models.capture import named_layers, resolve_layer
 from dvtoolbox.objectives.expression import parse_objective
 from dvtoolbox.objectives.objective import INPUT, Batch, Objective
 
@@ -53,5 +53,5 @@ def hooked_layers(objective: Objective, model: nn.Module) -> Dict[str, nn.Module
     """The layers to capture for ``objective``: the ones it declares, or every named module when it declares
     None."""
     if objective.layers is None:
-        return {name: module for name, module in model.named_modules() if name}
+        return named_layers(model)
     return {name: resolve_layer(model, name) for name in sorted(objective.layers) if name != INPUT}

@@ -5,12 +5,13 @@ Grammar (whitespace ignored; parsed by hand, never ``eval``)::
     expr   := term (("+" | "-") term)*
     term   := factor (("*" | "/") factor)*
     factor := ("-" | "+") factor | NUMBER | SPEC | "(" expr ")"
-    SPEC   := LAYER ":" channel [":" y ":" x] ["@" batch]      e.g. _blocks.10:97, conv1:2:4:4, fc8:3@1
+    SPEC   := LAYER ":" channel [":" token | ":" y ":" x] ["@" batch]   e.g. _blocks.10:97, conv1:2:4:4, fc8:3@1
 
 ``LAYER`` is a module name: letters, digits, ``_ . /`` (``features.3``, ``2`` in an ``nn.Sequential``,
 ``inception_4c/output``), and ``@`` followed by a letter (Caffe's in-place taps, ``conv2@relu2``); a term is told
 from a number by its ``:``. ``layer:channel`` is
-``objectives.channel``, ``layer:channel:y:x`` is ``objectives.neuron`` and ``@b`` restricts it to batch element
+``objectives.channel``, ``layer:channel:y:x`` is ``objectives.neuron`` (y, x on the grid; a token layer's patch grid),
+``layer:channel:token`` is ``objectives.neuron(..., token=...)`` (one token of a token layer by its index) and ``@b`` restricts it to batch element
 b (``channel(..., batch=b)``; a term without ``@`` takes the parser's ``default_batch``). Objectives add and
 subtract; they multiply and divide by numbers only. A malformed expression is a one-line ``UsageError`` that shows
 where it went wrong. This is the one grammar of objectives: ``create_objective``, both command lines and both
@@ -112,13 +113,16 @@ class _Parser:
         """``layer:channel[:y:x][@batch]`` -> channel(...) or neuron(...)."""
         spec, batch = re.fullmatch(r"(.+?)(?:@(\d+))?", spec).groups()
         layer, *numbers = spec.split(":")
-        if len(numbers) not in (1, 3):
-            raise UsageError(f"objective {self.text!r}: a term is layer:channel or layer:channel:y:x, got {spec!r}")
+        if len(numbers) not in (1, 2, 3):
+            raise UsageError(f"objective {self.text!r}: a term is layer:channel, layer:channel:token or "
+                             f"layer:channel:y:x, got {spec!r}")
         extra = {"batch": int(batch)} if batch else ({} if self.default_batch is None else
                                                      {"batch": self.default_batch})
         values = [int(n) for n in numbers]
         if len(values) == 1:
             return channel(layer, values[0], **extra)
+        if len(values) == 2:
+            return neuron(layer, values[0], token=values[1], **extra)
         return neuron(layer, values[0], x=values[2], y=values[1], **extra)
 
 

@@ -10,7 +10,9 @@ Penalties (``L1``, ``L2``, ``total_variation``, ``blur_input_each_step``, ``alig
 non-negative magnitudes: SUBTRACT them, ``channel("a", 3) - 0.05 * total_variation()``. (lucid's ``alignment``
 returned the negated distance; here every penalty has the same sign.)
 
-Layer names are ``model.named_modules()`` names (dotted paths such as ``_blocks.10``); ``"input"`` is reserved.
+Layer names are ``capture.named_layers`` names (dotted paths such as ``_blocks.10``); ``"input"`` is reserved.
+Channels are read where the layer's layout has them (``Activations.channels_first``): a transformer's channel is
+the feature averaged over its patch tokens, an (N, H, W, C) layer's channel its last dimension.
 Spatial positions: ``x`` is the column, ``y`` the row; the default is the centre (W // 2, H // 2), the lower right
 of the central 2 x 2 when a size is even.
 """
@@ -18,12 +20,13 @@ of the central 2 x 2 when a size is even.
 from __future__ import annotations
 
 import numbers
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.layouts import Layout
 from dvtoolbox.objectives.objective import INPUT, Batch, wrap_objective
 
 
@@ -50,9 +53,23 @@ def _select(t: torch.Tensor, batch: Batch) -> torch.Tensor:
     return t[torch.tensor(indices, device=t.device)]
 
 
-def layer_output(acts, name: str, batch: Batch = None) -> torch.Tensor:
-    """The captured output of ``name`` in ``acts``, restricted to ``batch``: what every objective here reads."""
-    return _select(_get(acts, name), batch)
+def layer_output(acts, name: str, batch: Batch = None, include_prefix: bool = False) -> torch.Tensor:
+    """The captured output of ``name`` in ``acts``, restricted to ``batch``, with its channels first (the layer's
+    layout: (N, C, H, W), (N, C), or a token layer's patch tokens on their grid; ``include_prefix``: all its tokens,
+    (N, C, T)): what every objective here reads."""
+    t = _select(_get(acts, name), batch)
+    channels_first = getattr(acts, "channels_first", None)
+    return t if channels_first is None else channels_first(name, t, include_prefix)
+
+
+def raw_tokens(acts, name: str, batch: Batch = None) -> Tuple[torch.Tensor, Layout]:
+    """A token layer's output as it is, (N, T, C), and its layout; a UsageError for any other layer."""
+    t = _select(_get(acts, name), batch)
+    layout = acts.layout(name, t) if hasattr(acts, "layout") else None
+    if layout is None or layout.kind != "NTC":
+        raise UsageError(f"a token index needs a token layer (N, T, C); layer {name!r} is "
+                         f"{layout if layout is not None else 'not declared'}, shape {tuple(t.shape[1:])}", "layer")
+    return t, layout
 
 
 def _channel(t: torch.Tensor, n: int, name: str) -> torch.Tensor:
@@ -110,11 +127,19 @@ def blur3(x: torch.Tensor) -> torch.Tensor:
 
 
 @wrap_objective()
-def neuron(layer: str, n_channel: int, x: Optional[int] = None, y: Optional[int] = None, batch: Batch = None):
+def neuron(layer: str, n_channel: int, x: Optional[int] = None, y: Optional[int] = None, batch: Batch = None,
+           token: Optional[int] = None):
     """Activation of channel ``n_channel`` at row ``y``, column ``x`` (centre by default) of ``layer``, averaged
-    over the batch. A 2-D layer (N, C) needs no position."""
+    over the batch. A 2-D layer (N, C) needs no position. On a token layer (y, x) is a place on the patch grid, and
+    ``token`` picks one token by its index among all tokens instead (0: the class token of a ViT)."""
 
     def inner(acts):
+        if token is not None:
+            t, _ = raw_tokens(acts, layer, batch)
+            if not 0 <= token < t.shape[1]:
+                raise UsageError(f"token {token} out of range for layer {layer!r} with {t.shape[1]} tokens", "token")
+            _channel(t[:, token], n_channel, layer)
+            return t[:, token, n_channel].mean()
         t = layer_output(acts, layer, batch)
         _channel(t, n_channel, layer)
         return _position(t, x, y, layer)[:, n_channel].mean()
@@ -123,9 +148,10 @@ def neuron(layer: str, n_channel: int, x: Optional[int] = None, y: Optional[int]
 
 
 @wrap_objective()
-def channel(layer: str, n_channel: int, batch: Batch = None):
-    """Mean activation of channel ``n_channel`` of ``layer`` over batch and positions."""
-    return lambda acts: _channel(layer_output(acts, layer, batch), n_channel, layer).mean()
+def channel(layer: str, n_channel: int, batch: Batch = None, include_prefix: bool = False):
+    """Mean activation of channel ``n_channel`` of ``layer`` over batch and positions (a token layer's patch tokens;
+    ``include_prefix``: its class / register tokens too)."""
+    return lambda acts: _channel(layer_output(acts, layer, batch, include_prefix), n_channel, layer).mean()
 
 
 @wrap_objective()

@@ -21,17 +21,37 @@ from typing import Callable, FrozenSet, Iterable, Mapping, Optional, Sequence, U
 
 import torch
 
+from dvtoolbox.models.layouts import NC, NCHW, UNKNOWN, Layout, canonical, with_include_prefix
+
 INPUT = "input"
 
 Batch = Union[None, int, Sequence[int]]
 
 
 class Activations(dict):
-    """Layer name -> output tensor for one forward pass, plus ``"input"``; ``labels``: class names or None."""
+    """Layer name -> output tensor for one forward pass, plus ``"input"``; ``labels``: class names or None;
+    ``layouts``: layer name -> ``Layout`` (``dvtoolbox.models.layouts``), where each output's channels are.
 
-    def __init__(self, outputs: Mapping[str, torch.Tensor], labels: Optional[Sequence[str]] = None):
+    ``channels_first(name)``: the output with its channels first (``layouts.canonical``), which every objective
+    reads. A layer without a layout is read as it comes when that is unambiguous, (N, C) or (N, C, H, W) channels
+    first (``"input"``, hand-made activations); a 3-D output without one is a UsageError (tokens or not?)."""
+
+    def __init__(self, outputs: Mapping[str, torch.Tensor], labels: Optional[Sequence[str]] = None,
+                 layouts: Optional[Mapping[str, Layout]] = None):
         super().__init__(outputs)
         self.labels = None if labels is None else tuple(labels)
+        self.layouts = dict(layouts or {})
+
+    def layout(self, name: str, t: torch.Tensor) -> Layout:
+        if name in self.layouts:
+            return self.layouts[name]
+        if t.dim() in (2, 4):
+            return NC if t.dim() == 2 else NCHW
+        return Layout(UNKNOWN)
+
+    def channels_first(self, name: str, t: torch.Tensor, include_prefix: bool = False) -> torch.Tensor:
+        """``t`` (this layer's output, or a slice of it along the batch) with its channels first."""
+        return canonical(t, with_include_prefix(self.layout(name, t), include_prefix), name)
 
 
 # ---------------------------------------------------------------------------------------------------- Objective

@@ -13,8 +13,8 @@ import dataclasses
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,19 +24,20 @@ from dvtoolbox.device import configure_float32, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
-from dvtoolbox.models.capture import layer_shapes, resolve_layer
+from dvtoolbox.io.outputs import check_writable
+from dvtoolbox.models.capture import resolve_layer
+from dvtoolbox.models.layouts import UNKNOWN, Layout, canonical_shape, survey_layers
+from dvtoolbox.models.load import load_model
 from dvtoolbox.models.pixel_space import MeanSpec, load_mean, mean_is_per_channel
 from dvtoolbox.models.registry import DEFAULT_MODEL, create_model
+from dvtoolbox.objectives import Objective, check_layers, create_objective
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optimize.units import UnitSpec, batches, is_single_unit, parse_channels
-from dvtoolbox.objectives import Objective, check_layers, create_objective
-from dvtoolbox.io.outputs import check_writable
-from dvtoolbox.optimize.writers import (output_prefix, planned_files, uses_results,
-                                        write_results)
+from dvtoolbox.optimize.writers import output_prefix, planned_files, uses_results, write_results
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,22 @@ IMAGE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @dataclass
 class OptimizeJob:
-    """Everything one run needs. None for data_size / mean / channel_swap_to_rgb means "the model's own"."""
+    """Everything one run needs. None for data_size / mean / channel_swap_to_rgb means "the model's own".
+
+    model: a name, ``package.module:factory``, a saved-module file (``models.load.load_model``) or an nn.Module;
+    weights: the named model's ("default", a path, None for random). A module without an input contract is given
+    RGB in [0, 1] normalised by input_mean / input_std (ImageNet's by default; 0..1 scale) at data_size (224).
+    layouts: where some layers' channels are (``{"name": "NHWC"}``) over what is inferred (``models.layouts``).
+    push_token: push a token layer's unit at this token (its index among all tokens) instead of at push_spatial.
+    """
 
     params: FindParams
-    model: str = DEFAULT_MODEL
+    model: Union[str, nn.Module] = DEFAULT_MODEL
+    weights: Union[None, str] = "default"
+    input_mean: Optional[Tuple[float, float, float]] = None
+    input_std: Optional[Tuple[float, float, float]] = None
+    layouts: Dict[str, str] = field(default_factory=dict)
+    push_token: Optional[int] = None
     deploy_proto: Optional[str] = None
     net_weights: Optional[str] = None
     mean: MeanSpec = "model"
@@ -97,16 +110,17 @@ class Prepared:
     mean: np.ndarray
     channel_swap_to_rgb: Tuple[int, ...]
     shapes: Dict[str, Tuple[int, ...]]
+    layouts: Dict[str, Layout]
 
 
 def build_model(job: OptimizeJob) -> nn.Module:
-    """The job's network: a Caffe model when deploy_proto is set, else the registry model."""
+    """The job's network: a Caffe model when deploy_proto is set, else ``load_model(job.model)``."""
     if job.deploy_proto is not None or job.net_weights is not None:
         if job.deploy_proto is None or job.net_weights is None:
             raise UsageError("deploy_proto and net_weights go together: give both for a Caffe model", "deploy_proto",
                              "net_weights")
         return create_model("caffe:" + job.deploy_proto, weights=job.net_weights)
-    return create_model(job.model)
+    return load_model(job.model, job.weights, job.input_mean, job.input_std, job.data_size)
 
 
 def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
@@ -123,35 +137,63 @@ def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Pr
         raise UsageError(f"channel_swap_to_rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}",
                          "channel_swap_to_rgb")
     try:
-        shapes = layer_shapes(model, data_size, device)
+        shapes, layouts = survey_layers(model, data_size, job.layouts)
     except RuntimeError as exc:
         raise UsageError(f"data_size {data_size}: the model cannot take input of this size: "
                          f"{str(exc).splitlines()[0]}", "data_size") from None
-    return Prepared(model, device, data_size, mean, swap, shapes)
+    return Prepared(model, device, data_size, mean, swap, shapes, layouts)
 
 
-def check_unit(params: FindParams, shapes: Dict[str, Tuple[int, ...]], model: nn.Module,
-               check_channel: bool = True) -> Tuple[int, int, int]:
-    """The push layer's shape as (C, H, W) after checking the unit lies in it; bad units raise UsageError."""
-    layer = params.push_layer
-    resolve_layer(model, layer)
-    if layer not in shapes:
+def unit_shape(prep: Prepared, layer: str) -> Tuple[int, int, int]:
+    """The units of ``layer`` as (C, H, W), its channels read through its layout: (C, 1, 1) for an FC layer, a
+    token layer's patch grid (C, h, w); a layer that holds no units is a UsageError."""
+    if layer not in prep.shapes:
         raise UsageError(f"push_layer {layer!r} produces no tensor output; list_layers shows the pushable layers",
                          "push_layer", "list_layers")
-    shape = shapes[layer]
+    layout = prep.layouts.get(layer, Layout(UNKNOWN))
+    shape = canonical_shape(prep.shapes[layer], layout, layer)
     if len(shape) == 1:
+        return shape[0], 1, 1
+    if len(shape) == 3:
+        return tuple(shape)
+    raise UsageError(f"push_layer {layer!r} has output shape {prep.shapes[layer]} ({layout}); only layers with "
+                     "channels, (C,) or a grid, can be pushed", "push_layer")
+
+
+def resolve_token(params: FindParams, prep: Prepared, token: Optional[int]) -> FindParams:
+    """``params`` pushing the patch token ``token`` of a token layer: push_spatial its (y, x) on the grid."""
+    if token is None:
+        return params
+    layer = params.push_layer
+    layout = prep.layouts.get(layer, Layout(UNKNOWN))
+    if layout.kind != "NTC" or layout.grid is None:
+        raise UsageError(f"push_token {token}: layer {layer!r} is {layout}, not a token layer with a patch grid",
+                         "push_token")
+    tokens = prep.shapes[layer][0]
+    if not 0 <= token < tokens:
+        raise UsageError(f"push_token {token} is out of range: layer {layer!r} has {tokens} tokens "
+                         f"(0..{tokens - 1})", "push_token")
+    if token < layout.prefix:
+        raise UsageError(f"push_token {token} is a class / register token of layer {layer!r} ({layout}); the DVT "
+                         f"push works on the patch grid (tokens {layout.prefix}..{tokens - 1}); push a prefix token "
+                         f"through objective, e.g. {layer}:{params.push_channel}:{token}", "push_token", "objective")
+    y, x = divmod(token - layout.prefix, layout.grid[1])
+    return replace(params, push_spatial=(y, x))
+
+
+def check_unit(params: FindParams, prep: Prepared, check_channel: bool = True) -> Tuple[int, int, int]:
+    """The push layer's units as (C, H, W) after checking the unit lies in them; bad units raise UsageError."""
+    layer = params.push_layer
+    resolve_layer(prep.model, layer)
+    shape3d = unit_shape(prep, layer)
+    if shape3d[1:] == (1, 1) and len(prep.shapes[layer]) == 1:
         if params.push_spatial != (0, 0):
             raise UsageError(f"push_spatial {params.push_spatial}: layer {layer!r} has no spatial dimensions "
-                             f"(shape {shape}); push (0, 0) (None on the command line)", "push_spatial")
-        shape3d = (shape[0], 1, 1)
-    elif len(shape) == 3:
-        shape3d = shape
-        if params.push_spatial == (0, 0):
-            log.warning("A unit on a conv layer (%s) is being optimized, but push_spatial is (0, 0), so the "
-                        "upper-left unit is selected; to avoid edge effects push the centre, e.g. "
-                        "push_spatial (%d, %d)", layer, shape[1] // 2, shape[2] // 2)
-    else:
-        raise UsageError(f"layer {layer!r} has output shape {shape}; only (C,) and (C, H, W) layers can be pushed")
+                             f"(shape {prep.shapes[layer]}); push (0, 0) (None on the command line)", "push_spatial")
+    elif params.push_spatial == (0, 0):
+        log.warning("A unit on a conv layer (%s) is being optimized, but push_spatial is (0, 0), so the "
+                    "upper-left unit is selected; to avoid edge effects push the centre, e.g. "
+                    "push_spatial (%d, %d)", layer, shape3d[1] // 2, shape3d[2] // 2)
     if check_channel and params.push_channel >= shape3d[0]:
         raise UsageError(f"push_channel {params.push_channel} is out of range: layer {layer!r} has "
                          f"{shape3d[0]} channels (0..{shape3d[0] - 1})", "push_channel")
@@ -168,7 +210,8 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     rank = distributed.current_rank()
     prep = prepare(job, rank)
     single = is_single_unit(job.unit_spec) and not job.resume and not rank.is_distributed
-    shape3d = check_unit(job.params, prep.shapes, prep.model, check_channel=single)
+    job = replace(job, params=resolve_token(job.params, prep, job.push_token), push_token=None)
+    shape3d = check_unit(job.params, prep, check_channel=single)
     objective = job.parsed_objective
     if objective is not None:
         check_layers(objective, prep.model)
@@ -191,7 +234,8 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
             x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
             results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,   # while the last
                                labels=contract.labels, label_layers=contract.label_layers,         # batch is written
-                               objective=objective, state_dtype=IMAGE_DTYPES[job.image_dtype])
+                               objective=objective, state_dtype=IMAGE_DTYPES[job.image_dtype],
+                               layouts=prep.layouts)
             written += _collect_writes(pending, entries)
             if pending and not single:
                 _update_summary(job, settings, entries, rank)
@@ -304,7 +348,8 @@ def resolved_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
     """What the run actually used where the job said "the model's own" (saved in config.yaml)."""
     per_channel = mean_is_per_channel(prep.mean)
     return {
-        "model": "caffe:" + job.deploy_proto if job.deploy_proto else job.model,
+        "model": "caffe:" + job.deploy_proto if job.deploy_proto else
+                 (job.model if isinstance(job.model, str) else type(job.model).__name__),
         "device": str(prep.device),
         "data-size": list(prep.data_size),
         "mean": list(per_channel) if per_channel is not None else job.mean,
@@ -313,6 +358,6 @@ def resolved_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
     }
 
 
-def layer_table(prep: Prepared) -> List[Tuple[str, Tuple[int, ...]]]:
-    """(name, shape) of every pushable layer, in forward order."""
-    return [(name, shape) for name, shape in prep.shapes.items() if len(shape) in (1, 3)]
+def layer_table(prep: Prepared) -> List[Tuple[str, Tuple[int, ...], Layout]]:
+    """(name, output shape without the batch, layout) of every layer with a tensor output, in forward order."""
+    return [(name, shape, prep.layouts.get(name, Layout(UNKNOWN))) for name, shape in prep.shapes.items()]

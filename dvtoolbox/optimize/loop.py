@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.layouts import Layout, model_layouts
 from dvtoolbox.regularizers.lr_policies import gradient_step, learning_rate
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
@@ -36,12 +37,15 @@ log = logging.getLogger(__name__)
 def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mean: np.ndarray,
              layer_shape3d, progress: bool = False, labels: Optional[Sequence[str]] = None,
              label_layers: Sequence[str] = (), objective=None,
-             state_dtype: torch.dtype = torch.float64) -> List[FindResults]:
+             state_dtype: torch.dtype = torch.float64,
+             layouts: Optional[Dict[str, Layout]] = None) -> List[FindResults]:
     """Run the loop; returns one FindResults per image.
 
     model: in eval mode, float32, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both
     0..255 scale in the model's channel order (float64 keeps their bits). layer_shape3d: (C, H, W) of the push
-    layer ((C, 1, 1) for FC). state_dtype: the image state's dtype, float64 (the original's) or float32.
+    layer ((C, 1, 1) for FC; the units of a token layer are its patch grid). state_dtype: the image state's dtype,
+    float64 (the original's) or float32. layouts: where each layer's channels are (``models.layouts``); default
+    inferred from the model (one probe forward pass).
     labels, label_layers: class names printed in -v lines when the push layer is one of label_layers.
     objective: None (push each image's unit) or an optvis Objective / expression string (``ObjectivePush``):
     its gradient replaces the unit's, each image's value is recorded as obj; the push unit is still used for
@@ -58,8 +62,10 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
     units = torch.as_tensor([q.push_unit for q in params], dtype=torch.long, device=device)
     signs = torch.as_tensor([np.sign(q.push_dir) for q in params], dtype=torch.float32, device=device)
     dirs = [q.push_dir for q in params]
-    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], dirs, device) if objective is None else \
-        ObjectivePush(model, p.push_layer, objective, dirs, device)
+    if layouts is None:
+        layouts = model_layouts(model, tuple(x.shape[-2:]))
+    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], dirs, device, layouts) \
+        if objective is None else ObjectivePush(model, p.push_layer, objective, dirs, device, layouts)
     recorder = Recorder(params, x0_t, layer_shape3d)
     bar = tqdm(range(p.max_iter), disable=not progress, desc=f"{p.push_layer} {_unit_label(params)}", leave=True)
     old_obj = pred_prog = None

@@ -9,24 +9,31 @@ of a batch are independent because models run in eval mode.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
+from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source, named_layers
+from dvtoolbox.models.layouts import Layout, canonical
 from dvtoolbox.models.pixel_space import from_model_input
 from dvtoolbox.objectives import INPUT, Activations, create_objective
 
 
-def as_units3d(acts: torch.Tensor) -> torch.Tensor:
-    """Layer output as (N, C, H, W): an (N, C) output becomes (N, C, 1, 1), as the original promotes FC layers."""
+def as_units3d(output: torch.Tensor, layout: Layout = None, name: str = "layer") -> torch.Tensor:
+    """A layer output as (N, C, H, W) units, its channels read through its ``layout`` (``models.layouts``; None:
+    channels first): an (N, C) output becomes (N, C, 1, 1), as the original promotes FC layers; a token layer gives
+    its patch tokens on their grid, (N, C, h, w), or (N, C, T, 1) without a grid."""
+    acts = output if layout is None else canonical(output, layout, name)
     if acts.dim() == 2:
         return acts[:, :, None, None]
+    if acts.dim() == 3:
+        return acts[:, :, :, None]
     if acts.dim() == 4:
         return acts
-    raise ValueError(f"expected a layer output of shape (N, C) or (N, C, H, W), got {tuple(acts.shape)}")
+    raise UsageError(f"layer {name!r} has output shape {tuple(output.shape)}; only (N, C) and grid layers hold "
+                     "units", "push_layer")
 
 
 def forward_captured(model: nn.Module, capture: LayerCapture, x: torch.Tensor) -> None:
@@ -45,10 +52,11 @@ class UnitPush:
     """
 
     def __init__(self, model: nn.Module, layer: str, units: Sequence[Tuple[int, int, int]],
-                 push_dirs: Sequence[float], device: torch.device):
+                 push_dirs: Sequence[float], device: torch.device, layouts: Optional[Dict[str, Layout]] = None):
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
+        self.layouts = layouts or {}
         self.capture = LayerCapture(model, {layer, self.source}, stop_when_complete=True)
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.batch_index = torch.arange(len(units), device=device)
@@ -58,8 +66,8 @@ class UnitPush:
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         forward_captured(self.model, self.capture, x)
-        acts = as_units3d(self.capture.outputs[self.layer])
-        source = as_units3d(self.capture.outputs[self.source])
+        acts = as_units3d(self.capture.outputs[self.layer], self.layouts.get(self.layer), self.layer)
+        source = as_units3d(self.capture.outputs[self.source], self.layouts.get(self.source), self.source)
         pushed = source[self.batch_index, self.channel, self.row, self.col]
         (grad,) = torch.autograd.grad((pushed * self.push_dirs).sum(), x)
         self.capture.outputs.clear()
@@ -77,12 +85,14 @@ class ObjectivePush:
     ``dvtoolbox.objectives.create_objective`` reads; its layers are checked against the model now.
     """
 
-    def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device):
+    def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device,
+                 layouts: Optional[Dict[str, Layout]] = None):
         self.objective = create_objective(objective, model=model)
+        self.layouts = layouts or {}
         self.model, self.layer, self.input_name = model, layer, INPUT
         self.contract = getattr(model, "input_contract", None)
         reads = self.objective.layers
-        names = {name for name, _ in model.named_modules() if name} if reads is None else set(reads) - {INPUT}
+        names = set(named_layers(model)) if reads is None else set(reads) - {INPUT}
         self.needs_input = reads is None or INPUT in reads
         if self.needs_input and self.contract is None:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
@@ -101,10 +111,10 @@ class ObjectivePush:
         values = torch.stack([self._value(outputs, n, labels) for n in range(x.shape[0])])
         (grad,) = torch.autograd.grad((values * self.push_dirs).sum(), x)
         self.values = values.detach().to(torch.float64)
-        return as_units3d(outputs[self.layer]).detach(), grad
+        return as_units3d(outputs[self.layer], self.layouts.get(self.layer), self.layer).detach(), grad
 
     def _value(self, outputs, n: int, labels) -> torch.Tensor:
-        value = self.objective(Activations({k: v[n:n + 1] for k, v in outputs.items()}, labels))
+        value = self.objective(Activations({k: v[n:n + 1] for k, v in outputs.items()}, labels, self.layouts))
         if value.dim() != 0:
             raise UsageError(f"objective {self.objective} returned shape {tuple(value.shape)}, not a scalar")
         return value

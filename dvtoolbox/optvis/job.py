@@ -21,10 +21,11 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
+from torch import nn
 
 from dvtoolbox import __version__
 from dvtoolbox.device import configure_float32, resolve_device
@@ -34,7 +35,8 @@ from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.capture import layer_shapes
 from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.models.registry import DEFAULT_MODEL, create_model
+from dvtoolbox.models.load import load_model
+from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.objectives.expression import is_single_unit
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
@@ -89,13 +91,19 @@ PARAMETERISATIONS: Dict[str, Callable] = {"fft": _fft_or_pixel(True), "pixel": _
 
 @dataclass
 class VisualizeJob:
-    """Everything one visualize run needs (see the module docstring). None for ``size`` means the model's input
-    size; ``alpha`` turns on transparency, with ``background``, ``adversarial_bg``, ``alpha_target``,
+    """Everything one visualize run needs (see the module docstring). ``model``, ``weights``, ``input_mean``,
+    ``input_std``: as ``models.load.load_model`` takes them (a name, package.module:factory, a saved module, an
+    nn.Module); ``layouts``: where some layers' channels are, over what is inferred. None for ``size`` means the
+    model's input size; ``alpha`` turns on transparency, with ``background``, ``adversarial_bg``, ``alpha_target``,
     ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``recipe`` is recorded and warned about only (its
     settings are the caller's to apply: ``recipes.RECIPES``)."""
 
     objective: str = "_blocks.10:97"
-    model: str = DEFAULT_MODEL
+    model: Union[str, nn.Module] = DEFAULT_MODEL
+    weights: Union[None, str] = "default"
+    input_mean: Optional[Tuple[float, float, float]] = None
+    input_std: Optional[Tuple[float, float, float]] = None
+    layouts: Dict[str, object] = field(default_factory=dict)
     param: str = "fft"
     decorrelate: bool = True
     decay_power: float = 1.0
@@ -219,7 +227,7 @@ class VisualizeJob:
 def run_visualize(job: VisualizeJob) -> List[str]:
     """Run one job end to end (see the module docstring); returns the files written."""
     device = resolve_device(job.device)
-    model = create_model(job.model)
+    model = load_model(job.model, job.weights, job.input_mean, job.input_std)
     objective = create_objective(job.parsed_objective, model=model)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
@@ -230,7 +238,7 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     _warn_if_too_few_steps(job.recipe, job.thresholds[-1])
 
     configure_float32(device, job.allow_tf32)
-    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract)
+    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts)
     h, w = image_size(job, model.input_contract)
     start = time.perf_counter()
     images = fv.visualize(PARAMETERISATIONS[job.param](job, model.input_contract, h, w), device=device,

@@ -48,17 +48,18 @@ from torch import nn
 from tqdm import tqdm
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.capture import LayerCapture
-from dvtoolbox.models.pixel_space import InputContract
-from dvtoolbox.optvis.dvt import LRSchedule
-from dvtoolbox.regularizers.settings import Regularizers
-from dvtoolbox.models.pixel_space import to_model_input
+from dvtoolbox.models.adapter import as_model
+from dvtoolbox.models.capture import LayerCapture, named_layers
+from dvtoolbox.models.layouts import model_layouts
+from dvtoolbox.models.pixel_space import InputContract, to_model_input
 from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
+from dvtoolbox.optvis.dvt import LRSchedule
 from dvtoolbox.optvis.param.images import get_image
 from dvtoolbox.optvis.param.rng import param_defaults
 from dvtoolbox.optvis.param.spatial import resize_bilinear
 from dvtoolbox.optvis.show import show_images
 from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, standard_transforms
+from dvtoolbox.regularizers.settings import Regularizers
 
 log = logging.getLogger(__name__)
 
@@ -138,26 +139,32 @@ def to_numpy_images(image: torch.Tensor) -> np.ndarray:
 class FeatureViz:
     """Feature visualisation of one objective on one model.
 
-    model: an ``nn.Module`` taking dvtoolbox's pixel space (see ``dvtoolbox/models/pixel_space.py``), or a registered
-    model name (``create_model``). objective: ``"layer:channel"``, ``"layer:channel:y:x"``, an ``Objective`` or a
-    callable ``acts -> 0-dim tensor`` to maximise; its layers are checked against the model now. contract: the
-    model's ``InputContract`` (default ``model.input_contract``). resize_to_contract: resize the transformed image
-    to the contract's size before the forward pass (bilinear) when it differs (needed for models with fixed-size
-    layers; lucent upsamples small images the same way).
+    model: any ``nn.Module`` or a model name (``create_model``: registered, torchvision's, timm's). A module that
+    declares an ``input_contract`` takes dvtoolbox's pixel space (see ``dvtoolbox/models/pixel_space.py``); any
+    other one is given RGB in [0, 1] normalised by ``input_mean`` / ``input_std`` (ImageNet's by default) at
+    ``size`` (224) (``models.adapter.as_model``: said in one log line); ``contract`` instead declares that the
+    module takes the pixel space of that ``InputContract`` itself. objective: an expression (``"layer:channel"``,
+    ``"fc8:1 + 0.5 * fc8:2"``, ...), an ``Objective`` or a callable ``acts -> 0-dim tensor`` to maximise; its layers
+    are checked against the model now. layouts: where some layers' channels are, ``{"name": "NHWC"}`` or
+    ``models.layouts.Layout``s, over what is inferred (``models.layouts``). resize_to_contract: resize the
+    transformed image to the contract's size before the forward pass (bilinear) when it differs (needed for models
+    with fixed-size layers; lucent upsamples small images the same way).
     """
 
     def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
-                 resize_to_contract: bool = True):
+                 resize_to_contract: bool = True, layouts: Optional[Mapping[str, object]] = None,
+                 input_mean: Optional[Sequence[float]] = None, input_std: Optional[Sequence[float]] = None,
+                 size: Optional[int] = None):
         if isinstance(model, str):
             from dvtoolbox.models.registry import create_model
 
             model = create_model(model)
+        if contract is None:
+            model = as_model(model, input_mean, input_std, size)
         self.model = model
-        self.contract = contract if contract is not None else getattr(model, "input_contract", None)
-        if self.contract is None:
-            raise UsageError(f"{type(model).__name__} has no input_contract; pass contract=InputContract(...) "
-                             "(dvtoolbox.models.pixel_space)")
+        self.contract = contract if contract is not None else model.input_contract
         self.objective: Objective = create_objective(objective, model=model)
+        self.layouts = model_layouts(model, self.contract.size, layouts)
         self.resize_to_contract = resize_to_contract
         self.history: List[float] = []  # the objective at each step of the last visualize()
 
@@ -189,7 +196,7 @@ class FeatureViz:
                  labels) -> torch.Tensor:
         """Phase 4: the mean over views of the objective on each view's outputs (see the module docstring)."""
         strict = self.objective.layers is not None
-        values = [self.objective(Activations({**acts, INPUT: image}, labels))
+        values = [self.objective(Activations({**acts, INPUT: image}, labels, self.layouts))
                   for acts in split_views(outputs, views, m, strict)]
         for value in values:
             if value.dim() != 0:
@@ -259,7 +266,7 @@ class FeatureViz:
                 params, image_f = param_f()
         params = list(params)
         names = sorted(self.objective.layers - {INPUT}) if self.objective.layers is not None else \
-            [name for name, _ in self.model.named_modules() if name]
+            list(named_layers(self.model))
         return _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
                     optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
                     transform=compose(standard_transforms() if transforms is None else transforms),

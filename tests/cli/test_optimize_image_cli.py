@@ -117,7 +117,7 @@ BAD_INPUTS = {
     "bad channel swap": (["--channel-swap-to-rgb", "(0,0,1)"], "must be a permutation"),
     "zero push dir": (["--push-dir", "0"], "push_dir must be non-zero"),
     "caffe half given": (["--deploy-proto", "x.prototxt"], "--deploy-proto and --net-weights go together"),
-    "unknown model": (["--model", "resnet9000"], "unknown model 'resnet9000'; valid models:"),
+    "unknown model": (["--model", "resnet9000"], "--model 'resnet9000' is unknown; did you mean "),
     "bad template": (["--output-template", "%(p.nope)s"], "unknown field %(p.nope)s"),
     "not a unit": (["--push-channel", "one"], "--push-channel 'one': cannot read 'one'"),
     "empty unit list": (["--push-channel", "5:5"], "names no unit"),
@@ -224,7 +224,7 @@ def test_per_channel_mean_is_broadcast(tmp_path):
 def test_list_layers(capsys):
     assert main(["--model", "tiny_test", "--list-layers"], settings_dirs=[]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["conv1  4x8x8", "relu1  4x8x8", "fc8    5", "prob   5"]
+    assert lines == ["conv1  4x8x8  NCHW", "relu1  4x8x8  NCHW", "fc8    5      NC", "prob   5      NC"]
 
 
 def test_verbose_logs_the_original_lines(tmp_path, caplog):

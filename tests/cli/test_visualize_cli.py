@@ -155,7 +155,7 @@ def test_lr_policy_and_config_file(tmp_path):
 def test_list_layers_and_models(capsys):
     assert main(["--model", "tiny_test", "--list-layers"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["conv1", "4x8x8"] and ["fc8", "5"] in [line.split() for line in out]
+    assert out[0].split() == ["conv1", "4x8x8", "NCHW"] and ["fc8", "5", "NC"] in [line.split() for line in out]
     assert main(["--list-models"]) == 0
     assert "tiny_test" in capsys.readouterr().out.split()
 
@@ -190,7 +190,7 @@ BAD = [
     (["--lr-params", "{'lr': 1}"], "--lr-params needs --lr-policy"),
     (["--lr-policy", "constant", "--lr-params", "__import__('os')"], "not a Python literal"),
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
-    (["--model", "nope"], "unknown model 'nope'"),
+    (["--model", "nope"], "--model 'nope' is unknown"),
     (["--transforms", "lucent"], "invalid choice"),
     (["--steps", "x"], "invalid int value"),
     (["--output-prefix", "a/b"], "--output-prefix must be a file name prefix"),

@@ -11,7 +11,8 @@ import torchvision
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models import torchvision_models as tvm
-from dvtoolbox.models.capture import LayerCapture
+from dvtoolbox.models.adapter import PixelSpaceModel
+from dvtoolbox.models.capture import LayerCapture, named_layers
 from dvtoolbox.models.registry import create_model
 from dvtoolbox.models.pixel_space import to_model_input
 
@@ -45,28 +46,29 @@ def test_local_weights_and_pixel_space(resnet18_file):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_torchvision_layer_names_under_model_prefix(resnet18_file):
+def test_torchvision_layer_names_are_torchvisions_own(resnet18_file):
     path, _ = resnet18_file
     model = create_model("torchvision:resnet18", weights=str(path))
-    names = [n for n, _ in model.named_modules()]
-    assert {"model.layer4", "model.layer4.1.conv2", "model.fc", "fc8", "prob"} <= set(names)
-    with LayerCapture(model, ["model.layer4", "fc8", "prob"]) as capture, torch.no_grad():
+    names = list(named_layers(model))
+    assert {"layer4", "layer4.1.conv2", "fc", "fc8", "prob"} <= set(names)
+    assert names.index("fc") < names.index("fc8") and not any(n.startswith("net") for n in names)
+    with LayerCapture(model, ["layer4", "fc8", "prob"]) as capture, torch.no_grad():
         model(torch.zeros(1, 3, 64, 64))
-    assert capture.outputs["model.layer4"].shape == (1, 512, 2, 2)
+    assert capture.outputs["layer4"].shape == (1, 512, 2, 2)
     torch.testing.assert_close(capture.outputs["prob"].sum(), torch.tensor(1.0))
-    with pytest.raises(UsageError, match="valid layers: .*model.layer4"):
-        LayerCapture(model, ["layer4"])
+    with pytest.raises(UsageError, match="valid layers: conv1, bn1, .*layer4"):
+        LayerCapture(model, ["net.layer4"])
 
 
 def test_random_weights_only_when_asked(caplog):
     with caplog.at_level(logging.WARNING, logger="dvtoolbox.models.torchvision_models"):
         model = create_model("torchvision:resnet18", weights=None)
     assert "random weights" in caplog.text
-    assert isinstance(model, tvm.TorchvisionClassifier)
+    assert isinstance(model, PixelSpaceModel)
 
 
 def test_default_weights_offline_is_a_usage_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("DVTOOLBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # the user's torch cache: <TORCH_HOME>/hub/checkpoints
 
     def offline(url, dst, *args, **kwargs):
         raise urllib.error.URLError("no route to host")
@@ -79,13 +81,15 @@ def test_default_weights_offline_is_a_usage_error(tmp_path, monkeypatch):
 
 
 def test_default_weights_from_the_cache_with_hash_prefix(resnet18_file, tmp_path, monkeypatch):
-    # A file put in the cache by hand under torchvision's name is used without any download.
+    # A file in the user's torch cache under torchvision's name (as torchvision itself keeps it) is used without any
+    # download.
     path, reference = resnet18_file
-    monkeypatch.setenv("DVTOOLBOX_HOME", str(tmp_path))
-    os.link(path, tmp_path / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    os.link(path, tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
     model = create_model("torchvision:resnet18")
-    assert torch.equal(model.model.fc.weight, reference.fc.weight)
+    assert torch.equal(model.net.fc.weight, reference.fc.weight)
 
 
 def test_errors(resnet18_file, tmp_path):
@@ -94,5 +98,7 @@ def test_errors(resnet18_file, tmp_path):
     path, _ = resnet18_file
     with pytest.raises(UsageError, match="does not fit torchvision:resnet34"):
         create_model("torchvision:resnet34", weights=str(path))
-    with pytest.raises(UsageError, match="families: .*torchvision:<architecture>"):
-        create_model("resnet18")
+    with pytest.raises(UsageError, match="model 'resnet9000' is unknown; did you mean .*resnet50.*families: .*"
+                                         "torchvision:<architecture>"):
+        create_model("resnet9000")
+    assert isinstance(create_model("resnet18", weights=str(path)).net, torchvision.models.ResNet)  # a bare name

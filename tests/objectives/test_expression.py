@@ -88,8 +88,9 @@ def test_numbers_stay_numbers():
 
 
 def test_wrong_number_of_indices():
-    with pytest.raises(UsageError, match="layer:channel or layer:channel:y:x"):
-        parse_objective("fc8:1:2")
+    with pytest.raises(UsageError, match="layer:channel, layer:channel:token or layer:channel:y:x"):
+        parse_objective("fc8:1:2:3:4")
+    assert str(parse_objective("blocks.3:7:0")) == "neuron('blocks.3', 7, token=0)"
 
 
 @pytest.mark.parametrize("text, single", [("fc8:1", True), ("conv2@relu2:3:1:1", True), (" fc8:1 ", True),

@@ -206,7 +206,7 @@ def test_create_objective_strings(acts):
     assert str(create_objective("_blocks.10:97")) == "channel('_blocks.10', 97)"
     ch = obj.channel("a", 0)
     assert create_objective(ch) is ch
-    for bad in ("a", "a:1:2", "a:x", ":3", "a:-1"):
+    for bad in ("a", "a:1:2:3:4", "a:x", ":3", "a:-1"):
         with pytest.raises(UsageError, match="objective"):
             create_objective(bad)
 

@@ -132,8 +132,8 @@ def test_errors():
     fv = FeatureViz(model=model, objective=lambda acts: acts["conv1"][:, 0].mean((1, 2)))
     with pytest.raises(UsageError, match=r"returned shape \(1,\), not a scalar"):
         fv.visualize(thresholds=[1])
-    bare = torch.nn.Conv2d(3, 2, 1)
-    with pytest.raises(UsageError, match="has no input_contract"):
+    bare = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))  # a plain module works (tests/optvis/test_any_model.py)
+    with pytest.raises(UsageError, match="unknown layer 'weight'; valid layers: 0, _normalize"):
         FeatureViz(model=bare, objective="weight:0")
 
 
