@@ -303,7 +303,7 @@ def survey_layers(model: nn.Module, size: Tuple[int, int],
     names = named_layers(model)
     for name in declared or {}:
         if name not in names:
-            raise UsageError(f"layout given for {name!r}, which is not a layer of the model", "layouts")
+            raise UsageError(f"layouts: {name!r} is not a layer of the model", "layouts")
     return _survey(model, size, names, {**getattr(model, "layer_layouts", {}), **(declared or {})}, device)
 
 

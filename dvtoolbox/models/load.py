@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import zipfile
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -44,7 +45,8 @@ def load_model(spec: Union[str, nn.Module], weights="default", input_mean: Optio
         module = _from_factory(spec, weights)
     else:
         module = create_model(spec, weights=weights)
-    return as_model(module, input_mean, input_std, size).eval()
+    declares = hasattr(module, "input_contract")  # size is then the run's, not a default of the network's input
+    return as_model(module, input_mean, input_std, None if declares else size).eval()
 
 
 def _from_factory(spec: str, weights) -> nn.Module:
@@ -66,17 +68,21 @@ def _from_factory(spec: str, weights) -> nn.Module:
     return net
 
 
+def _is_torchscript(path: str) -> bool:
+    """A TorchScript archive: a zip whose entries include its compiled code (``<archive>/code/...``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
 def _from_file(path: str, weights) -> nn.Module:
     if not os.path.isfile(path):
         raise UsageError(f"model {path!r}: no such file", "model")
     if weights not in ("default", None):
         raise UsageError(f"model {path!r}: the file holds its own weights; give weights only with a model name",
                          "model", "weights")
-    try:
-        torch.jit.load(path, map_location="cpu")
-    except Exception:  # not TorchScript: what we want
-        pass
-    else:
+    if _is_torchscript(path):
         raise UsageError(f"model {path!r} is TorchScript, whose layers cannot be hooked by name; save the module "
                          "itself (torch.save(model, path)) or give package.module:factory", "model")
     try:

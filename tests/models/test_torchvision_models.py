@@ -10,7 +10,6 @@ import torch
 import torchvision
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models import torchvision_models as tvm
 from dvtoolbox.models.adapter import PixelSpaceModel
 from dvtoolbox.models.capture import LayerCapture, named_layers
 from dvtoolbox.models.registry import create_model
