@@ -87,6 +87,8 @@ def canonical(t: torch.Tensor, layout: Layout, name: str = "layer") -> torch.Ten
     """A layer output with its channels first: (N, C, H, W), (N, C) or, for tokens without a grid, (N, C, T).
     Differentiable (views where possible). A shape that does not fit the layout is a one-line UsageError."""
     kind = layout.kind
+    if t.dim() < 2:
+        raise UsageError(f"layer {name!r} has output shape {tuple(t.shape)}: no channels to read", "layouts")
     if kind == UNKNOWN:
         raise UsageError(f"the layout of layer {name!r} (output shape {tuple(t.shape)}) is unknown: declare where "
                          f"its channels are, e.g. layouts={{{name!r}: 'NHWC'}} (NCHW, NHWC, NTC, NC)", "layouts")

@@ -142,6 +142,8 @@ def test_wrong_or_unknown_layouts_are_one_line_errors():
         canonical(t, Layout("unknown"), "x")
     with pytest.raises(UsageError, match="has 5 tokens, which is not 0 prefix tokens and a 3x3 grid"):
         canonical(t, Layout("NTC", grid=(3, 3)), "x")
+    with pytest.raises(UsageError, match=r"layer 'score' has output shape \(2,\): no channels to read"):
+        canonical(torch.zeros(2), Layout("unknown"), "score")
     acts = Activations({"x": t})  # 3-D without a layout: ambiguous, never guessed
     with pytest.raises(UsageError, match="is unknown"):
         O.channel("x", 0)(acts)
