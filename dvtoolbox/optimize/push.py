@@ -5,19 +5,29 @@ The value of a unit is read from the layer's output; the gradient starts at ``gr
 (the same layer for every model except Caffe blobs overwritten by an in-place layer, where the original starts
 backward at the layer that produced the blob). Each image's gradient is d(push_dir * unit) / d(image): the images
 of a batch are independent because models run in eval mode.
+
+Both pushes write their step as one function of tensors, ``_forward_backward``, run by a
+``dvtoolbox.models.program.Program`` as the job's ``Execution`` says: eagerly on the model as built (engine
+eager: the original's arithmetic), on a prepared copy (batch norms folded, memory format), traced into one graph
+and compiled (engines compiled and graphs), in float32 or under bf16 autocast (precision bf16). Nothing in it reads
+a value back to the host, so a compiled step can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 
+from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source
+from dvtoolbox.models.capture import LayerCapture, StopForward, forward_captured, gradient_source  # noqa: F401
 from dvtoolbox.models.pixel_space import from_model_input
+from dvtoolbox.models.program import Program, prepare_network
 from dvtoolbox.objectives import INPUT, Activations, create_objective
+
+EAGER = Execution("eager")
 
 
 def as_units3d(acts: torch.Tensor) -> torch.Tensor:
@@ -29,41 +39,68 @@ def as_units3d(acts: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a layer output of shape (N, C) or (N, C, H, W), got {tuple(acts.shape)}")
 
 
-def forward_captured(model: nn.Module, capture: LayerCapture, x: torch.Tensor) -> None:
-    """Run x through the model with ``capture``'s hooks, stopping early when the capture has all it needs."""
-    with capture:
-        try:
-            model(x)
-        except StopForward:
-            pass
+class _Network:
+    """The module a push runs and its capture, prepared on the first call (the input's size is known then)."""
+
+    def __init__(self, model: nn.Module, names: Set[str], stop_when_complete: bool, execution: Execution,
+                 device: torch.device):
+        self.model, self.names, self.stop = model, set(names), stop_when_complete
+        self.execution, self.device = execution, torch.device(device)
+        self.memory_format = execution.memory_format(self.device)
+        self.module: Optional[nn.Module] = None
+        self.capture: Optional[LayerCapture] = None
+
+    def prepare(self, x: torch.Tensor) -> None:
+        if self.module is None:
+            example = torch.zeros((1,) + tuple(x.shape[1:]), dtype=torch.float32, device=x.device)
+            self.module = prepare_network(self.model, self.names, example, self.execution.fold, self.memory_format)
+            self.capture = LayerCapture(self.module, self.names, stop_when_complete=self.stop)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        """The captured outputs for x (which requires grad), the capture emptied for the next call."""
+        if self.memory_format != torch.contiguous_format:
+            x = x.contiguous(memory_format=self.memory_format)
+        forward_captured(self.module, self.capture, x)
+        outputs = dict(self.capture.outputs)
+        self.capture.outputs.clear()
+        return outputs
+
+    def program(self, fn, name: str) -> Program:
+        return Program(fn, self.device, compiled=self.execution.compiled,
+                       autocast_dtype=self.execution.autocast_dtype, name=name)
 
 
 class UnitPush:
     """Callable: x (N, 3, H, W) -> (acts (N, C, H, W) detached, grad (N, 3, H, W)) for one pushed unit per image.
 
     units: (channel, y, x) per image; push_dirs: the value backward starts from, per image (1 maximises).
+    execution: how the step runs (default: eager, float32).
     """
 
     def __init__(self, model: nn.Module, layer: str, units: Sequence[Tuple[int, int, int]],
-                 push_dirs: Sequence[float], device: torch.device):
+                 push_dirs: Sequence[float], device: torch.device, execution: Execution = EAGER):
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
-        self.capture = LayerCapture(model, {layer, self.source}, stop_when_complete=True)
+        self.network = _Network(model, {layer, self.source}, True, execution, device)
         index = torch.as_tensor(units, dtype=torch.long, device=device)
-        self.batch_index = torch.arange(len(units), device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
+        self.program = self.network.program(self._forward_backward, f"push {layer}")
+
+    def _forward_backward(self, x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+                          push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        outputs = self.network.forward(x)
+        acts = as_units3d(outputs[self.layer])
+        source = as_units3d(outputs[self.source])
+        pushed = source[torch.arange(x.shape[0], device=x.device), channel, row, col]
+        (grad,) = torch.autograd.grad((pushed * push_dirs).sum(), x)
+        return acts.detach(), grad.contiguous()
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = x.detach().requires_grad_(True)
-        forward_captured(self.model, self.capture, x)
-        acts = as_units3d(self.capture.outputs[self.layer])
-        source = as_units3d(self.capture.outputs[self.source])
-        pushed = source[self.batch_index, self.channel, self.row, self.col]
-        (grad,) = torch.autograd.grad((pushed * self.push_dirs).sum(), x)
-        self.capture.outputs.clear()
-        return acts.detach(), grad
+        self.network.prepare(x)
+        return self.program(x, self.channel, self.row, self.col, self.push_dirs)
 
 
 class ObjectivePush:
@@ -77,7 +114,8 @@ class ObjectivePush:
     ``dvtoolbox.objectives.create_objective`` reads; its layers are checked against the model now.
     """
 
-    def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device):
+    def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device,
+                 execution: Execution = EAGER):
         self.objective = create_objective(objective, model=model)
         self.model, self.layer, self.input_name = model, layer, INPUT
         self.contract = getattr(model, "input_contract", None)
@@ -86,22 +124,25 @@ class ObjectivePush:
         self.needs_input = reads is None or INPUT in reads
         if self.needs_input and self.contract is None:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
-        self.capture = LayerCapture(model, names | {layer}, stop_when_complete=reads is not None)
+        self.network = _Network(model, names | {layer}, reads is not None, execution, device)
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.values: Optional[torch.Tensor] = None
+        self.program = self.network.program(self._forward_backward, f"objective {self.objective}")
 
-    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _forward_backward(self, x: torch.Tensor, push_dirs: torch.Tensor):
         x = x.detach().requires_grad_(True)
-        forward_captured(self.model, self.capture, x)
-        outputs = dict(self.capture.outputs)
-        self.capture.outputs.clear()
+        outputs = self.network.forward(x)
         if self.needs_input:
             outputs[self.input_name] = from_model_input(x, self.contract)
         labels = getattr(self.contract, "labels", None)
         values = torch.stack([self._value(outputs, n, labels) for n in range(x.shape[0])])
-        (grad,) = torch.autograd.grad((values * self.push_dirs).sum(), x)
-        self.values = values.detach().to(torch.float64)
-        return as_units3d(outputs[self.layer]).detach(), grad
+        (grad,) = torch.autograd.grad((values * push_dirs).sum(), x)
+        return as_units3d(outputs[self.layer]).detach(), values.detach().to(torch.float64), grad.contiguous()
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        self.network.prepare(x)
+        acts, self.values, grad = self.program(x, self.push_dirs)
+        return acts, grad
 
     def _value(self, outputs, n: int, labels) -> torch.Tensor:
         value = self.objective(Activations({k: v[n:n + 1] for k, v in outputs.items()}, labels))

@@ -1,0 +1,101 @@
+"""The network part of a loop as one program: the forward pass to the captured layers and the backward pass to the
+input, prepared (batch norms folded, memory format), traced into one graph and compiled, or run as written.
+
+Both loops (``dvtoolbox.optimize`` and ``dvtoolbox.optvis``) write their network step as a plain function of
+tensors, ``fn(x, *more) -> tuple of tensors``, that runs the model under a ``LayerCapture`` (hooks, the early stop
+of ``forward_captured``) and ``torch.autograd.grad``. ``Program(fn, ...)`` runs it:
+
+- ``compiled=False``: ``fn`` itself, eagerly (under ``torch.autocast`` when ``autocast_dtype`` is given);
+- ``compiled=True``: once per input signature (shapes, dtypes, strides, device), ``fn`` is traced with
+  ``make_fx`` on fake tensors into ONE aten graph holding the forward to the last captured layer (the hooks and
+  the early stop run in Python while tracing, so the graph simply ends there) and the input-gradient backward
+  (the backward of every custom autograd function included); then ``torch.compile`` (inductor, ``fullgraph=True``,
+  static shapes) compiles that graph. Tracing on fake tensors refuses any data-dependent Python (``.item()``,
+  ``if tensor``), so a traced program never syncs with the host: it can be captured in a CUDA graph. The model's
+  parameters are constants of the graph (the loops never change them).
+
+``prepare_network(model, keep, example, fold, memory_format)``: the module the function should run: the model with
+its batch norms folded into the convolutions before them (``fold.py``; ``keep``: the captured layers, never
+folded away) and/or in channels_last memory format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+import torch
+from torch import nn
+
+from dvtoolbox.models.fold import fold_batch_norms
+
+log = logging.getLogger(__name__)
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """``torch.autocast(device.type, dtype)`` when dtype is given, else a context that does nothing."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def prepare_network(model: nn.Module, keep: Iterable[str], example: torch.Tensor, fold: bool = False,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> nn.Module:
+    """The module a program runs: ``model`` itself, or a copy with batch norms folded (not those of ``keep``'s
+    convolutions) and/or its 4-D parameters in ``memory_format``. example: one input, e.g. zeros (1, 3, H, W)."""
+    network = model
+    if fold:
+        network, pairs = fold_batch_norms(model, example, keep)
+        log.debug("folded %d batch norms into their convolutions", len(pairs))
+    if memory_format != torch.contiguous_format:
+        network = (copy.deepcopy(model) if network is model else network).to(memory_format=memory_format)
+    return network
+
+
+def signature(args: Tuple[torch.Tensor, ...]) -> Tuple:
+    """What a traced graph is specialised to: each tensor's shape, dtype, strides and device."""
+    return tuple((tuple(a.shape), a.dtype, tuple(a.stride()), a.device) for a in args)
+
+
+class Program:
+    """``fn`` run eagerly or traced and compiled (see the module docstring).
+
+    fn: ``(*tensors) -> tuple of tensors``, pure apart from hooks it sets and removes itself. device: where it runs
+    (for autocast). autocast_dtype: None (the model's float32) or torch.bfloat16 (autocast of the forward and
+    backward). compiled: trace and compile. compile_options: passed to ``torch.compile`` (e.g. ``mode``).
+    """
+
+    def __init__(self, fn: Callable, device: torch.device, compiled: bool = False,
+                 autocast_dtype: Optional[torch.dtype] = None, compile_options: Optional[dict] = None,
+                 name: str = "program"):
+        self.fn, self.device, self.compiled, self.autocast_dtype = fn, torch.device(device), compiled, autocast_dtype
+        self.compile_options = dict(compile_options or {})
+        self.name = name
+        self._graphs: Dict[Tuple, Callable] = {}
+
+    def __call__(self, *args: torch.Tensor):
+        if not self.compiled:
+            with autocast(self.device, self.autocast_dtype):
+                return self.fn(*args)
+        key = signature(args)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._build(args)
+        return graph(*args)
+
+    def trace(self, *args: torch.Tensor) -> torch.fx.GraphModule:
+        """``fn`` traced on fake tensors shaped as ``args``: one aten graph (forward and backward)."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        with autocast(self.device, self.autocast_dtype):
+            return make_fx(self.fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
+
+    def _build(self, args) -> Callable:
+        start = time.perf_counter()
+        graph = self.trace(*args)
+        log.info("%s: traced %d graph nodes for inputs %s in %.1f s", self.name, len(graph.graph.nodes),
+                 [tuple(a.shape) for a in args], time.perf_counter() - start)
+        return torch.compile(graph, fullgraph=True, dynamic=False, **self.compile_options)
