@@ -22,6 +22,7 @@ folded away) and/or in channels_last memory format.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import logging
 import time
@@ -30,9 +31,19 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
+from dvtoolbox.errors import UsageError
 from dvtoolbox.models.fold import fold_batch_norms
 
 log = logging.getLogger(__name__)
+
+
+_TRACING = contextvars.ContextVar("dvtoolbox_program_tracing", default=False)
+
+
+def is_tracing() -> bool:
+    """True while ``Program.trace`` runs: a layer with a data-dependent fast path (Caffe's row-skipping
+    InnerProduct on the CPU) takes its plain path then, which a graph can hold."""
+    return _TRACING.get()
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):
@@ -90,12 +101,26 @@ class Program:
         """``fn`` traced on fake tensors shaped as ``args``: one aten graph (forward and backward)."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        with autocast(self.device, self.autocast_dtype):
-            return make_fx(self.fn, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
+        fn = self.fn
+
+        def step(*tensors):  # a plain function of the tensors (make_fx counts a bound method's self)
+            return fn(*tensors)
+
+        token = _TRACING.set(True)
+        try:
+            with autocast(self.device, self.autocast_dtype):
+                return make_fx(step, tracing_mode="fake", _allow_non_fake_inputs=True)(*args)
+        finally:
+            _TRACING.reset(token)
 
     def _build(self, args) -> Callable:
         start = time.perf_counter()
-        graph = self.trace(*args)
+        try:
+            graph = self.trace(*args)
+        except Exception as exc:  # data-dependent Python, an op fake tensors cannot run: the user's model or objective
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UsageError(f"engine compiled: {self.name} cannot be traced into one graph ({type(exc).__name__}: "
+                             f"{first}); run it with engine eager or folded", "engine") from exc
         log.info("%s: traced %d graph nodes for inputs %s in %.1f s", self.name, len(graph.graph.nodes),
                  [tuple(a.shape) for a in args], time.perf_counter() - start)
         return torch.compile(graph, fullgraph=True, dynamic=False, **self.compile_options)
