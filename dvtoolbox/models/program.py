@@ -16,7 +16,8 @@ of ``forward_captured``) and ``torch.autograd.grad``. ``Program(fn, ...)`` runs 
 
 ``prepare_network(model, keep, example, fold, memory_format)``: the module the function should run: the model with
 its batch norms folded into the convolutions before them (``fold.py``; ``keep``: the captured layers, never
-folded away) and/or in channels_last memory format.
+folded away) and/or in channels_last memory format. ``CapturedNetwork``: that module with its capture, what a
+step function calls for the captured outputs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.capture import LayerCapture, StopForward, forward_captured
 from dvtoolbox.models.fold import fold_batch_norms
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,59 @@ def prepare_network(model: nn.Module, keep: Iterable[str], example: torch.Tensor
     if memory_format != torch.contiguous_format:
         network = (copy.deepcopy(model) if network is model else network).to(memory_format=memory_format)
     return network
+
+
+class CapturedNetwork:
+    """The module a loop's step runs, with its ``LayerCapture``: prepared on the first call (the input size is
+    known then) by ``prepare_network``, and run by ``forward(x) -> {name: output}`` (the capture emptied again).
+
+    names: the layers to capture; stop_when_complete: end the forward pass at the last of them. fold,
+    memory_format: see ``prepare_network``. The hooks are set for each call, or once for a whole loop inside
+    ``with network.hooked():``.
+    """
+
+    def __init__(self, model: nn.Module, names: Iterable[str], stop_when_complete: bool, fold: bool = False,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        self.model, self.names, self.stop = model, set(names), stop_when_complete
+        self.fold, self.memory_format = fold, memory_format
+        self.module: Optional[nn.Module] = None
+        self.capture: Optional[LayerCapture] = None
+        self._hooked = False
+
+    def prepare(self, x: torch.Tensor) -> nn.Module:
+        """The prepared module (made once, for inputs shaped like x)."""
+        if self.module is None:
+            example = torch.zeros((1,) + tuple(x.shape[1:]), dtype=torch.float32, device=x.device)
+            self.module = prepare_network(self.model, self.names, example, self.fold, self.memory_format)
+            self.capture = LayerCapture(self.module, self.names, stop_when_complete=self.stop)
+        return self.module
+
+    @contextlib.contextmanager
+    def hooked(self, x: torch.Tensor):
+        """Keep the capture's hooks set for the block (a loop of many calls), removed at its end."""
+        self.prepare(x)
+        with self.capture:
+            self._hooked = True
+            try:
+                yield self
+            finally:
+                self._hooked = False
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The captured outputs for x (in the graph when x requires grad)."""
+        self.prepare(x)
+        if self.memory_format != torch.contiguous_format:
+            x = x.contiguous(memory_format=self.memory_format)
+        if self._hooked:
+            try:
+                self.module(x)
+            except StopForward:
+                pass
+        else:
+            forward_captured(self.module, self.capture, x)
+        outputs = dict(self.capture.outputs)
+        self.capture.outputs.clear()
+        return outputs
 
 
 def signature(args: Tuple[torch.Tensor, ...]) -> Tuple:

@@ -24,7 +24,7 @@ from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture, StopForward, forward_captured, gradient_source  # noqa: F401
 from dvtoolbox.models.pixel_space import from_model_input
-from dvtoolbox.models.program import Program, prepare_network
+from dvtoolbox.models.program import CapturedNetwork, Program
 from dvtoolbox.objectives import INPUT, Activations, create_objective
 
 EAGER = Execution("eager")
@@ -39,35 +39,13 @@ def as_units3d(acts: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a layer output of shape (N, C) or (N, C, H, W), got {tuple(acts.shape)}")
 
 
-class _Network:
-    """The module a push runs and its capture, prepared on the first call (the input's size is known then)."""
+def _network(model: nn.Module, names: Set[str], stop_when_complete: bool, execution: Execution,
+             device: torch.device) -> CapturedNetwork:
+    return CapturedNetwork(model, names, stop_when_complete, execution.fold, execution.memory_format(device))
 
-    def __init__(self, model: nn.Module, names: Set[str], stop_when_complete: bool, execution: Execution,
-                 device: torch.device):
-        self.model, self.names, self.stop = model, set(names), stop_when_complete
-        self.execution, self.device = execution, torch.device(device)
-        self.memory_format = execution.memory_format(self.device)
-        self.module: Optional[nn.Module] = None
-        self.capture: Optional[LayerCapture] = None
 
-    def prepare(self, x: torch.Tensor) -> None:
-        if self.module is None:
-            example = torch.zeros((1,) + tuple(x.shape[1:]), dtype=torch.float32, device=x.device)
-            self.module = prepare_network(self.model, self.names, example, self.execution.fold, self.memory_format)
-            self.capture = LayerCapture(self.module, self.names, stop_when_complete=self.stop)
-
-    def forward(self, x: torch.Tensor) -> dict:
-        """The captured outputs for x (which requires grad), the capture emptied for the next call."""
-        if self.memory_format != torch.contiguous_format:
-            x = x.contiguous(memory_format=self.memory_format)
-        forward_captured(self.module, self.capture, x)
-        outputs = dict(self.capture.outputs)
-        self.capture.outputs.clear()
-        return outputs
-
-    def program(self, fn, name: str) -> Program:
-        return Program(fn, self.device, compiled=self.execution.compiled,
-                       autocast_dtype=self.execution.autocast_dtype, name=name)
+def _program(fn, execution: Execution, device: torch.device, name: str) -> Program:
+    return Program(fn, device, compiled=execution.compiled, autocast_dtype=execution.autocast_dtype, name=name)
 
 
 class UnitPush:
@@ -82,11 +60,11 @@ class UnitPush:
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
-        self.network = _Network(model, {layer, self.source}, True, execution, device)
+        self.network = _network(model, {layer, self.source}, True, execution, device)
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
-        self.program = self.network.program(self._forward_backward, f"push {layer}")
+        self.program = _program(self._forward_backward, execution, device, f"push {layer}")
 
     def _forward_backward(self, x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
                           push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -124,10 +102,10 @@ class ObjectivePush:
         self.needs_input = reads is None or INPUT in reads
         if self.needs_input and self.contract is None:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
-        self.network = _Network(model, names | {layer}, reads is not None, execution, device)
+        self.network = _network(model, names | {layer}, reads is not None, execution, device)
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.values: Optional[torch.Tensor] = None
-        self.program = self.network.program(self._forward_backward, f"objective {self.objective}")
+        self.program = _program(self._forward_backward, execution, device, f"objective {self.objective}")
 
     def _forward_backward(self, x: torch.Tensor, push_dirs: torch.Tensor):
         x = x.detach().requires_grad_(True)
