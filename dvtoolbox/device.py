@@ -72,7 +72,7 @@ class Execution:
         """This execution with "auto" resolved for ``device``; "graphs" off CUDA is a UsageError."""
         engine = AUTO_ENGINE.get(device.type, "eager") if self.engine == "auto" else self.engine
         if engine == "graphs" and device.type != "cuda":
-            raise UsageError(f"engine graphs replays CUDA graphs: it needs a CUDA device, got {device}; on "
+            raise UsageError(f"engine graphs replays CUDA graphs: it needs device cuda, got {device}; on "
                              f"{device.type} use engine compiled, folded or eager", "engine", "device")
         return Execution(engine, self.precision)
 

@@ -21,6 +21,7 @@ from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean,
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
+from dvtoolbox.optimize.loop import STATS_EVERY
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
@@ -133,6 +134,10 @@ def _running(parser) -> None:
     run.add_argument("--batch-size", type=int, default=1,
                      help="Optimize this many units at once (one forward/backward for all); each unit's result is "
                           "what its single run gives.")
+    run.add_argument("--stats-every", type=int, default=STATS_EVERY, metavar="K",
+                     help="Copy the recorded statistics (obj, idxmax, norm, dist, std) from the device to the host "
+                          "every K iterations (and at the end) and update the progress bar then; the results are the "
+                          "same for any K. -v copies and logs every iteration.")
     run.add_argument("--resume", action="store_true",
                      help="Skip units whose files are all there, redo the others (incomplete ones are overwritten); "
                           "the folder's run summary must have the same settings.")
@@ -172,7 +177,8 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
         objective=args.objective,
-        allow_tf32=args.tf32, image_dtype=args.image_dtype)
+        allow_tf32=args.tf32, image_dtype=args.image_dtype, engine=args.engine, precision=args.precision,
+        stats_every=args.stats_every)
 
 
 def resolved_config(args: argparse.Namespace) -> dict:

@@ -112,7 +112,7 @@ def test_stats_every_must_be_a_positive_integer():
 
 def test_graphs_engine_needs_cuda():
     params, x0, mean = stopping_batch(3)
-    with pytest.raises(UsageError, match="engine graphs replays CUDA graphs: it needs a CUDA device, got cpu"):
+    with pytest.raises(UsageError, match="engine graphs replays CUDA graphs: it needs device cuda, got cpu"):
         optimize(stopping_net(), params, x0, mean, (5, 1, 1), execution=Execution("graphs"))
 
 
