@@ -19,6 +19,7 @@ from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
+from dvtoolbox.device import keep_freed_memory
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.loop import STATS_EVERY
@@ -198,6 +199,7 @@ def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[
 
 def _main(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> int:
     args = parse_args(argv, settings_dirs)
+    keep_freed_memory()  # the same numbers, without faulting fresh pages in for every tensor
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if args.list_models:
         from dvtoolbox.models.registry import list_models

@@ -19,7 +19,7 @@ from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_
                                      parse_with_config, print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_lr_params
-from dvtoolbox.device import ENGINES
+from dvtoolbox.device import ENGINES, keep_freed_memory
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
@@ -206,6 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _main(argv: Optional[Sequence[str]]) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # the same numbers, without faulting fresh pages in for every tensor
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if args.list_models:
         from dvtoolbox.models.registry import list_models
