@@ -15,7 +15,8 @@ a value back to the host, so a compiled step can be captured in a CUDA graph.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Set, Tuple
+import weakref
+from typing import Callable, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -39,13 +40,22 @@ def as_units3d(acts: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a layer output of shape (N, C) or (N, C, H, W), got {tuple(acts.shape)}")
 
 
-def _network(model: nn.Module, names: Set[str], stop_when_complete: bool, execution: Execution,
-             device: torch.device) -> CapturedNetwork:
-    return CapturedNetwork(model, names, stop_when_complete, execution.fold, execution.memory_format(device))
+# model -> {(kind, layer, what, execution, device): (network, program, what)}: a program is traced and compiled once
+# per model, layer and execution (and input shape), however many batches and optimize() calls use it; the step's
+# units and directions are its inputs, not constants.
+_SHARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _program(fn, execution: Execution, device: torch.device, name: str) -> Program:
-    return Program(fn, device, compiled=execution.compiled, autocast_dtype=execution.autocast_dtype, name=name)
+def _shared(model: nn.Module, key: Tuple, names: Set[str], stop_when_complete: bool, execution: Execution,
+            device: torch.device, step: Callable, name: str, keep_alive=None) -> Tuple[CapturedNetwork, Program]:
+    """The (network, program) of ``key`` on ``model``, made with ``step(network)`` the first time."""
+    programs = _SHARED.setdefault(model, {})
+    if key not in programs:
+        network = CapturedNetwork(model, names, stop_when_complete, execution.fold, execution.memory_format(device))
+        program = Program(step(network), device, compiled=execution.compiled,
+                          autocast_dtype=execution.autocast_dtype, name=name)
+        programs[key] = (network, program, keep_alive)
+    return programs[key][:2]
 
 
 class UnitPush:
@@ -60,25 +70,32 @@ class UnitPush:
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
-        self.network = _network(model, {layer, self.source}, True, execution, device)
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
-        self.program = _program(self._forward_backward, execution, device, f"push {layer}")
-
-    def _forward_backward(self, x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
-                          push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = x.detach().requires_grad_(True)
-        outputs = self.network.forward(x)
-        acts = as_units3d(outputs[self.layer])
-        source = as_units3d(outputs[self.source])
-        pushed = source[torch.arange(x.shape[0], device=x.device), channel, row, col]
-        (grad,) = torch.autograd.grad((pushed * push_dirs).sum(), x)
-        return acts.detach(), grad.contiguous()
+        self.network, self.program = _shared(
+            model, ("unit", layer, None, execution, torch.device(device)), {layer, self.source}, True, execution,
+            device, lambda network: unit_step(network, layer, self.source), f"push {layer}")
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         self.network.prepare(x)
         return self.program(x, self.channel, self.row, self.col, self.push_dirs)
+
+
+def unit_step(network: CapturedNetwork, layer: str, source: str) -> Callable:
+    """The push's step, a function of tensors: (x (N, 3, H, W) float32, channel, row, col (N,) long, push_dirs
+    (N,) float32) -> (acts of ``layer`` (N, C, H, W) detached, d(push_dir_n * unit_n) / dx (N, 3, H, W))."""
+
+    def step(x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+             push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        outputs = network.forward(x)
+        acts = as_units3d(outputs[layer])
+        pushed = as_units3d(outputs[source])[torch.arange(x.shape[0], device=x.device), channel, row, col]
+        (grad,) = torch.autograd.grad((pushed * push_dirs).sum(), x)
+        return acts.detach(), grad.contiguous()
+
+    return step
 
 
 class ObjectivePush:
@@ -102,12 +119,16 @@ class ObjectivePush:
         self.needs_input = reads is None or INPUT in reads
         if self.needs_input and self.contract is None:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
-        self.network = _network(model, names | {layer}, reads is not None, execution, device)
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.values: Optional[torch.Tensor] = None
-        self.program = _program(self._forward_backward, execution, device, f"objective {self.objective}")
+        what = objective if isinstance(objective, str) else id(self.objective)
+        self.network, self.program = _shared(
+            model, ("objective", layer, what, execution, torch.device(device)), names | {layer}, reads is not None,
+            execution, device, lambda network: self._forward_backward, f"objective {self.objective}",
+            keep_alive=self.objective)
 
     def _forward_backward(self, x: torch.Tensor, push_dirs: torch.Tensor):
+        """The step (see the class docstring): -> (acts, values (N,) float64, grad)."""
         x = x.detach().requires_grad_(True)
         outputs = self.network.forward(x)
         if self.needs_input:

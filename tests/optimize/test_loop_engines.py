@@ -10,6 +10,7 @@ from dvtoolbox.device import AUTO_ENGINE, Execution
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
+from dvtoolbox.optimize import push as push_module
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.start import initial_x
 from tests.conftest import TINY_MEAN, TINY_SIZE, make_tiny
@@ -65,9 +66,15 @@ def test_folded_engine_folds_and_agrees_to_float32_rounding():
     assert push.network.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_compiled_engine_agrees_to_float32_rounding():
-    """One graph per batch, compiled by inductor (the CPU's C++ kernels), gives the eager loop's trace."""
-    assert_float32_rounding(run(TinyBNNet(), execution=Execution("compiled")), run(TinyBNNet()))
+def test_compiled_engine_agrees_to_float32_rounding_and_compiles_once():
+    """One graph per batch size, compiled by inductor (the CPU's C++ kernels), gives the eager loop's trace; other
+    units and later calls (the batches of a layer) reuse it."""
+    model = TinyBNNet()
+    assert_float32_rounding(run(model, execution=Execution("compiled")), run(TinyBNNet()))
+    assert_float32_rounding(run(model, units=(1, 3, 4), execution=Execution("compiled")),
+                            run(TinyBNNet(), units=(1, 3, 4)))
+    (entry,) = push_module._SHARED[model].values()
+    assert len(entry[1]._graphs) == 1
 
 
 def test_a_traced_objective_push_gives_the_eager_bits():
