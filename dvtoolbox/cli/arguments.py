@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 from dvtoolbox import __version__
 from dvtoolbox.cli.literals import parse_rgb
 from dvtoolbox.cli.settings import read_yaml_config
+from dvtoolbox.device import AUTO_ENGINE, ENGINES, PRECISIONS
 from dvtoolbox.models.layouts import parse_layout
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
@@ -103,12 +104,24 @@ def add_listing_arguments(group) -> None:
     group.add_argument("--list-models", action="store_true", help="Print the registered models, then exit.")
 
 
-def add_device_arguments(group) -> None:
-    """--device, --tf32."""
+def add_device_arguments(group, engines: Sequence[str] = ENGINES) -> None:
+    """--device, --engine, --precision, --tf32."""
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
-    group.add_argument("--tf32", action="store_true",
-                       help="On CUDA, let convolutions and matrix products use TF32 tensor cores (faster, about 3 "
-                            "decimal digits; default: true float32, as the original).")
+    group.add_argument("--engine", default="auto", choices=tuple(engines),
+                       help="How the network's forward and backward pass run: eager (the model as built), folded "
+                            "(batch norms folded into the convolutions before them: float32 rounding), compiled "
+                            "(folded, the forward to the pushed layer and the input gradient traced into one graph "
+                            "and compiled by inductor: minutes to compile, for whole layers)"
+                            + (", graphs (compiled, each iteration replayed as a CUDA graph; CUDA only)"
+                               if "graphs" in engines else "")
+                            + " or auto (per device: " + ", ".join(f"{k} {v}" for k, v in AUTO_ENGINE.items())
+                            + "). See doc/running-optimize-image.md.")
+    group.add_argument("--precision", default="float32", choices=PRECISIONS,
+                       help="Precision of the network: float32 (true float32, as the original), tf32 (CUDA's TF32 "
+                            "tensor cores for convolutions and matrix products, about 3 decimal digits) or bf16 "
+                            "(bfloat16 autocast of the forward and backward pass, about 2 decimal digits); their "
+                            "measured deviations are in doc/running-optimize-image.md.")
+    group.add_argument("--tf32", action="store_true", help="The same as --precision tf32.")
 
 
 def add_regularizer_arguments(group) -> None:

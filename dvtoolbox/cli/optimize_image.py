@@ -19,8 +19,10 @@ from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
+from dvtoolbox.device import keep_freed_memory
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
+from dvtoolbox.optimize.loop import STATS_EVERY
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.optimize.units import is_single_unit
@@ -134,6 +136,10 @@ def _running(parser) -> None:
     run.add_argument("--batch-size", type=int, default=1,
                      help="Optimize this many units at once (one forward/backward for all); each unit's result is "
                           "what its single run gives.")
+    run.add_argument("--stats-every", type=int, default=STATS_EVERY, metavar="K",
+                     help="Copy the recorded statistics (obj, idxmax, norm, dist, std) from the device to the host "
+                          "every K iterations (and at the end) and update the progress bar then; the results are the "
+                          "same for any K. -v copies and logs every iteration.")
     run.add_argument("--resume", action="store_true",
                      help="Skip units whose files are all there, redo the others (incomplete ones are overwritten); "
                           "the folder's run summary must have the same settings.")
@@ -174,8 +180,9 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
-        objective=args.objective, allow_tf32=args.tf32, image_dtype=args.image_dtype,
-        layouts=layouts_from_args(args), push_token=token, **model_options(args))
+        objective=args.objective, allow_tf32=args.tf32, image_dtype=args.image_dtype, engine=args.engine,
+        precision=args.precision, stats_every=args.stats_every, layouts=layouts_from_args(args), push_token=token,
+        **model_options(args))
 
 
 def resolved_config(args: argparse.Namespace) -> dict:
@@ -195,6 +202,7 @@ def main(argv: Optional[Sequence[str]] = None, settings_dirs: Optional[Sequence[
 
 def _main(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> int:
     args = parse_args(argv, settings_dirs)
+    keep_freed_memory()  # the same numbers, without faulting fresh pages in for every tensor
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if args.list_models:
         from dvtoolbox.models.registry import list_models

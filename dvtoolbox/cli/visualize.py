@@ -20,6 +20,7 @@ from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_
                                      print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_lr_params
+from dvtoolbox.device import ENGINES, keep_freed_memory
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
@@ -126,7 +127,7 @@ def _optimisation(parser) -> None:
                           "them (one forward pass of views x batch images: each step costs about views times as "
                           "much). --recipe class sets it to 4 with --transforms strong.")
     opt.add_argument("--seed", type=int, default=0, help="Seed of the torch.Generator (initial image, transforms).")
-    add_device_arguments(opt)
+    add_device_arguments(opt, engines=tuple(e for e in ENGINES if e != "graphs"))
 
 
 def _dvt(parser) -> None:
@@ -191,7 +192,7 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
         adversarial_bg=args.adversarial_bg, alpha_target=args.alpha_target, alpha_coef=args.alpha_coef,
         alpha_jitter=args.alpha_jitter, recipe=args.recipe, thresholds=thresholds_from_args(args), lr=args.lr,
         optimizer=args.optimizer, transforms=args.transforms, views=args.views, seed=args.seed, device=args.device,
-        allow_tf32=args.tf32, regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
+        allow_tf32=args.tf32, engine=args.engine, precision=args.precision, regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
         lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
         output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
         config=config, layouts=layouts_from_args(args), **model_options(args))
@@ -207,6 +208,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _main(argv: Optional[Sequence[str]]) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # the same numbers, without faulting fresh pages in for every tensor
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if args.list_models:
         from dvtoolbox.models.registry import list_models

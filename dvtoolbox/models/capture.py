@@ -91,6 +91,17 @@ def first_tensor(output):
     return output
 
 
+def forward_captured(model: nn.Module, capture: LayerCapture, x: torch.Tensor) -> None:
+    """Run x through the model with ``capture``'s hooks, stopping early when the capture has all it needs
+    (``stop_when_complete``): the outputs are in ``capture.outputs``. Traced on fake tensors (``program.py``), the
+    early stop is Python that runs while tracing, so the graph ends at the last captured layer."""
+    with capture:
+        try:
+            model(x)
+        except StopForward:
+            pass
+
+
 def layer_shapes(model: nn.Module, size: Tuple[int, int], device="cpu") -> Dict[str, Tuple[int, ...]]:
     """Output shape (without the batch dimension) of every named submodule whose output is a tensor, in the
     order the forward pass reaches them. x: zeros of shape (1, 3, H, W)."""

@@ -34,13 +34,21 @@ class Normalize(nn.Module):
 
 class Conv2dSame(nn.Conv2d):
     """A convolution with TensorFlow's "SAME" padding: output size ceil(in / stride), the odd pixel of padding
-    on the bottom and right. (N, C, H, W) in any H, W; the weight keys are those of ``nn.Conv2d``."""
+    on the bottom and right. (N, C, H, W) in any H, W; the weight keys are those of ``nn.Conv2d``.
+
+    Where the padding is the same on both sides of both axes (stride 1 with an odd kernel, the depthwise
+    convolutions of EfficientNet), the convolution pads by itself: the same zeros without a padded copy of the
+    input in the forward pass and a cropped copy of the gradient in the backward pass. For depthwise convolutions
+    that gives the padded copy's numbers bit for bit on the CPU; a dense convolution may sum in another order
+    (float32 rounding): ``tests/models/test_efficientnet_lite.py``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad_h = same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
         pad_w = same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        if pad_h % 2 == 0 and pad_w % 2 == 0 and self.padding_mode == "zeros":
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pad_h // 2, pad_w // 2), self.dilation,
+                            self.groups)
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         return super().forward(x)
 
 

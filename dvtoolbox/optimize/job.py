@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dvtoolbox.device import configure_float32, resolve_device
+from dvtoolbox.device import Execution, configure_precision, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
@@ -32,7 +32,7 @@ from dvtoolbox.models.pixel_space import MeanSpec, load_mean, mean_is_per_channe
 from dvtoolbox.models.registry import DEFAULT_MODEL, create_model
 from dvtoolbox.objectives import Objective, check_layers, create_objective
 from dvtoolbox.optimize import distributed, summary
-from dvtoolbox.optimize.loop import optimize
+from dvtoolbox.optimize.loop import STATS_EVERY, optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
@@ -79,15 +79,29 @@ class OptimizeJob:
     batch_size: int = 1
     resume: bool = False
     objective: Optional[str] = None  # an optvis objective expression whose gradient replaces the unit's
-    allow_tf32: bool = False
+    allow_tf32: bool = False  # the same as precision "tf32"
     image_dtype: str = "float64"  # the image state: "float64" as the original, or "float32" (faster, see the doc)
+    engine: str = "auto"  # how the network step runs (dvtoolbox.device.Execution); auto: the device's measured best
+    precision: str = "float32"  # of the network: true float32 (the original's), "tf32" or "bf16" (see the doc)
+    stats_every: int = STATS_EVERY  # iterations between copies of the statistics to the host
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         if self.image_dtype not in IMAGE_DTYPES:
             raise UsageError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, got {self.image_dtype!r}")
+        if self.allow_tf32 and self.precision not in ("float32", "tf32"):
+            raise UsageError(f"allow_tf32 cannot be combined with precision {self.precision} (allow_tf32 is precision "
+                             "tf32)", "allow_tf32", "precision")
+        self.execution  # validated now
+        if isinstance(self.stats_every, bool) or not isinstance(self.stats_every, int) or self.stats_every < 1:
+            raise UsageError(f"stats_every must be an integer >= 1, got {self.stats_every!r}", "stats_every")
         if self.objective is not None:  # parsed once, here; its layers are checked once the model is built
             self.parsed_objective = create_objective(self.objective)
+
+    @property
+    def execution(self) -> Execution:
+        """The engine and precision of the network step (``allow_tf32`` is precision tf32)."""
+        return Execution(self.engine, "tf32" if self.allow_tf32 else self.precision)
 
     @property
     def unit_spec(self) -> UnitSpec:
@@ -111,6 +125,7 @@ class Prepared:
     channel_swap_to_rgb: Tuple[int, ...]
     shapes: Dict[str, Tuple[int, ...]]
     layouts: Dict[str, Layout]
+    execution: Execution = Execution("eager")  # the job's, resolved for the device
 
 
 def build_model(job: OptimizeJob) -> nn.Module:
@@ -126,7 +141,8 @@ def build_model(job: OptimizeJob) -> nn.Module:
 def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
     """Build the model on its device (this rank's GPU under torchrun) and settle data size, mean, channel swap."""
     device = distributed.rank_device(resolve_device(job.device), rank)
-    configure_float32(device, job.allow_tf32)
+    execution = job.execution.on(device)
+    configure_precision(device, execution)
     model = build_model(job).to(device)
     model.requires_grad_(False)
     contract = model.input_contract
@@ -141,7 +157,7 @@ def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Pr
     except RuntimeError as exc:
         raise UsageError(f"data_size {data_size}: the model cannot take input of this size: "
                          f"{str(exc).splitlines()[0]}", "data_size") from None
-    return Prepared(model, device, data_size, mean, swap, shapes, layouts)
+    return Prepared(model, device, data_size, mean, swap, shapes, layouts, execution)
 
 
 def unit_shape(prep: Prepared, layer: str) -> Tuple[int, int, int]:
@@ -231,11 +247,13 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="dvtoolbox-writer") as pool:
         pending = []
         for group in batches(todo, job.batch_size):
-            x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in group])
-            results = optimize(prep.model, group, x0, prep.mean, shape3d, progress=job.progress,   # while the last
+            padded = padded_batch(group, job.batch_size, prep.execution, len(todo))
+            x0 = np.stack([initial_x(q.start_at, q.rand_seed, prep.mean) for q in padded])
+            results = optimize(prep.model, padded, x0, prep.mean, shape3d, progress=job.progress,  # while the last
                                labels=contract.labels, label_layers=contract.label_layers,         # batch is written
                                objective=objective, state_dtype=IMAGE_DTYPES[job.image_dtype],
-                               layouts=prep.layouts)
+                               execution=prep.execution, stats_every=job.stats_every,
+                               layouts=prep.layouts)[:len(group)]
             written += _collect_writes(pending, entries)
             if pending and not single:
                 _update_summary(job, settings, entries, rank)
@@ -249,6 +267,16 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
         if rank.rank == 0:
             _write_index(job)
     return all_results, written
+
+
+def padded_batch(group: Sequence[FindParams], batch_size: int, execution: Execution, n_units: int) -> list:
+    """``group`` as the loop runs it: for a compiled engine (one graph per batch size, compiled in minutes) a short
+    last batch of a many-batch run is filled up with copies of its last unit, whose results are dropped (the
+    images of a batch are independent); otherwise the group itself."""
+    group = list(group)
+    if execution.compiled and n_units > batch_size and len(group) < batch_size:
+        return group + [group[-1]] * (batch_size - len(group))
+    return group
 
 
 def _submit_writes(pool: ThreadPoolExecutor, job: OptimizeJob, group: Sequence[FindParams],
@@ -313,7 +341,10 @@ def run_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
     params = {k: v for k, v in dataclasses.asdict(job.params).items() if k not in ("push_channel", "push_unit")}
     params["push_spatial"] = list(params["push_spatial"])
     resolved = resolved_settings(job, prep)
-    resolved.pop("device")
+    for mechanics in ("device", "engine"):  # where and how fast, not what
+        resolved.pop(mechanics)
+    if resolved["precision"] == "float32":  # only then, so that summaries of true-float32 runs stay as they were
+        resolved.pop("precision")
     settings = {"params": params, "model": resolved, "output_template": job.output_template, "skipbig": job.skipbig}
     if job.objective is not None:  # only then, so that summaries of unit runs stay as they were
         settings["objective"] = job.objective
@@ -355,6 +386,8 @@ def resolved_settings(job: OptimizeJob, prep: Prepared) -> Dict[str, object]:
         "mean": list(per_channel) if per_channel is not None else job.mean,
         "channel-swap-to-rgb": list(prep.channel_swap_to_rgb),
         "channel-order": prep.model.input_contract.channel_order,
+        "engine": prep.execution.engine,
+        "precision": prep.execution.precision,
     }
 
 

@@ -5,20 +5,31 @@ The value of a unit is read from the layer's output; the gradient starts at ``gr
 (the same layer for every model except Caffe blobs overwritten by an in-place layer, where the original starts
 backward at the layer that produced the blob). Each image's gradient is d(push_dir * unit) / d(image): the images
 of a batch are independent because models run in eval mode.
+
+Both pushes write their step as one function of tensors, ``_forward_backward``, run by a
+``dvtoolbox.models.program.Program`` as the job's ``Execution`` says: eagerly on the model as built (engine
+eager: the original's arithmetic), on a prepared copy (batch norms folded, memory format), traced into one graph
+and compiled (engines compiled and graphs), in float32 or under bf16 autocast (precision bf16). Nothing in it reads
+a value back to the host, so a compiled step can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+import weakref
+from typing import Callable, Dict, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 
+from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.capture import LayerCapture, StopForward, gradient_source, named_layers
+from dvtoolbox.models.capture import gradient_source, named_layers
 from dvtoolbox.models.layouts import Layout, canonical
 from dvtoolbox.models.pixel_space import from_model_input
+from dvtoolbox.models.program import CapturedNetwork, Program
 from dvtoolbox.objectives import INPUT, Activations, create_objective
+
+EAGER = Execution("eager")
 
 
 def as_units3d(output: torch.Tensor, layout: Layout = None, name: str = "layer") -> torch.Tensor:
@@ -36,42 +47,69 @@ def as_units3d(output: torch.Tensor, layout: Layout = None, name: str = "layer")
                      "units", "push_layer")
 
 
-def forward_captured(model: nn.Module, capture: LayerCapture, x: torch.Tensor) -> None:
-    """Run x through the model with ``capture``'s hooks, stopping early when the capture has all it needs."""
-    with capture:
-        try:
-            model(x)
-        except StopForward:
-            pass
+# model -> {(kind, layer, what, execution, device): (network, program, what)}: a program is traced and compiled once
+# per model, layer and execution (and input shape), however many batches and optimize() calls use it; the step's
+# units and directions are its inputs, not constants.
+_SHARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _shared(model: nn.Module, key: Tuple, names: Set[str], stop_when_complete: bool, execution: Execution,
+            device: torch.device, step: Callable, name: str, keep_alive=None) -> Tuple[CapturedNetwork, Program]:
+    """The (network, program) of ``key`` on ``model``, made with ``step(network)`` the first time."""
+    programs = _SHARED.setdefault(model, {})
+    if key not in programs:
+        network = CapturedNetwork(model, names, stop_when_complete, execution.fold, execution.memory_format(device))
+        program = Program(step(network), device, compiled=execution.compiled,
+                          autocast_dtype=execution.autocast_dtype, name=name)
+        programs[key] = (network, program, keep_alive)
+    return programs[key][:2]
 
 
 class UnitPush:
     """Callable: x (N, 3, H, W) -> (acts (N, C, H, W) detached, grad (N, 3, H, W)) for one pushed unit per image.
 
     units: (channel, y, x) per image; push_dirs: the value backward starts from, per image (1 maximises).
+    execution: how the step runs (default: eager, float32). layouts: where layers' channels are
+    (``models.layouts``; a layer not in it: channels first).
     """
 
     def __init__(self, model: nn.Module, layer: str, units: Sequence[Tuple[int, int, int]],
-                 push_dirs: Sequence[float], device: torch.device, layouts: Optional[Dict[str, Layout]] = None):
+                 push_dirs: Sequence[float], device: torch.device, execution: Execution = EAGER,
+                 layouts: Optional[Dict[str, Layout]] = None):
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
-        self.layouts = layouts or {}
-        self.capture = LayerCapture(model, {layer, self.source}, stop_when_complete=True)
+        layouts = layouts or {}
+        read = (layouts.get(layer), layouts.get(self.source))
         index = torch.as_tensor(units, dtype=torch.long, device=device)
-        self.batch_index = torch.arange(len(units), device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
+        self.network, self.program = _shared(
+            model, ("unit", layer, read, execution, torch.device(device)), {layer, self.source}, True, execution,
+            device, lambda network: unit_step(network, layer, self.source, read), f"push {layer}")
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        self.network.prepare(x)
+        return self.program(x, self.channel, self.row, self.col, self.push_dirs)
+
+
+def unit_step(network: CapturedNetwork, layer: str, source: str,
+              layouts: Tuple[Optional[Layout], Optional[Layout]] = (None, None)) -> Callable:
+    """The push's step, a function of tensors: (x (N, 3, H, W) float32, channel, row, col (N,) long, push_dirs
+    (N,) float32) -> (acts of ``layer`` as units (N, C, H, W) detached, d(push_dir_n * unit_n) / dx (N, 3, H, W)).
+    layouts: those of ``layer`` and ``source`` (None: channels first)."""
+
+    def step(x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+             push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
-        forward_captured(self.model, self.capture, x)
-        acts = as_units3d(self.capture.outputs[self.layer], self.layouts.get(self.layer), self.layer)
-        source = as_units3d(self.capture.outputs[self.source], self.layouts.get(self.source), self.source)
-        pushed = source[self.batch_index, self.channel, self.row, self.col]
-        (grad,) = torch.autograd.grad((pushed * self.push_dirs).sum(), x)
-        self.capture.outputs.clear()
-        return acts.detach(), grad
+        outputs = network.forward(x)
+        acts = as_units3d(outputs[layer], layouts[0], layer)
+        pushed = as_units3d(outputs[source], layouts[1], source)[torch.arange(x.shape[0], device=x.device), channel,
+                                                                  row, col]
+        (grad,) = torch.autograd.grad((pushed * push_dirs).sum(), x)
+        return acts.detach(), grad.contiguous()
+
+    return step
 
 
 class ObjectivePush:
@@ -86,7 +124,7 @@ class ObjectivePush:
     """
 
     def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device,
-                 layouts: Optional[Dict[str, Layout]] = None):
+                 execution: Execution = EAGER, layouts: Optional[Dict[str, Layout]] = None):
         self.objective = create_objective(objective, model=model)
         self.layouts = layouts or {}
         self.model, self.layer, self.input_name = model, layer, INPUT
@@ -96,22 +134,31 @@ class ObjectivePush:
         self.needs_input = reads is None or INPUT in reads
         if self.needs_input and self.contract is None:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
-        self.capture = LayerCapture(model, names | {layer}, stop_when_complete=reads is not None)
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.values: Optional[torch.Tensor] = None
+        what = objective if isinstance(objective, str) else id(self.objective)
+        read = tuple(sorted((k, v) for k, v in self.layouts.items() if k in names | {layer}))
+        self.network, self.program = _shared(
+            model, ("objective", layer, (what, read), execution, torch.device(device)), names | {layer}, reads is not None,
+            execution, device, lambda network: self._forward_backward, f"objective {self.objective}",
+            keep_alive=self.objective)
 
-    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _forward_backward(self, x: torch.Tensor, push_dirs: torch.Tensor):
+        """The step (see the class docstring): -> (acts, values (N,) float64, grad)."""
         x = x.detach().requires_grad_(True)
-        forward_captured(self.model, self.capture, x)
-        outputs = dict(self.capture.outputs)
-        self.capture.outputs.clear()
+        outputs = self.network.forward(x)
         if self.needs_input:
             outputs[self.input_name] = from_model_input(x, self.contract)
         labels = getattr(self.contract, "labels", None)
         values = torch.stack([self._value(outputs, n, labels) for n in range(x.shape[0])])
-        (grad,) = torch.autograd.grad((values * self.push_dirs).sum(), x)
-        self.values = values.detach().to(torch.float64)
-        return as_units3d(outputs[self.layer], self.layouts.get(self.layer), self.layer).detach(), grad
+        (grad,) = torch.autograd.grad((values * push_dirs).sum(), x)
+        acts = as_units3d(outputs[self.layer], self.layouts.get(self.layer), self.layer)
+        return acts.detach(), values.detach().to(torch.float64), grad.contiguous()
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        self.network.prepare(x)
+        acts, self.values, grad = self.program(x, self.push_dirs)
+        return acts, grad
 
     def _value(self, outputs, n: int, labels) -> torch.Tensor:
         value = self.objective(Activations({k: v[n:n + 1] for k, v in outputs.items()}, labels, self.layouts))

@@ -28,7 +28,7 @@ import yaml
 from torch import nn
 
 from dvtoolbox import __version__
-from dvtoolbox.device import configure_float32, resolve_device
+from dvtoolbox.device import Execution, configure_precision, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
@@ -125,7 +125,9 @@ class VisualizeJob:
     views: int = 1
     seed: int = 0
     device: Optional[str] = None
-    allow_tf32: bool = False
+    allow_tf32: bool = False  # the same as precision "tf32"
+    engine: str = "auto"  # how the network step runs (dvtoolbox.device.Execution; not graphs)
+    precision: str = "float32"  # of the network: true float32, "tf32" or "bf16"
     regularizers: Regularizers = field(default_factory=Regularizers)
     lr_policy: Optional[str] = None
     lr_params: Optional[Dict[str, float]] = None
@@ -138,6 +140,12 @@ class VisualizeJob:
 
     def __post_init__(self):
         self.thresholds = check_thresholds(self.thresholds)
+        if self.allow_tf32 and self.precision not in ("float32", "tf32"):
+            raise UsageError(f"allow_tf32 cannot be combined with precision {self.precision} (allow_tf32 is precision "
+                             "tf32)", "allow_tf32", "precision")
+        if self.execution.engine == "graphs":
+            raise UsageError("engine graphs replays the DVT loop's iterations (optimize_image.py); visualize's steps "
+                             "draw random transforms: use engine compiled", "engine")
         self._check_values()
         self._check_alpha()
         if self.regularizers.active and self.param != "dvt":
@@ -189,7 +197,9 @@ class VisualizeJob:
                    (f"optimizer {self.optimizer}", "optimizer", self.optimizer != "adam"),
                    ("lr_policy", "lr_policy", self.lr_policy is not None),
                    (f"decay_power {self.decay_power}", "decay_power", self.decay_power != 1.0),
-                   ("regularizers", "regularizers", self.regularizers.active)]
+                   ("regularizers", "regularizers", self.regularizers.active),
+                   (f"engine {self.engine}", "engine", self.engine not in ("auto", "eager")),
+                   ("precision bf16", "precision", self.precision == "bf16")]
         for what, name, bad in refused:
             if bad:
                 raise UsageError(f"alpha cannot be combined with {what} (it optimises one RGBA Fourier image with "
@@ -204,6 +214,11 @@ class VisualizeJob:
         if self.adversarial_bg and self.alpha_settings[0] == "none":
             raise UsageError("adversarial_bg needs a background other than none (there is no background to "
                              "optimise)", "adversarial_bg", "background")
+
+    @property
+    def execution(self) -> Execution:
+        """The engine and precision of the network step (``allow_tf32`` is precision tf32)."""
+        return Execution(self.engine, "tf32" if self.allow_tf32 else self.precision)
 
     @property
     def alpha_settings(self) -> Tuple[str, bool, float, float, int]:
@@ -237,12 +252,13 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     check_writable([p for group in paths.values() for p in group] + side_paths(job), job.brave)
     _warn_if_too_few_steps(job.recipe, job.thresholds[-1])
 
-    configure_float32(device, job.allow_tf32)
+    execution = job.execution.on(device)
+    configure_precision(device, execution)
     fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts)
     h, w = image_size(job, model.input_contract)
     start = time.perf_counter()
     images = fv.visualize(PARAMETERISATIONS[job.param](job, model.input_contract, h, w), device=device,
-                          show_progress=job.progress, **render_kwargs(job))
+                          show_progress=job.progress, execution=execution, **render_kwargs(job))
     elapsed = time.perf_counter() - start
     written = []
     for t, batch in zip(job.thresholds, images):
@@ -317,7 +333,7 @@ def _run_alpha(job: VisualizeJob, model, device) -> List[str]:
     check_writable([p for group in paths.values() for p in group.values()] + ([bg_path] if bg_path else [])
                    + side_paths(job), job.brave)
 
-    configure_float32(device, job.allow_tf32)
+    configure_precision(device, job.execution.on(device))
     result = render_transparent(model, device=device, show_progress=job.progress, **kwargs)
     written = []
     for t, snapshot in zip(job.thresholds, result.snapshots):

@@ -13,7 +13,8 @@
                                                      from the generator (view 0 first), and the views are
                                                      concatenated: (V * M, 3, h, w), view v of image m at v*M + m
     3. forward = model(x)                            the objective's layers captured by ``LayerCapture``; one
-                                                     forward pass for all views
+                                                     forward pass for all views, ending at the last layer the
+                                                     objective reads (``CapturedNetwork``)
     4. value   = objective(acts)                     a 0-dim tensor to maximise (``objectives.py``); with V views,
                                                      the mean over v of objective(view v's acts) (see below)
     5. backward of -value into the parameters only   (the model's own .grad is never touched)
@@ -21,6 +22,12 @@
     6. optimizer.step()
     6b. optional: ``image_f.after_step`` (``dvt.model_pixel_image``: DVT's regularizers, then the clip to 0..255)
     7. record  image_f() as numpy after the steps named in ``thresholds``
+
+Phases 3 to 5 run as ``execution`` says (``dvtoolbox.device.Execution``, the engine both loops share): eagerly
+(the default), on a copy with batch norms folded, or (engine compiled) as one compiled graph giving the objective
+and its gradient to the model input, which the backward pass then carries through the transforms; in float32 or
+bf16 autocast. The objective's value stays on the device; the progress bar reads it every ``PROGRESS_EVERY``
+steps.
 
 One ``torch.Generator`` on the device, seeded with ``seed``, draws the initial parameters (``param_f`` runs inside
 ``param_defaults``) and then every transform's parameters: the same seed, model, device and arguments give the
@@ -37,6 +44,7 @@ must have the batch first (V * M rows).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 from dataclasses import dataclass
@@ -47,11 +55,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.adapter import as_model
-from dvtoolbox.models.capture import LayerCapture, named_layers
+from dvtoolbox.models.capture import named_layers
 from dvtoolbox.models.layouts import model_layouts
 from dvtoolbox.models.pixel_space import InputContract, to_model_input
+from dvtoolbox.models.program import CapturedNetwork, Program, autocast
 from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
 from dvtoolbox.optvis.dvt import LRSchedule
 from dvtoolbox.optvis.param.images import get_image
@@ -62,6 +72,9 @@ from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, standard
 from dvtoolbox.regularizers.settings import Regularizers
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 25  # steps between progress-bar updates (each reads the objective back to the host)
+EAGER = Execution("eager")
 
 
 def check_thresholds(thresholds) -> List[int]:
@@ -208,7 +221,8 @@ class FeatureViz:
                   transforms: Optional[Sequence[Callable]] = None, seed: int = 0,
                   device: Union[str, torch.device, None] = None,
                   pre_transform: Optional[Callable] = None, regularizers: Optional[Regularizers] = None,
-                  lr_schedule: Optional[LRSchedule] = None, views: int = 1) -> List[np.ndarray]:
+                  lr_schedule: Optional[LRSchedule] = None, views: int = 1,
+                  execution: Execution = EAGER) -> List[np.ndarray]:
         """Optimize and return ``[images after step t for t in thresholds]``, each (N, H, W, C) float32 numpy in
         [0, 1] (C = 3, or 4 with alpha).
 
@@ -226,19 +240,25 @@ class FeatureViz:
         policy (``dvt.LRSchedule``) that sets the optimizer's lr before each step (phase 5b).
         views: transformed copies of the image per step, one forward pass for all (phases 2 to 4; the module
         docstring has the rule); each step costs about ``views`` times as much. 1 is lucid's loop.
+        execution: how the network part of a step runs (``dvtoolbox.device.Execution``; default eager, true
+        float32): engine folded runs a copy with batch norms folded into convolutions, compiled traces the forward
+        pass, the objective and their gradient to the model input (and to ``"input"``) into one compiled graph and
+        backpropagates that gradient through the transforms; precision bf16 autocasts forward and backward.
+        Engine graphs is the DVT loop's only (a UsageError here).
         """
         run = self._setup(param_f, check_thresholds(thresholds), lr, optimizer, transforms, seed, device, regularizers,
-                          lr_schedule, check_views(views), pre_transform)
+                          lr_schedule, check_views(views), pre_transform, execution)
         images, values = [], []
         was_training = self.model.training
         self.model.eval()
         try:
-            with LayerCapture(self.model, run.layer_names) as capture:
+            with contextlib.ExitStack() as hooks:
+                run.hooks = hooks
                 bar = tqdm(range(1, run.steps[-1] + 1), disable=not show_progress, desc=str(self.objective)[:40])
                 for step in bar:
-                    value = self._step(run, capture, step)                   # 1. to 6b.
+                    value = self._step(run, step)                            # 1. to 6b.
                     values.append(value.detach())
-                    if show_progress:
+                    if show_progress and (step % PROGRESS_EVERY == 0 or step == run.steps[-1]):
                         bar.set_postfix(objective=f"{value.item():.4g}")
                     if step in run.steps:                                    # 7. record
                         images.append(self._snapshot(run))
@@ -251,7 +271,7 @@ class FeatureViz:
         return images
 
     def _setup(self, param_f, steps, lr, optimizer, transforms, seed, device, regularizers, lr_schedule, views,
-               pre_transform) -> "_Run":
+               pre_transform, execution) -> "_Run":
         """The device, the seeded generator, the parameters (drawn from it), the optimizer, the transforms and the
         layers to capture, for ``visualize``'s arguments."""
         device = _model_device(self.model) if device is None else torch.device(device)
@@ -265,31 +285,60 @@ class FeatureViz:
             else:
                 params, image_f = param_f()
         params = list(params)
-        names = sorted(self.objective.layers - {INPUT}) if self.objective.layers is not None else \
-            list(named_layers(self.model))
-        return _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
-                    optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
-                    transform=compose(standard_transforms() if transforms is None else transforms),
-                    pre_transform=pre_transform, regularizers=regularizers,
-                    after_step=_after_step_hook(image_f, regularizers), lr_schedule=lr_schedule,
-                    layer_names=names)
+        if execution.engine == "graphs":
+            raise UsageError("engine graphs replays the DVT loop's iterations (optimize_image.py); visualize's "
+                             "steps draw random transforms: use engine compiled", "engine")
+        execution = execution.on(device)
+        reads = self.objective.layers
+        names = sorted(reads - {INPUT}) if reads is not None else list(named_layers(self.model))
+        network = CapturedNetwork(self.model, names, stop_when_complete=reads is not None, fold=execution.fold,
+                                  memory_format=execution.memory_format(device))
+        run = _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
+                   optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
+                   transform=compose(standard_transforms() if transforms is None else transforms),
+                   pre_transform=pre_transform, regularizers=regularizers,
+                   after_step=_after_step_hook(image_f, regularizers), lr_schedule=lr_schedule,
+                   layer_names=names, network=network, execution=execution, device=device,
+                   reads_input=reads is None or INPUT in reads)
+        if execution.compiled:
+            run.program = Program(lambda *t: self._value_and_gradients(run, *t), device, compiled=True,
+                                  autocast_dtype=execution.autocast_dtype, name=f"objective {self.objective}")
+        return run
 
-    def _step(self, run: "_Run", capture: LayerCapture, step: int) -> torch.Tensor:
+    def _step(self, run: "_Run", step: int) -> torch.Tensor:
         """Phases 1 to 6b of one step (see the module docstring); returns the objective's value (0-dim)."""
         run.optimizer.zero_grad(set_to_none=True)
         image = run.image_f()                                                # 1. image
         scene = image if run.pre_transform is None else run.pre_transform(image, run.generator)  # 1b.
         x = self.views_input(scene, run.transform, run.generator, run.views)  # 2. transforms, pixel space
-        capture.outputs.clear()
-        self.model(x)                                                        # 3. forward
-        value = self.evaluate(capture.outputs, image, run.views, scene.shape[0], self.contract.labels)  # 4.
-        torch.autograd.backward(-value, inputs=run.params)                   # 5. backward
+        run.m = scene.shape[0]
+        if run.hooks is not None and step == 1:                              #    hooks set once for the loop
+            run.hooks.enter_context(run.network.hooked(x))
+        if run.program is None:
+            with autocast(run.device, run.execution.autocast_dtype):
+                outputs = run.network.forward(x)                             # 3. forward (to the last layer read)
+                value = self.evaluate(outputs, image, run.views, run.m, self.contract.labels)  # 4.
+            torch.autograd.backward(-value, inputs=run.params)               # 5. backward
+        else:                                                                # 3.-5. one compiled graph to x, then
+            inputs = (x, image) if run.reads_input else (x,)                 #    backward through the transforms
+            value, *grads = run.program(*(t.detach() for t in inputs))
+            torch.autograd.backward(inputs, [-g for g in grads], inputs=run.params)
         if run.lr_schedule is not None:                                      # 5b. DVT lr policy
             _set_lr(run.optimizer, run.lr_schedule(_ascent_gradients(run.params), value))
         run.optimizer.step()                                                 # 6. step
         if run.after_step is not None:                                       # 6b. DVT regularizers, clip
             run.after_step(step - 1, run.regularizers)
         return value
+
+    def _value_and_gradients(self, run: "_Run", x: torch.Tensor, image: Optional[torch.Tensor] = None):
+        """The compiled engine's step function: (value, d value / d x[, d value / d image])."""
+        x = x.detach().requires_grad_(True)
+        inputs = [x]
+        if image is not None:
+            image = image.detach().requires_grad_(True)
+            inputs.append(image)
+        value = self.evaluate(run.network.forward(x), image, run.views, run.m, self.contract.labels)
+        return (value.detach(),) + tuple(torch.autograd.grad(value, inputs))
 
     @staticmethod
     def _snapshot(run: "_Run") -> np.ndarray:
@@ -314,3 +363,10 @@ class _Run:
     after_step: Optional[Callable]
     lr_schedule: Optional[LRSchedule]
     layer_names: List[str]
+    network: CapturedNetwork
+    execution: Execution
+    device: torch.device
+    reads_input: bool
+    program: Optional[Program] = None
+    hooks: Optional[contextlib.ExitStack] = None
+    m: int = 0

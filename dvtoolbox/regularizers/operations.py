@@ -66,10 +66,19 @@ def reflect_indices(size: int, radius: int) -> torch.Tensor:
     return torch.where(pos < size, pos, 2 * size - 1 - pos)
 
 
-@functools.lru_cache(maxsize=64)
+_REFLECT_INDICES = {}  # (size, radius, device) -> the indices there: made once, so a CUDA graph can replay them
+
+
 def _reflect_indices_on(size: int, radius: int, device: torch.device) -> torch.Tensor:
-    """``reflect_indices`` on ``device`` (cached per (size, radius, device))."""
-    return reflect_indices(size, radius).to(device)
+    """``reflect_indices`` on ``device``, cached per (size, radius, device). Only plain tensors are cached: the
+    fake tensors of a trace (``make_fx``, ``torch.compile``) are not kept for later eager calls."""
+    key = (size, radius, torch.device(device))
+    indices = _REFLECT_INDICES.get(key)
+    if indices is None:
+        indices = reflect_indices(size, radius).to(device)
+        if type(indices) is torch.Tensor and len(_REFLECT_INDICES) < 64:
+            _REFLECT_INDICES[key] = indices
+    return indices
 
 
 def _correlate_along(x: torch.Tensor, weights: Tuple[float, ...], dim: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb
@@ -132,6 +133,37 @@ def test_tf_same_padding_puts_the_odd_pixel_bottom_right():
         conv.weight.fill_(1.0)
         out = conv(torch.ones(1, 1, 4, 4))
     assert out[0, 0].tolist() == [[9.0, 6.0], [6.0, 4.0]]
+
+
+def _same_padding_pair(shape, kernel, groups, memory_format):
+    """(Conv2dSame's output and input gradient, F.pad + convolution's), stride 1, seeded weights and input."""
+    gen = torch.Generator().manual_seed(0)
+    conv = Conv2dSame(shape[1], shape[1], kernel, 1, groups=groups, bias=True).to(memory_format=memory_format)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen))
+    x = (torch.randn(shape, generator=gen) * 3).contiguous(memory_format=memory_format).requires_grad_(True)
+    g = torch.randn(shape, generator=gen)
+    out = conv(x)
+    ref = F.conv2d(F.pad(x, (kernel // 2,) * 4), conv.weight, conv.bias, 1, 0, 1, groups)
+    return (out, torch.autograd.grad(out, x, g)[0]), (ref, torch.autograd.grad(ref, x, g)[0])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape, kernel", [((1, 32, 112, 112), 3), ((3, 240, 28, 28), 5), ((1, 1152, 7, 7), 5)])
+def test_symmetric_same_padding_inside_the_convolution_gives_the_padded_copys_bits(shape, kernel, memory_format):
+    """Stride 1, odd kernel, depthwise (EfficientNet's): the convolution's own zero padding gives the forward and
+    input gradient of the explicit F.pad + convolution bit for bit (the CPU's kernels)."""
+    (out, grad), (ref, ref_grad) = _same_padding_pair(shape, kernel, shape[1], memory_format)
+    assert torch.equal(out, ref) and torch.equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_symmetric_same_padding_of_a_dense_convolution_to_float32_rounding(memory_format):
+    """A dense convolution (InceptionV1's) may sum in another order: the same numbers to float32 rounding."""
+    (out, grad), (ref, ref_grad) = _same_padding_pair((2, 6, 15, 9), 3, 1, memory_format)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-5)
 
 
 def test_tf_same_padding_on_odd_size(model):

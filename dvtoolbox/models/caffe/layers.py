@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dvtoolbox.models.program import is_tracing
+
 Shape = Tuple[int, ...]
 
 
@@ -92,15 +94,18 @@ class CaffePooling(nn.Module):
     def _area_over_divisor(self, h: int, w: int, device, dtype) -> torch.Tensor:
         """(out_h, out_w): kernel area / Caffe's divisor (the window clipped to the padded input) per output."""
         key = (h, w, device, dtype)
-        if key not in self._divisors:
-            sizes = []
-            for size, k, s, p, o in zip((h, w), self.kernel, self.stride, self.pad, self.out_size(h, w)):
-                start = np.arange(o) * s - p
-                sizes.append(np.minimum(start + k, size + p) - start)
-            div = np.outer(sizes[0], sizes[1]).astype(np.float64)
-            area = self.kernel[0] * self.kernel[1]
-            self._divisors[key] = torch.as_tensor(area / div, device=device, dtype=dtype)
-        return self._divisors[key]
+        if key in self._divisors:
+            return self._divisors[key]
+        sizes = []
+        for size, k, s, p, o in zip((h, w), self.kernel, self.stride, self.pad, self.out_size(h, w)):
+            start = np.arange(o) * s - p
+            sizes.append(np.minimum(start + k, size + p) - start)
+        div = np.outer(sizes[0], sizes[1]).astype(np.float64)
+        area = self.kernel[0] * self.kernel[1]
+        divisor = torch.as_tensor(area / div, device=device, dtype=dtype)
+        if type(divisor) is torch.Tensor:  # a trace's fake tensor is not kept for later calls
+            self._divisors[key] = divisor
+        return divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.global_pooling:
@@ -315,7 +320,7 @@ class CaffeInnerProduct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() > self.axis + 1:
             x = x.flatten(self.axis)
-        if x.dim() == 2 and x.device.type == "cpu":
+        if x.dim() == 2 and x.device.type == "cpu" and not is_tracing():  # a traced graph holds no data-dependent path
             return _SparseLinear.apply(x, self.weight, self.bias, self.weight_t())
         return F.linear(x, self.weight, self.bias)
 
