@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import yaml
 
@@ -49,6 +50,10 @@ from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
 from dvtoolbox.optvis.render import FeatureViz, check_thresholds
 from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, preset_transforms
+from dvtoolbox.io.images import load_image_rgb, resize_center_crop  # issue 15
+from dvtoolbox.optvis.accentuate import (DEFAULT_COEF, StartPair, accentuation_objective, default_layer,  # issue 15
+                                         start_image_param)
+from dvtoolbox.optvis.param.maco import maco_image  # issue 15
 
 PROG = "visualize.py"
 REGULARIZER_FLAGS = ("decay", "blur_radius", "blur_every", "small_val_percentile", "small_norm_percentile",
@@ -82,7 +87,22 @@ def get_parser() -> argparse.ArgumentParser:
     image.add_argument("--param", default="fft", choices=tuple(PARAMS),
                        help="Parameterisation: fft (Fourier, lucid's default), pixel (one value per pixel, through "
                             "a sigmoid), lowres (bilinearly upsampled from 1/--lowres-factor), dvt (the image in "
-                            "the model's pixel space, as DVT; needed by the DVT regularizers).")
+                            "the model's pixel space, as DVT; needed by the DVT regularizers), maco (MACO: only the "
+                            "Fourier phase is optimised, the amplitude is fixed to natural images'; also writes "
+                            "PREFIX_step<T>_<n>_transparency.png, MACO's attribution map).")
+    # issue 15: feature accentuation
+    image.add_argument("--start-image", default=None, metavar="PHOTO[,PHOTO...]",
+                       help="Feature accentuation: start from these photographs (one image each; resized to 256 "
+                            "and centre-cropped to --size), push the objective and stay close to the photograph in "
+                            "--accent-layer's features (doc/optvis.md). Needs --param fft. Also writes "
+                            "PREFIX_start_<n>.png. (default: a random start)")
+    image.add_argument("--accent-layer", default=None,
+                       help="Layer whose features keep the image close to --start-image. (default: the "
+                            "objective's layer)")
+    image.add_argument("--accent-coef", type=float, default=None,
+                       help="Weight of the feature distance to --start-image (relative squared L2), >= 0. "
+                            "(default: 1)")
+    # end issue 15
     image.add_argument("--no-decorrelate", action="store_true",
                        help="Do not use the decorrelated colour space (fft, pixel, lowres).")
     image.add_argument("--decay-power", type=float, default=1.0,
@@ -234,6 +254,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--decay-power must be >= 0 and finite, got {args.decay_power}")
     if args.decay_power != 1.0 and args.param != "fft":
         raise UsageError(f"--decay-power shapes the Fourier spectrum: it needs --param fft, got --param {args.param}")
+    check_maco_accent_args(args)
     if not args.lr > 0:
         raise UsageError(f"--lr must be > 0, got {args.lr}")
     if args.seed < 0:
@@ -243,6 +264,33 @@ def check_args(args: argparse.Namespace) -> None:
     if not args.output_prefix or os.sep in args.output_prefix:
         raise UsageError(f"--output-prefix must be a file name prefix without {os.sep!r}, got {args.output_prefix!r}")
     check_alpha_args(args)
+
+
+def check_maco_accent_args(args: argparse.Namespace) -> None:
+    """(issue 15) --param maco and --start-image rules that need no model."""
+    if args.param == "maco" and args.no_decorrelate:
+        raise UsageError("--param maco makes images in the decorrelated colour space of its spectrum: drop "
+                         "--no-decorrelate")
+    if args.start_image is None:
+        for flag, value in (("--accent-layer", args.accent_layer), ("--accent-coef", args.accent_coef)):
+            if value is not None:
+                raise UsageError(f"{flag} needs --start-image")
+        return
+    if args.param != "fft" or args.no_decorrelate or args.alpha:
+        raise UsageError("--start-image starts a Fourier image with decorrelated colour from the photograph: it needs "
+                         "--param fft, without --no-decorrelate or --alpha")
+    paths = start_image_paths(args)
+    if args.batch not in (1, len(paths)):
+        raise UsageError(f"--start-image gives {len(paths)} images: --batch must be 1 or {len(paths)}, got {args.batch}")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"--start-image: no such file {missing[0]!r}")
+    if args.accent_coef is not None and not (0.0 <= args.accent_coef < float("inf")):
+        raise UsageError(f"--accent-coef must be >= 0 and finite, got {args.accent_coef}")
+
+
+def start_image_paths(args: argparse.Namespace) -> List[str]:
+    return [p for p in str(args.start_image).split(",") if p]
 
 
 def check_alpha_args(args: argparse.Namespace) -> None:
@@ -320,8 +368,24 @@ def _dvt(args, contract: InputContract, h: int, w: int) -> Callable:
     return lambda: model_pixel_image(contract, batch=args.batch, size=(h, w))
 
 
+class KeepImageF:
+    """A ``param_f`` that keeps the ``image_f`` it made (``.image_f``), for outputs read after the run (MACO's
+    transparency, the accentuation's start image)."""
+
+    def __init__(self, param_f: Callable):
+        self.param_f, self.image_f, self.start = param_f, None, None
+
+    def __call__(self):
+        params, self.image_f = self.param_f()
+        return params, self.image_f
+
+
+def _maco(args, contract: InputContract, h: int, w: int) -> Callable:
+    return KeepImageF(lambda: maco_image(w=w, h=h, batch=args.batch))
+
+
 PARAMS: Dict[str, Callable] = {"fft": _fft_or_pixel(True), "pixel": _fft_or_pixel(False), "lowres": _lowres,
-                               "dvt": _dvt}
+                               "dvt": _dvt, "maco": _maco}
 
 
 @dataclass
@@ -330,6 +394,7 @@ class RenderCall:
 
     param_f: Callable
     kwargs: Dict[str, object] = field(default_factory=dict)
+    objective: Optional[object] = None   # issue 15: optimised instead of --objective (feature accentuation)
 
 
 def image_size(args: argparse.Namespace, contract: InputContract):
@@ -351,7 +416,32 @@ def render_call(args: argparse.Namespace, model) -> RenderCall:
                   transforms=transforms_from_args(args), views=args.views,
                   optimizer=lambda params: optimizer(params, lr=args.lr),
                   regularizers=regularizers_from_args(args), lr_schedule=lr_schedule_from_args(args))
+    if args.start_image is not None:
+        return accent_call(args, model, kwargs, h, w)
     return RenderCall(PARAMS[args.param](args, contract, h, w), kwargs)
+
+
+def accent_call(args: argparse.Namespace, model, kwargs: Dict[str, object], h: int, w: int) -> RenderCall:
+    """(issue 15) --start-image: the start photographs' Fourier parameterisation, the ``StartPair``
+    pre-transform, and the objective wrapped with the feature distance (``dvtoolbox.optvis.accentuate``)."""
+    if h != w:
+        raise UsageError(f"--start-image makes square images and the size is {h}x{w}: give --size")
+    starts = np.stack([resize_center_crop(load_image_rgb(p), h, round(h * 256 / 224)) for p in start_image_paths(args)])
+    starts = starts.astype(np.float32) / 255.0
+    if args.batch > 1 and len(starts) == 1:
+        starts = np.repeat(starts, args.batch, axis=0)
+    keep = KeepImageF(lambda: start_image_param(torch.from_numpy(starts.transpose(0, 3, 1, 2)), args.decay_power))
+
+    def pre_transform(image, generator):
+        if keep.start is None:
+            keep.start = keep.image_f().detach()
+        return StartPair(keep.start)(image, generator)
+
+    objective = parse_objective(args.objective, model=model)
+    layer = args.accent_layer if args.accent_layer is not None else default_layer(objective, model)
+    coef = DEFAULT_COEF if args.accent_coef is None else args.accent_coef
+    kwargs["pre_transform"] = pre_transform
+    return RenderCall(keep, kwargs, accentuation_objective(objective, layer, coef, len(starts), model=model))
 
 
 def alpha_call(args: argparse.Namespace, model) -> Dict[str, object]:
@@ -397,6 +487,32 @@ def alpha_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> Dict[int
 def background_path(args: argparse.Namespace, thresholds: Sequence[int]) -> str:
     """--alpha with a background: OUTPUT_DIR/PREFIX_step<T>_0_background.png, T the last threshold."""
     return image_paths(args, thresholds)[thresholds[-1]][0][:-len(".png")] + "_background.png"
+
+
+def extra_paths(args: argparse.Namespace, thresholds: Sequence[int]) -> List[tuple]:
+    """(issue 15) (kind, path) of the extra files: MACO's transparency map per image at the last threshold
+    (OUTPUT_DIR/PREFIX_step<T>_<n>_transparency.png), the accentuation's start images (PREFIX_start_<n>.png)."""
+    last = image_paths(args, thresholds)[thresholds[-1]]
+    if args.param == "maco":
+        return [("transparency", p[:-len(".png")] + "_transparency.png") for p in last]
+    if args.start_image is not None:
+        return [("start", os.path.join(args.output_dir, f"{args.output_prefix}_start_{n}.png"))
+                for n in range(len(last))]
+    return []
+
+
+def write_extra(extra: List[tuple], param_f) -> List[str]:
+    """Write ``extra_paths``' files from the run's ``KeepImageF``; returns the paths written."""
+    if not extra:
+        return []
+    if extra[0][0] == "transparency":
+        maps = param_f.image_f.transparency_map()
+        images = [np.repeat(m[:, :, None], 3, axis=2) for m in maps]
+    else:
+        images = list(param_f.start.permute(0, 2, 3, 1).cpu().numpy())
+    for (_, path), image in zip(extra, images):
+        save_image(path, image)
+    return [path for _, path in extra]
 
 
 def side_paths(args: argparse.Namespace) -> List[str]:
@@ -463,11 +579,14 @@ def run(args: argparse.Namespace) -> List[str]:
     call = render_call(args, model)
     thresholds = call.kwargs["thresholds"]
     paths = image_paths(args, thresholds)
-    check_writable([p for group in paths.values() for p in group] + side_paths(args), args.brave)
+    extra = extra_paths(args, thresholds)
+    check_writable([p for group in paths.values() for p in group] + [p for _, p in extra] + side_paths(args),
+                   args.brave)
     warn_if_too_few_steps(args.recipe, thresholds[-1])
 
     configure_float32(device, args.tf32)
-    fv = FeatureViz(model, objective, resize_to_contract=not args.no_resize)
+    fv = FeatureViz(model, objective if call.objective is None else call.objective,
+                    resize_to_contract=not args.no_resize)
     start = time.perf_counter()
     images = fv.visualize(call.param_f, device=device, show_progress=not args.verbose, **call.kwargs)
     elapsed = time.perf_counter() - start
@@ -476,6 +595,7 @@ def run(args: argparse.Namespace) -> List[str]:
         for path, image in zip(paths[t], batch):
             save_image(path, image)
             written.append(path)
+    written += write_extra(extra, call.param_f)
     size = images[0].shape[1:3]
     info_path, config_path = side_paths(args)
     write_text_atomic(info_path, info_text(fv.objective, fv.history, thresholds, elapsed, device))

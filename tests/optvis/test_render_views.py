@@ -219,7 +219,7 @@ def test_strong_transforms_preset():
     np.testing.assert_allclose(chain[2].scales, np.linspace(0.75, 1.25, 11), rtol=0, atol=1e-12)
     assert chain[3].angles == list(range(-20, 21)) and chain[3].units == "degrees"
     assert repr(chain[4]) == "jitter(8)" and strong_transforms() is not strong_transforms()
-    assert sorted(TRANSFORM_PRESETS) == ["none", "standard", "strong"] and TRANSFORM_PRESETS["none"]() == []
+    assert sorted(TRANSFORM_PRESETS) == ["maco", "none", "standard", "strong"] and TRANSFORM_PRESETS["none"]() == []
     # 224 px: 224 + 32 - 16 = 240, scaled 0.75 .. 1.25 -> 180 .. 300, minus 8
     x = torch.zeros(1, 3, 224, 224)
     sizes = {tuple(compose(strong_transforms())(x, torch.Generator().manual_seed(s)).shape[-2:]) for s in range(40)}
