@@ -14,12 +14,11 @@ Variants (``--variants``):
   with decorrelated colour, lucent's standard transforms, Adam 0.05, the transformed image upsampled to 224 with
   ``align_corners=True`` when it is smaller);
 - ``lucent224``: the same with ``param_f=lambda: param.image(224, batch=K)``;
-- ``lucid``: ``FeatureViz.visualize``'s lucid recipe as it is now (``--recipe lucid``);
-- ``lucid_resize``: the lucid recipe before issue 15 (a 224-pixel image, the transformed image resized back to 224);
-- ``lucid_own_size``: a 224-pixel image fed to the model at the transformed size, no resize;
-- ``lucid_lucent_transforms``: a 224-pixel image with ``lucent_transforms()`` (lucent's chain re-implemented on the
-  generator: translate with black fill, scale with black border, rotate), fed at its own size;
-- ``lucid128``: a 128-pixel image, lucid's transforms, upsampled to 224 (lucent's default size).
+- ``lucid``: ``FeatureViz.visualize``'s lucid recipe as it is now (``--recipe lucid``: the transformed image
+  centre-cropped or grey-padded to 224, ``fit="crop"``);
+- ``lucid_resize``: the lucid recipe before issue 15 (the transformed image resized back to 224, ``fit="resize"``);
+- ``lucid_own_size``: the transformed image fed to the model at its own size (``resize_to_contract=False``);
+- ``lucid128``: a 128-pixel image, lucid's transforms, resized to 224 (lucent's default size).
 
 Writes ``--out``/``table.md``, ``results.json``, ``contact_sheet.png``; existing outputs need ``--brave``.
 
@@ -52,7 +51,7 @@ from dvtoolbox.errors import UsageError  # noqa: E402
 log = logging.getLogger("lucent_compare")
 
 LUCENT_VARIANTS = ("lucent", "lucent224")
-OURS_VARIANTS = ("lucid", "lucid_resize", "lucid_own_size", "lucid_lucent_transforms", "lucid128")
+OURS_VARIANTS = ("lucid", "lucid_resize", "lucid_own_size", "lucid128")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -77,8 +76,9 @@ class FromImageNetNormalised(nn.Module):
         return self.net(255.0 * x01[:, self.order] - self.model_mean)
 
 
-def render_lucent(variant: str, classes: List[int], steps: int, seed: int) -> np.ndarray:
-    """In the peer environment: lucent's render_vis on the wrapped EfficientNet-Lite0, (K, S, S, 3) in [0, 1]."""
+def render_lucent(variant: str, classes: List[int], steps: int, seed: int, layer: str = "fc8") -> np.ndarray:
+    """In the peer environment: lucent's render_vis on the wrapped EfficientNet-Lite0, (K, S, S, 3) in [0, 1].
+    Image i pushes unit ``classes[i]`` of ``layer`` (lucent's ``channel``: the mean of that channel)."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -89,7 +89,8 @@ def render_lucent(variant: str, classes: List[int], steps: int, seed: int) -> np
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = FromImageNetNormalised(create_model("efficientnet_lite0")).eval()
-    objective = sum(objectives.channel("net_fc8", int(c), batch=i) for i, c in enumerate(classes))
+    hook_name = "net_" + layer.replace(".", "_")   # lucent joins module names with "_"
+    objective = sum(objectives.channel(hook_name, int(c), batch=i) for i, c in enumerate(classes))
     kwargs = {}
     if variant == "lucent224":
         kwargs["param_f"] = lambda: param.image(224, batch=len(classes))
@@ -106,16 +107,13 @@ def render_ours(variant: str, model, classes: List[int], steps: int, device, see
     from transfer_eval import class_objective
 
     k = len(classes)
-    size, resize, transforms = 224, True, None
-    if variant == "lucid_resize":
-        resize = True
-    elif variant == "lucid_own_size":
-        resize = False
-    elif variant == "lucid128":
+    size, resize, fit = 224, variant != "lucid_own_size", "crop"
+    if variant in ("lucid_resize", "lucid128"):
+        fit = "resize"
+    if variant == "lucid128":
         size = 128
-    fv = FeatureViz(model, class_objective(classes, "logit"), resize_to_contract=resize)
-    kwargs = {} if variant == "lucid" else {"transforms": transforms if transforms is not None
-                                            else standard_transforms()}
+    fv = FeatureViz(model, class_objective(classes, "logit"), resize_to_contract=resize, fit=fit)
+    kwargs = {} if variant == "lucid" else {"transforms": standard_transforms()}
     images = fv.visualize(lambda: get_image(size, batch=k), thresholds=[steps], seed=seed, device=device, **kwargs)
     return images[-1]
 
@@ -139,18 +137,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--peer", default=None, help=argparse.SUPPRESS)       # internal: render one lucent variant
     ap.add_argument("--peer-out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peer-classes", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--peer-layer", default="fc8", help=argparse.SUPPRESS)
     return ap
 
 
-def run_peer(args, variant: str, classes: List[int]) -> np.ndarray:
-    """Render ``variant`` in the lucent environment; returns its images."""
+def run_peer(args, variant: str, classes: List[int], layer: str = "fc8") -> np.ndarray:
+    """Render ``variant`` in the lucent environment (image i pushes unit ``classes[i]`` of ``layer``); returns its
+    images."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "images.npy")
         cmd = [args.lucent_python, os.path.abspath(__file__), "--peer", variant, "--peer-out", out,
-               "--peer-classes", ",".join(map(str, classes)), "--steps", str(args.steps), "--seed", str(args.seed),
-               "--threads", str(args.threads)]
+               "--peer-classes", ",".join(map(str, classes)), "--peer-layer", layer, "--steps", str(args.steps),
+               "--seed", str(args.seed), "--threads", str(args.threads)]
         subprocess.run(cmd, check=True)
         return np.load(out)
+
+
+def run_peer_units(args, target: str, units: List[int], layer: str) -> np.ndarray:
+    """``recipes_eval.py``'s lucent row: lucent's defaults (``lucent``) on class logits or on ``layer``'s channels."""
+    return run_peer(args, "lucent", units, "fc8" if target == "classes" else layer)
 
 
 def main(argv=None) -> int:
@@ -158,7 +163,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.peer is not None:
         classes = [int(c) for c in args.peer_classes.split(",")]
-        np.save(args.peer_out, render_lucent(args.peer, classes, args.steps, args.seed))
+        np.save(args.peer_out, render_lucent(args.peer, classes, args.steps, args.seed, args.peer_layer))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from dvtoolbox.io.atomic import write_text_atomic
@@ -196,6 +201,7 @@ def main(argv=None) -> int:
         summary = summarise([r for rs in per.values() for r in rs])
         results["variants"][variant] = {"seconds": seconds, "scores": per, "summary": summary,
                                         "size": list(images.shape[1:3])}
+        np.save(os.path.join(args.out, f"images_{variant}.npy"), images.astype(np.float32))
         line = (f"| {variant} | {images.shape[1]} | {100 * summary['top1']:.0f}% | {100 * summary['top5']:.0f}% | "
                 f"{summary['p']:.3f} | {seconds / len(classes):.1f} |")
         log.info(line)

@@ -6,8 +6,9 @@
        scene   = pre_transform(image, generator)     optional (default: the image itself), e.g. RGBA composited
                                                      over optimised backgrounds (``alpha.py``)
     2. x       = transforms(scene, generator)        random augmentations (``transforms.py``); RGBA is composited
-                                                     over a random background; resized to the model's input size
-                                                     when it differs; then ``to_model_input`` (0..255, model
+                                                     over a random background; fitted to the model's input size
+                                                     when it differs (``fit``: centre crop / grey pad by
+                                                     default); then ``to_model_input`` (0..255, model
                                                      channel order, minus the model mean). With ``views`` = V > 1
                                                      this is done V times, each view drawing its own parameters
                                                      from the generator (view 0 first), and the views are
@@ -56,9 +57,10 @@ from dvtoolbox.optvis.param.images import get_image
 from dvtoolbox.optvis.param.rng import param_defaults
 from dvtoolbox.optvis.param.spatial import resize_bilinear
 from dvtoolbox.optvis.show import show_images
-from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, standard_transforms
+from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, crop_or_pad, standard_transforms
 
 log = logging.getLogger(__name__)
+FIT_MODES = ("crop", "resize")  # issue 15: how a transformed image is brought to the model's input size
 
 
 def check_thresholds(thresholds) -> List[int]:
@@ -139,12 +141,16 @@ class FeatureViz:
     model name (``create_model``). objective: ``"layer:channel"``, ``"layer:channel:y:x"``, an ``Objective`` or a
     callable ``acts -> 0-dim tensor`` to maximise; its layers are checked against the model now. contract: the
     model's ``InputContract`` (default ``model.input_contract``). resize_to_contract: resize the transformed image
-    to the contract's size before the forward pass (bilinear) when it differs (needed for models with fixed-size
-    layers; lucent upsamples small images the same way).
+    to the contract's size before the forward pass when it differs (needed for models with fixed-size layers); False
+    feeds the transformed image at its own size (lucid's way, for models that take any size). fit: how it is
+    brought to the contract's size (issue 15): "crop" (default: centre crop, or pad with grey 0.5, to the size, so
+    the content keeps the scale the transforms gave it, as lucid feeds it) or "resize" (bilinear; the behaviour
+    before issue 15, which undoes ``random_scale``: every transformed image reached the model at about 0.93 of
+    the image's scale, and lucid's recipe transferred worse than lucent's, doc/optvis.md).
     """
 
     def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
-                 resize_to_contract: bool = True):
+                 resize_to_contract: bool = True, fit: str = "crop"):
         if isinstance(model, str):
             from dvtoolbox.models.registry import create_model
 
@@ -156,6 +162,9 @@ class FeatureViz:
                              "(dvtoolbox.models.contract)")
         self.objective: Objective = create_objective(objective, model=model)
         self.resize_to_contract = resize_to_contract
+        if fit not in FIT_MODES:
+            raise UsageError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}")
+        self.fit = fit
         self.history: List[float] = []  # the objective at each step of the last visualize()
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -165,7 +174,7 @@ class FeatureViz:
         if t.shape[1] == 4:
             t = collapse_alpha_random()(t, generator)
         if self.resize_to_contract and tuple(t.shape[-2:]) != tuple(self.contract.size):
-            t = resize_bilinear(t, self.contract.size)
+            t = resize_bilinear(t, self.contract.size) if self.fit == "resize" else crop_or_pad(t, self.contract.size)
         return to_model_input(t, self.contract)
 
     def views_input(self, scene: torch.Tensor, transform: Callable, generator: torch.Generator,

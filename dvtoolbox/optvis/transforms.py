@@ -311,6 +311,20 @@ def preset_transforms(name: str):
     return None if name == "standard" else TRANSFORM_PRESETS[name]()
 
 
+def crop_or_pad(x: torch.Tensor, size: Sequence[int], value: float = 0.5) -> torch.Tensor:
+    """(issue 15) (N, C, H, W) -> (N, C, h, w): per axis, the centre h (w) rows (columns) when larger (the extra
+    row or column of an odd difference comes off the bottom / right), else padded with ``value`` (the extra one
+    bottom / right). The model then sees the content at the scale the transforms gave it."""
+    h, w = int(size[0]), int(size[1])
+    H, W = x.shape[-2:]
+    top, left = max(0, (H - h) // 2), max(0, (W - w) // 2)
+    x = x[..., top:top + min(H, h), left:left + min(W, w)]
+    ph, pw = max(0, h - H), max(0, w - W)
+    if ph or pw:
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode="constant", value=float(value))
+    return x
+
+
 # ---------------------------------------------------------------------------------------------------- MACO's crops
 # (issue 15) Random square boxes resized to a fixed size, and pixel noise: the transforms of MACO (Fel et al. 2023)
 # and feature accentuation (Hamblin et al. 2024), ``maco_transforms()``.

@@ -31,7 +31,7 @@ too) and the DC term carries the photographs' mean colour with its sign.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
