@@ -145,9 +145,11 @@ def get_parser() -> argparse.ArgumentParser:
 
     opt = parser.add_argument_group("Optimisation")
     opt.add_argument("--recipe", default=None, choices=tuple(RECIPES),
-                     help="Defaults for --views, --transforms, --decay-power and --lr (given flags still win): "
-                          "lucid (1, standard, 1, 0.05: the built-in defaults) or class (4, strong, 2, 0.0015: for "
-                          "class logits, at least 384 steps; doc/models.md).")
+                     help="Defaults for --views, --transforms, --decay-power, --lr and --param (given flags still "
+                          "win): lucid (1, standard, 1, 0.05, fft: the built-in defaults), class (4, strong, 2, "
+                          "0.0015, fft: for class logits, at least 384 steps; doc/models.md), maco (4, maco, -, 0.2, "
+                          "maco: MACO), accent (4, maco, 1, 0.02, fft: feature accentuation, needs --start-image); "
+                          "which to use for what: doc/optvis.md#recipes-per-use.")
     opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
     opt.add_argument("--thresholds", default=None,
                      help="Comma-separated steps after which images are written, e.g. 128,256,512 (overrides "
@@ -272,6 +274,8 @@ def check_maco_accent_args(args: argparse.Namespace) -> None:
         raise UsageError("--param maco makes images in the decorrelated colour space of its spectrum: drop "
                          "--no-decorrelate")
     if args.start_image is None:
+        if args.recipe == "accent":
+            raise UsageError("--recipe accent accentuates a photograph: give --start-image")
         for flag, value in (("--accent-layer", args.accent_layer), ("--accent-coef", args.accent_coef)):
             if value is not None:
                 raise UsageError(f"{flag} needs --start-image")

@@ -24,13 +24,15 @@ from dvtoolbox.optvis.transforms import preset_transforms
 class Recipe:
     """views: transformed copies per step (objective averaged); transforms: a ``TRANSFORM_PRESETS`` name;
     decay_power: ``get_image``'s spectrum decay; lr: Adam's learning rate; min_steps: the fewest steps it was
-    measured to need."""
+    measured to need; param: the parameterisation (``visualize.py --param``: "fft", or "maco" for
+    ``param.maco.maco_image``; the accentuation recipe's Fourier image starts from ``--start-image``)."""
 
     views: int
     transforms: str
     decay_power: float
     lr: float
     min_steps: int
+    param: str = "fft"
 
     def transform_list(self) -> Optional[List]:
         """The transforms for ``visualize(transforms=...)``: None (lucid's standard chain) or the preset's list."""
@@ -46,4 +48,7 @@ class Recipe:
 RECIPES: Dict[str, Recipe] = {
     "lucid": Recipe(views=1, transforms="standard", decay_power=1.0, lr=0.05, min_steps=128),
     "class": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015, min_steps=384),
+    # issue 15 (doc/optvis.md#recipes-per-use): MACO, feature accentuation (needs --start-image)
+    "maco": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.2, min_steps=128, param="maco"),
+    "accent": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.02, min_steps=128),
 }

@@ -117,6 +117,7 @@ def test_cli_start_image_writes_the_librarys_image(tmp_path):
     (["--accent-layer", "conv1"], "needs --start-image"),
     (["--start-image", PHOTO, "--accent-layer", "conv9"], "conv9"),
     (["--param", "maco", "--no-decorrelate"], "--no-decorrelate"),
+    (["--recipe", "accent"], "give --start-image"),
 ])
 def test_cli_errors(tmp_path, capsys, argv, message):
     assert run_cli("--output-dir", str(tmp_path / "out"), *argv) == 2

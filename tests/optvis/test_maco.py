@@ -225,3 +225,28 @@ def test_crop_and_noise_errors():
         pixel_noise(-1)
     with pytest.raises(ValueError, match="side"):
         crop_resize(torch.zeros(1, 3, 4, 4), 0.5, 0.5, 0.0, (4, 4))
+
+
+# ------------------------------------------------------------------------------------------------ recipe, CLI
+def test_cli_recipe_maco_is_the_library_recipe(tmp_path):
+    from dvtoolbox.cli.visualize import main
+    from dvtoolbox.io.images import load_image_rgb, to_uint8
+    from dvtoolbox.models.registry import create_model
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    assert main(["--model", "tiny_test", "--objective", "fc8:2", "--thresholds", "2,3", "--recipe", "maco",
+                 "--output-dir", str(tmp_path), "-v"]) == 0
+    r = RECIPES["maco"]
+    assert (r.param, r.transforms, r.views) == ("maco", "maco", 4)
+    holder = {}
+
+    def param_f():
+        params, holder["f"] = maco_image(8)
+        return params, holder["f"]
+
+    (image,) = FeatureViz(create_model("tiny_test"), "fc8:2").visualize(param_f, thresholds=[3], lr=r.lr,
+                                                                        transforms=r.transform_list(), views=r.views)
+    assert np.array_equal(load_image_rgb(str(tmp_path / "viz_step3_0.png")), to_uint8(image[0]))
+    transparency = load_image_rgb(str(tmp_path / "viz_step3_0_transparency.png"))[:, :, 0]
+    assert np.array_equal(transparency, to_uint8(holder["f"].transparency_map()[0]))
+    assert not (tmp_path / "viz_step2_0_transparency.png").exists()
