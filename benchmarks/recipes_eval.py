@@ -38,6 +38,7 @@ from dvtoolbox.errors import UsageError  # noqa: E402
 
 log = logging.getLogger("recipes_eval")
 RECIPE_NAMES = ("lucid_before", "lucid", "lucent", "class", "maco", "accent")
+ACCENT_CLASS_LAYER = "_blocks.12"   # where the accentuation of a class logit measures its distance to the photograph
 
 
 def start_photo(path: str, size: int) -> np.ndarray:
@@ -48,8 +49,7 @@ def start_photo(path: str, size: int) -> np.ndarray:
     if path == "grace_hopper":
         import matplotlib.cbook
 
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False) as p:
-            path = p if isinstance(p, str) else str(p)
+        path = str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     return resize_center_crop(load_image_rgb(path), size, round(size * 256 / 224)).astype(np.float32) / 255.0
 
 
@@ -65,21 +65,21 @@ def batch_objective(target: str, units: List[int], layer: str):
 
 def render(name: str, model, objective, k: int, steps: int, seed: int, args) -> np.ndarray:
     from dvtoolbox.optvis import FeatureViz, get_image
-    from dvtoolbox.optvis.accentuate import accentuate
+    from dvtoolbox.optvis.accentuate import DEFAULT_COEF, accentuate
     from dvtoolbox.optvis.param.maco import maco_image
     from dvtoolbox.optvis.recipes import RECIPES
     from dvtoolbox.optvis.transforms import standard_transforms
 
     size = model.input_contract.size[0]
     if name == "lucid_before":
-        fv = FeatureViz(model, objective, resize_to_contract=True)
+        fv = FeatureViz(model, objective, fit="resize")
         return fv.visualize(lambda: get_image(size, batch=k), thresholds=[steps], seed=seed,
-                            transforms=standard_transforms(), fit="resize")[-1]
+                            transforms=standard_transforms())[-1]
     if name == "accent":
         recipe = RECIPES["accent"]
         photo = start_photo(args.start_photo, size)
-        layer = args.accent_layer or recipe.accent_layer(objective)
-        result = accentuate(model, objective, np.repeat(photo[None], k, axis=0), layer=layer, coef=recipe.accent_coef,
+        layer = args.accent_layer or (ACCENT_CLASS_LAYER if args.target == "classes" else args.layer)
+        result = accentuate(model, objective, np.repeat(photo[None], k, axis=0), layer=layer, coef=DEFAULT_COEF if args.accent_coef is None else args.accent_coef,
                             thresholds=[steps], lr=recipe.lr, transforms=recipe.transform_list(), views=recipe.views,
                             seed=seed, decay_power=recipe.decay_power)
         return result.images[-1]
@@ -91,6 +91,13 @@ def render(name: str, model, objective, k: int, steps: int, seed: int, args) -> 
         param_f = lambda: get_image(size, batch=k, decay_power=recipe.decay_power)  # noqa: E731
     return fv.visualize(param_f, thresholds=[steps], seed=seed, lr=recipe.lr, transforms=recipe.transform_list(),
                         views=recipe.views)[-1]
+
+
+def steps_for(name: str, steps: int) -> int:
+    """--steps, or the recipe's measured minimum when larger (the class recipe: 384)."""
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    return max(steps, RECIPES[name].min_steps) if name in RECIPES else steps
 
 
 @torch.no_grad()
@@ -124,7 +131,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--start-photo", default="grace_hopper", help="accent: the start photograph (a path)")
-    ap.add_argument("--accent-layer", default=None, help="accent: the distance's layer (default: the recipe's)")
+    ap.add_argument("--accent-layer", default=None,
+                    help=f"accent: the distance's layer (default: {ACCENT_CLASS_LAYER} for classes, --layer for channels)")
+    ap.add_argument("--accent-coef", type=float, default=None, help="accent: the distance's weight (default: accentuate's)")
     ap.add_argument("--lucent-python", default="/work/peer-venvs/lucent/bin/python")
     ap.add_argument("--scorers", default="efficientnet_lite1,efficientnet_lite2")
     ap.add_argument("--sheet-cell", type=int, default=128)
@@ -177,7 +186,7 @@ def main(argv=None) -> int:
         if name == "lucent":
             images = run_peer_units(args, args.target, units, args.layer)
         else:
-            images = render(name, model, objective, len(units), args.steps, args.seed, args)
+            images = render(name, model, objective, len(units), steps_for(name, args.steps), args.seed, args)
         seconds = (time.perf_counter() - start) / len(units)
         entry = {"seconds_per_image": seconds, "naturalness": measure(images),
                  "unit_values": unit_values(model, images, args.target, units, args.layer)}
@@ -191,15 +200,15 @@ def main(argv=None) -> int:
         cells = (f"{100 * transfer['top1']:.0f}% / {100 * transfer['top5']:.0f}% / {transfer['p']:.3f} | "
                  if transfer else "")
         rows.append(f"| {name} | {cells}{nat['slope']:.2f} ({nat['delta_slope']:.2f}) | {nat['kid']:.2f} | "
-                    f"{np.mean(entry['unit_values']):.2f} | {seconds:.0f} |")
+                    f"{np.mean(entry['unit_values']):.2f} | {steps_for(name, args.steps)} | {seconds:.0f} |")
         log.info(rows[-1])
         sheet.append(list(thumbnails(images, args.sheet_cell)))
     head = ("| recipe | transfer top-1 / top-5 / p (Lite1 + Lite2) | " if scorers else "| recipe | ")
-    head += "slope (abs. diff. to photos) | KID x100 | source value (mean) | s/image |"
+    head += "slope (abs. diff. to photos) | KID x100 | source value (mean) | steps | s/image |"
     text = (f"# Recipes, {args.target}\n\nEfficientNet-Lite0, {len(units)} {args.target} ({args.draw if scorers else args.layer}), "
             f"{args.steps} steps, seed {args.seed}, CPU, {args.threads} threads\n\n{head}\n|"
             + "---|" * (head.count("|") - 1) + "\n" + "\n".join(rows)
-            + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | | |\n\n"
+            + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | | | |\n\n"
             + "Units: " + ", ".join(names) + "\n\nContact sheet rows: " + ", ".join(recipes) + "\n")
     write_text_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=1))
     save_image(os.path.join(args.out, "contact_sheet.png"), tile_images(sheet))

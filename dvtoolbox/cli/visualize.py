@@ -101,7 +101,7 @@ def get_parser() -> argparse.ArgumentParser:
                             "objective's layer)")
     image.add_argument("--accent-coef", type=float, default=None,
                        help="Weight of the feature distance to --start-image (relative squared L2), >= 0. "
-                            "(default: 1)")
+                            "(default: 30)")
     # end issue 15
     image.add_argument("--no-decorrelate", action="store_true",
                        help="Do not use the decorrelated colour space (fft, pixel, lowres).")
