@@ -145,8 +145,7 @@ def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    from dvtoolbox.io.atomic import write_bytes_atomic, write_text_atomic
-    from dvtoolbox.io.images import save_image, tile_images
+    from dvtoolbox.io.atomic import write_bytes_atomic
     from dvtoolbox.models.registry import create_model
     from lucent_compare import run_peer_units
     from naturalness import Naturalness
@@ -203,18 +202,27 @@ def main(argv=None) -> int:
                     f"{np.mean(entry['unit_values']):.2f} | {steps_for(name, args.steps)} | {seconds:.0f} |")
         log.info(rows[-1])
         sheet.append(list(thumbnails(images, args.sheet_cell)))
+        text = write_outputs(args, scorers, units, names, recipes[:len(rows)], rows, sheet, floor, results)
+    print(text)
+    return 0
+
+
+def write_outputs(args, scorers, units, names, recipes_done, rows, sheet, floor, results) -> str:
+    """table.md, results.json and contact_sheet.png for the recipes rendered so far (rewritten after each)."""
+    from dvtoolbox.io.atomic import write_text_atomic
+    from dvtoolbox.io.images import save_image, tile_images
+
     head = ("| recipe | transfer top-1 / top-5 / p (Lite1 + Lite2) | " if scorers else "| recipe | ")
     head += "slope (abs. diff. to photos) | KID x100 | source value (mean) | steps | s/image |"
     text = (f"# Recipes, {args.target}\n\nEfficientNet-Lite0, {len(units)} {args.target} ({args.draw if scorers else args.layer}), "
             f"{args.steps} steps, seed {args.seed}, CPU, {args.threads} threads\n\n{head}\n|"
             + "---|" * (head.count("|") - 1) + "\n" + "\n".join(rows)
             + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | | | |\n\n"
-            + "Units: " + ", ".join(names) + "\n\nContact sheet rows: " + ", ".join(recipes) + "\n")
+            + "Units: " + ", ".join(names) + "\n\nContact sheet rows: " + ", ".join(recipes_done) + "\n")
     write_text_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=1))
     save_image(os.path.join(args.out, "contact_sheet.png"), tile_images(sheet))
-    write_text_atomic(table_path, text)
-    print(text)
-    return 0
+    write_text_atomic(os.path.join(args.out, "table.md"), text)
+    return text
 
 
 def _npy(array: np.ndarray) -> bytes:

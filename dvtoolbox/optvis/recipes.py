@@ -52,3 +52,11 @@ RECIPES: Dict[str, Recipe] = {
     "maco": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.2, min_steps=128, param="maco"),
     "accent": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.02, min_steps=128),
 }
+
+# issue 15: the recipe recommended for each use, from the measurements in doc/optvis.md#recipes-per-use
+RECOMMENDED: Dict[str, str] = {
+    "class logit": "maco",           # recognised by held-out models as often as lucid's, and the most photographic
+    "hidden channel": "lucid",       # the strongest activation; MACO when the photographic look matters
+    "neuron": "lucid",               # not measured: MACO's large crops move a neuron's position over the image
+    "unit in a photograph": "accent",
+}
