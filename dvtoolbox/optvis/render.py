@@ -145,8 +145,8 @@ class FeatureViz:
     feeds the transformed image at its own size (lucid's way, for models that take any size). fit: how it is
     brought to the contract's size (issue 15): "crop" (default: centre crop, or pad with grey 0.5, to the size, so
     the content keeps the scale the transforms gave it, as lucid feeds it) or "resize" (bilinear; the behaviour
-    before issue 15, which undoes ``random_scale``: every transformed image reached the model at about 0.93 of
-    the image's scale, and lucid's recipe transferred worse than lucent's, doc/optvis.md).
+    before issue 15, which undoes ``random_scale``: every transformed image reached the model at 0.95 of the
+    image's scale whatever the scale drawn, and lucid's recipe transferred worse than lucent's, doc/optvis.md).
     """
 
     def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
