@@ -12,8 +12,13 @@ V x batch images per step) and the bare loop a leaf batch of the same V x batch 
 loop's overhead over the least any loop feeding the model that many images must do; the per-step seconds show
 what the views cost. ``--transforms strong`` uses ``strong_transforms()`` (with ``--views 4``, the class recipe's views).
 
+With ``--recipe NAME`` the loop runs that recipe of ``dvtoolbox.optvis.recipes.RECIPES`` (its
+parameterisation, transforms, views and lr; ``maco``: ``maco_image``; ``accent``: ``accentuate`` from a fixed random
+start image, whose forward passes carry the image AND its start image, so the bare loop feeds 2 x views x batch
+images), and the bare loop the same number of images per step.
+
     python benchmarks/bench_visualize.py [--device cpu|cuda] [--steps 20] [--rounds 5] [--threads 2] [--batch 1]
-        [--views 1] [--transforms standard|strong]
+        [--views 1] [--transforms standard|strong|maco] [--recipe lucid|class|maco|accent]
 """
 
 from __future__ import annotations
@@ -59,6 +64,27 @@ def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device, views:
                  lr=0.05, seed=0, device=device, views=views, transforms=TRANSFORM_PRESETS[transforms]())
 
 
+def recipe_loop(model, objective, name: str, batch: int, size, steps: int, device) -> None:
+    """One run of a named recipe (see the module docstring)."""
+    import numpy as np
+
+    from dvtoolbox.optvis.accentuate import accentuate
+    from dvtoolbox.optvis.param.maco import maco_image
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    recipe = RECIPES[name]
+    h, w = size
+    if name == "accent":
+        start = np.random.RandomState(0).rand(batch, h, w, 3)
+        accentuate(model, objective, start, thresholds=[steps], lr=recipe.lr, transforms=recipe.transform_list(),
+                   views=recipe.views, device=device)
+        return
+    param_f = (lambda: maco_image(w, h, batch=batch)) if recipe.param == "maco" else \
+        (lambda: get_image(w=w, h=h, batch=batch, decay_power=recipe.decay_power))
+    FeatureViz(model, objective).visualize(param_f, thresholds=[steps], lr=recipe.lr, seed=0, device=device,
+                                           views=recipe.views, transforms=recipe.transform_list())
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -69,6 +95,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--views", type=int, default=1,
                     help="visualize(views=...); the bare loop then feeds views x batch images")
     ap.add_argument("--transforms", default="standard", choices=tuple(TRANSFORM_PRESETS))
+    ap.add_argument("--recipe", default=None, help="a RECIPES name: time that recipe (sets --views)")
     ap.add_argument("--steps", type=int, default=20, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -87,16 +114,27 @@ def main(argv=None) -> int:
         "bare": lambda: bare_loop(model, layer, int(channel), args.views * args.batch, size, args.steps, device),
         "visualize": lambda: featureviz_loop(fv, args.batch, size, args.steps, device, args.views, args.transforms),
     }
+    bare_images = args.views * args.batch
+    if args.recipe is not None:
+        from dvtoolbox.optvis.recipes import RECIPES
+
+        args.views, args.transforms = RECIPES[args.recipe].views, RECIPES[args.recipe].transforms
+        bare_images = args.views * args.batch * (2 if args.recipe == "accent" else 1)
+        variants = {
+            "bare": lambda: bare_loop(model, layer, int(channel), bare_images, size, args.steps, device),
+            f"recipe {args.recipe}": lambda: recipe_loop(model, fv.objective, args.recipe, args.batch, size,
+                                                         args.steps, device),
+        }
     medians = interleaved_medians(variants, args.rounds, device, per=args.steps)
     bare = medians["bare"]
     where = machine(device, args.threads)
     print(f"{args.model} {args.objective}, batch {args.batch} x {args.views} views ({args.transforms} transforms; "
-          f"the bare loop: batch {args.views * args.batch}), {size[0]}x{size[1]}, {args.steps} steps x "
+          f"the bare loop: batch {bare_images}), {size[0]}x{size[1]}, {args.steps} steps x "
           f"{args.rounds} rounds, {where}; load average (1 min): {os.getloadavg()[0]:.2f}")
-    print(f"{'variant':10} {'s/step':>9} {'ratio':>7}")
+    print(f"{'variant':16} {'s/step':>9} {'ratio':>7}")
     for name in variants:
         med = medians[name]
-        print(f"{name:10} {med:9.4f} {med / bare:7.3f}")
+        print(f"{name:16} {med:9.4f} {med / bare:7.3f}")
     return 0
 
 

@@ -32,8 +32,8 @@ from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
 from dvtoolbox.regularizers.settings import REGULARIZER_FIELDS, Regularizers
 
 PROG = "visualize.py"
-FLAGS = {"allow_tf32": "--tf32", "decorrelate": "--no-decorrelate",  # the job's names whose flag is not --<name>
-         "weights": "--model-weights", "layouts": "--layout",
+FLAGS = {"allow_tf32": "--tf32", "decorrelate": "--no-decorrelate", "decorrelate=False": "--no-decorrelate",  # the job's names whose flag is not --<name>
+         "weights": "--model-weights", "layouts": "--layout", "start_images": "--start-image",
          "resize_to_contract=False": "--no-resize", "resize_to_contract=True": "without --no-resize",
          "regularizers": "the DVT regularizers (--decay, --blur-*, --*-percentile)"}
 
@@ -63,7 +63,20 @@ def _image(parser) -> None:
     image.add_argument("--param", default="fft", choices=tuple(PARAMETERISATIONS),
                        help="Parameterisation: fft (Fourier, lucid's default), pixel (one value per pixel, through "
                             "a sigmoid), lowres (bilinearly upsampled from 1/--lowres-factor), dvt (the image in "
-                            "the model's pixel space, as DVT; needed by the DVT regularizers).")
+                            "the model's pixel space, as DVT; needed by the DVT regularizers), maco (MACO: only the "
+                            "Fourier phase is optimised, the amplitude is fixed to natural images'; also writes "
+                            "PREFIX_step<T>_<n>_transparency.png, MACO's attribution map).")
+    image.add_argument("--start-image", default=None, metavar="PHOTO[,PHOTO...]",
+                       help="Feature accentuation: start from these photographs (one image each; resized to 256/224 "
+                            "of the size and centre-cropped), push the objective and stay close to the photograph "
+                            "in --accent-layer's features (doc/optvis.md). Needs --param fft. Also writes "
+                            "PREFIX_start_<n>.png. (default: a random start)")
+    image.add_argument("--accent-layer", default=None,
+                       help="Layer whose features keep the image close to --start-image. (default: the "
+                            "objective's layer)")
+    image.add_argument("--accent-coef", type=float, default=None,
+                       help="Weight of the feature distance to --start-image (relative squared L2), >= 0. "
+                            "(default: 30)")
     image.add_argument("--no-decorrelate", action="store_true",
                        help="Do not use the decorrelated colour space (fft, pixel, lowres).")
     image.add_argument("--decay-power", type=float, default=1.0,
@@ -76,7 +89,11 @@ def _image(parser) -> None:
     image.add_argument("--no-resize", action="store_true",
                        help="Feed the model the transformed image at its own size, as lucid does (for models that "
                             "take any size, such as efficientnet_lite0; doc/transparency.md's figures), instead of "
-                            "resizing it bilinearly to the model's input size (needed by fixed-size models).")
+                            "bringing it to the model's input size (needed by fixed-size models).")
+    image.add_argument("--fit", default="crop", choices=("crop", "resize"),
+                       help="How a transformed image is brought to the model's input size: crop (centre crop, or "
+                            "grey padding, keeping the scale the transforms drew, as lucid feeds it) or resize "
+                            "(bilinear: dvtoolbox before 2026-11, which undoes the random scale).")
 
 
 def _transparency(parser) -> None:
@@ -110,9 +127,11 @@ def _transparency(parser) -> None:
 def _optimisation(parser) -> None:
     opt = parser.add_argument_group("Optimisation")
     opt.add_argument("--recipe", default=None, choices=tuple(RECIPES),
-                     help="Defaults for --views, --transforms, --decay-power and --lr (given flags still win): "
-                          "lucid (1, standard, 1, 0.05: the built-in defaults) or class (4, strong, 2, 0.0015: for "
-                          "class logits, at least 384 steps; doc/models.md).")
+                     help="Defaults for --views, --transforms, --decay-power, --lr and --param (given flags still "
+                          "win): lucid (1, standard, 1, 0.05, fft: the built-in defaults), class (4, strong, 2, "
+                          "0.0015, fft: for class logits, at least 384 steps; doc/models.md), maco (4, maco, -, 0.2, "
+                          "maco: MACO), accent (4, maco, 1, 0.02, fft: feature accentuation, needs --start-image); "
+                          "which to use for what: doc/optvis.md#recipes-per-use.")
     opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
     opt.add_argument("--thresholds", default=None,
                      help="Comma-separated steps after which images are written, e.g. 128,256,512 (overrides "
@@ -181,6 +200,11 @@ def thresholds_from_args(args: argparse.Namespace) -> List[int]:
     return check_thresholds(values)
 
 
+def start_images_from_args(args: argparse.Namespace) -> List[str]:
+    """--start-image's comma-separated paths."""
+    return [] if args.start_image is None else [p for p in str(args.start_image).split(",") if p]
+
+
 def job_from_args(args: argparse.Namespace) -> VisualizeJob:
     """Every flag into the job (which validates them); the flags' record goes to config.yaml."""
     config = flags_record(args)
@@ -188,11 +212,13 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
     return VisualizeJob(
         objective=args.objective, model=args.model, param=args.param, decorrelate=not args.no_decorrelate,
         decay_power=args.decay_power, lowres_factor=args.lowres_factor, size=args.size, batch=args.batch,
-        resize_to_contract=not args.no_resize, alpha=args.alpha, background=args.background,
+        resize_to_contract=not args.no_resize, fit=args.fit, start_images=start_images_from_args(args),
+        accent_layer=args.accent_layer, accent_coef=args.accent_coef, alpha=args.alpha, background=args.background,
         adversarial_bg=args.adversarial_bg, alpha_target=args.alpha_target, alpha_coef=args.alpha_coef,
         alpha_jitter=args.alpha_jitter, recipe=args.recipe, thresholds=thresholds_from_args(args), lr=args.lr,
         optimizer=args.optimizer, transforms=args.transforms, views=args.views, seed=args.seed, device=args.device,
-        allow_tf32=args.tf32, engine=args.engine, precision=args.precision, regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
+        allow_tf32=args.tf32, engine=args.engine, precision=args.precision,
+        regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
         lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
         output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
         config=config, layouts=layouts_from_args(args), **model_options(args))

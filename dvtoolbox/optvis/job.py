@@ -4,11 +4,13 @@
 
     written = run_visualize(VisualizeJob(objective="fc8:130", thresholds=(128, 256), output_dir="viz", brave=True))
 
-The job builds the model (a registry name), resolves the device, parses the objective once, checks every output
+The job builds the model (``models.load.load_model``), resolves the device, parses the objective once, checks every output
 file against the overwrite rule BEFORE any work, renders with ``FeatureViz.visualize`` (or, with ``alpha``,
 ``alpha.render_transparent``: an RGBA image optimised over a background), and writes, all atomically:
 ``<output_dir>/<output_prefix>_step<T>_<n>.png`` per image and threshold (``alpha``: ``..._rgba.png`` with a real
-alpha channel, ``_checker.png`` and ``_white.png`` composites, and ``_background.png``), ``<prefix>_info.txt``
+alpha channel, ``_checker.png`` and ``_white.png`` composites, and ``_background.png``; param maco: MACO's
+transparency map ``..._transparency.png`` at the last threshold; start_images: ``<prefix>_start_<n>.png``, the
+photograph as the parameterisation reproduces it), ``<prefix>_info.txt``
 (objective, device, seconds, the objective at step 1 and at each threshold) and ``<prefix>_config.yaml`` (``config``,
 what the caller records of its settings, plus what the run resolved). Bad settings raise a one-line UsageError
 naming the setting (the command line shows its flag instead).
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -31,7 +34,8 @@ from dvtoolbox import __version__
 from dvtoolbox.device import Execution, configure_precision, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
-from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
+from dvtoolbox.io.images import (load_image_rgb, over_checkerboard, over_white, resize_center_crop, save_image,
+                                 save_rgba_png)
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.capture import layer_shapes
 from dvtoolbox.models.pixel_space import InputContract
@@ -39,11 +43,13 @@ from dvtoolbox.models.load import load_model
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.objectives.expression import is_single_unit
+from dvtoolbox.optvis.accentuate import (DEFAULT_COEF, StartPair, accentuation_objective, default_layer,
+                                         start_image_param)
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET, TransparentResult, render_transparent
 from dvtoolbox.optvis.dvt import LRSchedule, model_pixel_image
-from dvtoolbox.optvis.param import get_image, lowres_tensor, to_valid_rgb
+from dvtoolbox.optvis.param import get_image, lowres_tensor, maco_image, to_valid_rgb
 from dvtoolbox.optvis.recipes import RECIPES
-from dvtoolbox.optvis.render import FeatureViz, check_thresholds
+from dvtoolbox.optvis.render import FIT_MODES, FeatureViz, check_thresholds
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS, preset_transforms
 from dvtoolbox.regularizers.lr_policies import validate_lr_params
 from dvtoolbox.regularizers.settings import Regularizers
@@ -80,10 +86,27 @@ def _dvt(job: "VisualizeJob", contract: InputContract, h: int, w: int) -> Callab
     return lambda: model_pixel_image(contract, batch=job.batch, size=(h, w))
 
 
+class KeepImageF:
+    """A ``param_f`` that keeps the ``image_f`` it made (``.image_f``), for outputs read after the run (MACO's
+    transparency map, the accentuation's start image, ``.start``)."""
+
+    def __init__(self, param_f: Callable):
+        self.param_f, self.image_f, self.start = param_f, None, None
+
+    def __call__(self):
+        params, self.image_f = self.param_f()
+        return params, self.image_f
+
+
+def _maco(job: "VisualizeJob", contract: InputContract, h: int, w: int) -> Callable:
+    return KeepImageF(lambda: maco_image(w=w, h=h, batch=job.batch))
+
+
 # name -> builder(job, contract, h, w) -> param_f: fft (Fourier, lucid's default), pixel (one value per pixel through
-# a sigmoid), lowres (bilinearly upsampled), dvt (the image in the model's pixel space, as DVT's)
+# a sigmoid), lowres (bilinearly upsampled), dvt (the image in the model's pixel space, as DVT's), maco (only the
+# Fourier phase optimised, the amplitude natural images': ``param.maco``)
 PARAMETERISATIONS: Dict[str, Callable] = {"fft": _fft_or_pixel(True), "pixel": _fft_or_pixel(False),
-                                          "lowres": _lowres, "dvt": _dvt}
+                                          "lowres": _lowres, "dvt": _dvt, "maco": _maco}
 
 
 # ---------------------------------------------------------------------------------------------------- the job
@@ -95,8 +118,11 @@ class VisualizeJob:
     ``input_std``: as ``models.load.load_model`` takes them (a name, package.module:factory, a saved module, an
     nn.Module); ``layouts``: where some layers' channels are, over what is inferred. None for ``size`` means the
     model's input size; ``alpha`` turns on transparency, with ``background``, ``adversarial_bg``, ``alpha_target``,
-    ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``recipe`` is recorded and warned about only (its
-    settings are the caller's to apply: ``recipes.RECIPES``)."""
+    ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``start_images`` (photograph paths, one per image
+    or one for all) turn on feature accentuation (``optvis.accentuate``), with ``accent_layer`` (None: the
+    objective's layer) and ``accent_coef`` (None: ``accentuate.DEFAULT_COEF``); ``fit``: how a transformed image
+    reaches the model's input size (``FeatureViz``); ``recipe`` is recorded and warned about only (its settings are
+    the caller's to apply: ``recipes.RECIPES``)."""
 
     objective: str = "_blocks.10:97"
     model: Union[str, nn.Module] = DEFAULT_MODEL
@@ -111,6 +137,10 @@ class VisualizeJob:
     size: Optional[int] = None
     batch: int = 1
     resize_to_contract: bool = True
+    fit: str = "crop"
+    start_images: Sequence[str] = ()
+    accent_layer: Optional[str] = None
+    accent_coef: Optional[float] = None
     alpha: bool = False
     background: Optional[str] = None
     adversarial_bg: bool = False
@@ -147,13 +177,15 @@ class VisualizeJob:
             raise UsageError("engine graphs replays the DVT loop's iterations (optimize_image.py); visualize's steps "
                              "draw random transforms: use engine compiled", "engine")
         self._check_values()
+        self._check_accent()
         self._check_alpha()
         if self.regularizers.active and self.param != "dvt":
             raise UsageError(f"regularizers need param dvt, got param {self.param}", "regularizers", "param")
         self.parsed_objective = create_objective(self.objective)  # parsed once; layers checked with the model
 
     def _check_values(self) -> None:
-        choices = (("param", PARAMETERISATIONS), ("optimizer", OPTIMIZERS), ("transforms", TRANSFORM_PRESETS))
+        choices = (("param", PARAMETERISATIONS), ("optimizer", OPTIMIZERS), ("transforms", TRANSFORM_PRESETS),
+                   ("fit", FIT_MODES))
         for name, valid in choices:
             if getattr(self, name) not in valid:
                 raise UsageError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}", name)
@@ -177,6 +209,34 @@ class VisualizeJob:
         if not self.output_prefix or os.sep in self.output_prefix:
             raise UsageError(f"output_prefix must be a file name prefix without {os.sep!r}, got "
                              f"{self.output_prefix!r}", "output_prefix")
+
+    def _check_accent(self) -> None:
+        """The maco and accentuation rules that need no model."""
+        self.start_images = tuple(self.start_images)
+        if self.param == "maco" and not self.decorrelate:
+            raise UsageError("param maco cannot be combined with decorrelate=False (it makes images in the "
+                             "decorrelated colour space of its spectrum)", "param", "decorrelate=False")
+        if not self.start_images:
+            if self.recipe == "accent":
+                raise UsageError("recipe accent accentuates a photograph: give start_images", "recipe",
+                                 "start_images")
+            for name in ("accent_layer", "accent_coef"):
+                if getattr(self, name) is not None:
+                    raise UsageError(f"{name} needs start_images", name, "start_images")
+            return
+        if self.param != "fft" or not self.decorrelate or self.alpha:
+            raise UsageError("start_images needs param fft, without decorrelate=False or alpha (it starts a Fourier "
+                             "image with decorrelated colour from the photographs)", "start_images", "param",
+                             "decorrelate=False", "alpha")
+        if self.batch not in (1, len(self.start_images)):
+            raise UsageError(f"start_images gives {len(self.start_images)} images: batch must be 1 or "
+                             f"{len(self.start_images)}, got {self.batch}", "batch", "start_images")
+        self.batch = len(self.start_images)  # one image per photograph
+        missing = [p for p in self.start_images if not os.path.isfile(p)]
+        if missing:
+            raise UsageError(f"start_images: no such file {missing[0]!r}", "start_images")
+        if self.accent_coef is not None and not 0.0 <= self.accent_coef < float("inf"):
+            raise UsageError(f"accent_coef must be >= 0 and finite, got {self.accent_coef}", "accent_coef")
 
     def _check_alpha(self) -> None:
         """The alpha rules that need no model: its settings need it, and it refuses what ``render_transparent``
@@ -248,23 +308,29 @@ def run_visualize(job: VisualizeJob) -> List[str]:
         check_input_size(model, image_size(job, model.input_contract))
     if job.alpha:
         return _run_alpha(job, model, device)
-    paths = image_paths(job)
-    check_writable([p for group in paths.values() for p in group] + side_paths(job), job.brave)
+    h, w = image_size(job, model.input_contract)
+    kwargs = render_kwargs(job)
+    if job.start_images:
+        param_f, objective = accentuation(job, model, objective, kwargs, h, w)
+    else:
+        param_f = PARAMETERISATIONS[job.param](job, model.input_contract, h, w)
+    paths, extra = image_paths(job), extra_paths(job)
+    check_writable([p for group in paths.values() for p in group] + list(extra.values()) + side_paths(job),
+                   job.brave)
     _warn_if_too_few_steps(job.recipe, job.thresholds[-1])
 
     execution = job.execution.on(device)
     configure_precision(device, execution)
-    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts)
-    h, w = image_size(job, model.input_contract)
+    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts, fit=job.fit)
     start = time.perf_counter()
-    images = fv.visualize(PARAMETERISATIONS[job.param](job, model.input_contract, h, w), device=device,
-                          show_progress=job.progress, execution=execution, **render_kwargs(job))
+    images = fv.visualize(param_f, device=device, show_progress=job.progress, execution=execution, **kwargs)
     elapsed = time.perf_counter() - start
     written = []
     for t, batch in zip(job.thresholds, images):
         for path, image in zip(paths[t], batch):
             save_image(path, image)
             written.append(path)
+    written += write_extra(extra, param_f)
     info_path, config_path = side_paths(job)
     write_text_atomic(info_path, info_text(fv.objective, fv.history, job.thresholds, elapsed, device))
     write_text_atomic(config_path, config_text(job, device, images[0].shape[1:3]))
@@ -278,6 +344,29 @@ def render_kwargs(job: VisualizeJob) -> Dict[str, object]:
                 transforms=preset_transforms(job.transforms), views=job.views,
                 optimizer=lambda params: optimizer(params, lr=job.lr),
                 regularizers=job.regularizers, lr_schedule=job.lr_schedule)
+
+
+def accentuation(job: VisualizeJob, model, objective: Objective, kwargs: Dict[str, object], h: int,
+                 w: int) -> Tuple[KeepImageF, Objective]:
+    """start_images: the photographs' Fourier parameterisation (each resized to 256/224 of the side and centre-
+    cropped), the ``StartPair`` pre-transform (set in ``kwargs``) and the objective with the feature distance
+    (``optvis.accentuate``)."""
+    if h != w:
+        raise UsageError(f"start_images make square images and the size is {h}x{w}: give size", "start_images",
+                         "size")
+    starts = np.stack([resize_center_crop(load_image_rgb(p), h, round(h * 256 / 224)) for p in job.start_images])
+    starts = torch.from_numpy(starts.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
+    keep = KeepImageF(lambda: start_image_param(starts, job.decay_power))
+
+    def pre_transform(image, generator):
+        if keep.start is None:
+            keep.start = keep.image_f().detach()
+        return StartPair(keep.start)(image, generator)
+
+    layer = job.accent_layer if job.accent_layer is not None else default_layer(objective, model)
+    coef = DEFAULT_COEF if job.accent_coef is None else job.accent_coef
+    kwargs["pre_transform"] = pre_transform
+    return keep, accentuation_objective(objective, layer, coef, len(job.start_images), model=model)
 
 
 def image_size(job: VisualizeJob, contract: InputContract) -> Tuple[int, int]:
@@ -387,6 +476,30 @@ def alpha_paths(job: VisualizeJob) -> Dict[int, Dict[str, str]]:
 def background_path(job: VisualizeJob) -> str:
     """alpha with a background: OUTPUT_DIR/PREFIX_step<T>_0_background.png, T the last threshold."""
     return image_paths(job)[job.thresholds[-1]][0][:-len(".png")] + "_background.png"
+
+
+def extra_paths(job: VisualizeJob) -> Dict[int, str]:
+    """Image n -> its extra file: MACO's transparency map at the last threshold
+    (OUTPUT_DIR/PREFIX_step<T>_<n>_transparency.png), or the accentuation's start image (PREFIX_start_<n>.png)."""
+    last = image_paths(job)[job.thresholds[-1]]
+    if job.param == "maco":
+        return {n: p[:-len(".png")] + "_transparency.png" for n, p in enumerate(last)}
+    if job.start_images:
+        return {n: os.path.join(job.output_dir, f"{job.output_prefix}_start_{n}.png") for n in range(len(last))}
+    return {}
+
+
+def write_extra(extra: Dict[int, str], param_f) -> List[str]:
+    """Write ``extra_paths``' files from the run's ``KeepImageF``; returns the paths written."""
+    if not extra:
+        return []
+    if param_f.start is None:  # maco: the transparency map, grey
+        images = [np.repeat(m[:, :, None], 3, axis=2) for m in param_f.image_f.transparency_map()]
+    else:
+        images = list(param_f.start.permute(0, 2, 3, 1).cpu().numpy())
+    for n, path in extra.items():
+        save_image(path, images[n])
+    return list(extra.values())
 
 
 def side_paths(job: VisualizeJob) -> List[str]:

@@ -1,7 +1,9 @@
 """Named rendering recipes: how many transformed views per step, which transform preset, the Fourier spectrum's
 decay and Adam's learning rate. ``lucid`` is ``visualize()``'s own defaults; ``class`` is the recipe for class
 visualisations measured in doc/models.md (images of a class made on one model that other models recognise, with
-large object-like shapes). ``visualize.py --recipe NAME`` sets these four flags' defaults.
+large object-like shapes); ``maco`` renders MACO's phase-only images (``param.maco``) and ``accent`` accentuates
+features of a photograph (``accentuate``; doc/optvis.md#recipes-per-use says which to use for what).
+``visualize.py --recipe NAME`` sets the flags' defaults (``Recipe.cli_defaults``).
 
     from dvtoolbox.optvis import FeatureViz, get_image
     from dvtoolbox.optvis.recipes import RECIPES
@@ -24,13 +26,15 @@ from dvtoolbox.optvis.transforms import preset_transforms
 class Recipe:
     """views: transformed copies per step (objective averaged); transforms: a ``TRANSFORM_PRESETS`` name;
     decay_power: ``get_image``'s spectrum decay; lr: Adam's learning rate; min_steps: the fewest steps it was
-    measured to need."""
+    measured to need; param: the parameterisation (``visualize.py --param``: "fft", or "maco" for
+    ``param.maco.maco_image``; the accentuation recipe's Fourier image starts from ``--start-image``)."""
 
     views: int
     transforms: str
     decay_power: float
     lr: float
     min_steps: int
+    param: str = "fft"
 
     def transform_list(self) -> Optional[List]:
         """The transforms for ``visualize(transforms=...)``: None (lucid's standard chain) or the preset's list."""
@@ -46,4 +50,15 @@ class Recipe:
 RECIPES: Dict[str, Recipe] = {
     "lucid": Recipe(views=1, transforms="standard", decay_power=1.0, lr=0.05, min_steps=128),
     "class": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015, min_steps=384),
+    # MACO and feature accentuation (needs --start-image): doc/optvis.md#recipes-per-use
+    "maco": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.2, min_steps=128, param="maco"),
+    "accent": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.02, min_steps=128),
+}
+
+# the recipe recommended for each use, from the measurements in doc/optvis.md#recipes-per-use
+RECOMMENDED: Dict[str, str] = {
+    "class logit": "maco",           # recognised by held-out models as often as lucid's, and the most photographic
+    "hidden channel": "lucid",       # the strongest activation; MACO when the photographic look matters
+    "neuron": "lucid",               # not measured: MACO's large crops move a neuron's position over the image
+    "unit in a photograph": "accent",
 }

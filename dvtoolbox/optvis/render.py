@@ -6,8 +6,9 @@
        scene   = pre_transform(image, generator)     optional (default: the image itself), e.g. RGBA composited
                                                      over optimised backgrounds (``alpha.py``)
     2. x       = transforms(scene, generator)        random augmentations (``transforms.py``); RGBA is composited
-                                                     over a random background; resized to the model's input size
-                                                     when it differs; then ``to_model_input`` (0..255, model
+                                                     over a random background; fitted to the model's input size
+                                                     when it differs (``fit``: centre crop / grey pad by
+                                                     default); then ``to_model_input`` (0..255, model
                                                      channel order, minus the model mean). With ``views`` = V > 1
                                                      this is done V times, each view drawing its own parameters
                                                      from the generator (view 0 first), and the views are
@@ -68,13 +69,13 @@ from dvtoolbox.optvis.param.images import get_image
 from dvtoolbox.optvis.param.rng import param_defaults
 from dvtoolbox.optvis.param.spatial import resize_bilinear
 from dvtoolbox.optvis.show import show_images
-from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, standard_transforms
+from dvtoolbox.optvis.transforms import collapse_alpha_random, compose, crop_or_pad, standard_transforms
 from dvtoolbox.regularizers.settings import Regularizers
 
 log = logging.getLogger(__name__)
-
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each reads the objective back to the host)
 EAGER = Execution("eager")
+FIT_MODES = ("crop", "resize")  # how a transformed image is brought to the model's input size
 
 
 def check_thresholds(thresholds) -> List[int]:
@@ -159,15 +160,18 @@ class FeatureViz:
     module takes the pixel space of that ``InputContract`` itself. objective: an expression (``"layer:channel"``,
     ``"fc8:1 + 0.5 * fc8:2"``, ...), an ``Objective`` or a callable ``acts -> 0-dim tensor`` to maximise; its layers
     are checked against the model now. layouts: where some layers' channels are, ``{"name": "NHWC"}`` or
-    ``models.layouts.Layout``s, over what is inferred (``models.layouts``). resize_to_contract: resize the
-    transformed image to the contract's size before the forward pass (bilinear) when it differs (needed for models
-    with fixed-size layers; lucent upsamples small images the same way).
+    ``models.layouts.Layout``s, over what is inferred (``models.layouts``). resize_to_contract: bring the
+    transformed image to the contract's size before the forward pass when it differs (needed for models with
+    fixed-size layers); False feeds it at its own size (lucid's way, for models that take any size). fit: how it is
+    brought to that size: "crop" (default: centre crop, or pad with grey 0.5, so the content keeps the scale the
+    transforms gave it, as lucid feeds it) or "resize" (bilinear, which undoes ``random_scale``: every transformed
+    image reached the model at 0.95 of its scale whatever the scale drawn; doc/optvis.md).
     """
 
     def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
                  resize_to_contract: bool = True, layouts: Optional[Mapping[str, object]] = None,
                  input_mean: Optional[Sequence[float]] = None, input_std: Optional[Sequence[float]] = None,
-                 size: Optional[int] = None):
+                 size: Optional[int] = None, fit: str = "crop"):
         if isinstance(model, str):
             from dvtoolbox.models.registry import create_model
 
@@ -179,6 +183,9 @@ class FeatureViz:
         self.objective: Objective = create_objective(objective, model=model)
         self.layouts = model_layouts(model, self.contract.size, layouts)
         self.resize_to_contract = resize_to_contract
+        if fit not in FIT_MODES:
+            raise UsageError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}", "fit")
+        self.fit = fit
         self.history: List[float] = []  # the objective at each step of the last visualize()
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -188,7 +195,7 @@ class FeatureViz:
         if t.shape[1] == 4:
             t = collapse_alpha_random()(t, generator)
         if self.resize_to_contract and tuple(t.shape[-2:]) != tuple(self.contract.size):
-            t = resize_bilinear(t, self.contract.size)
+            t = resize_bilinear(t, self.contract.size) if self.fit == "resize" else crop_or_pad(t, self.contract.size)
         return to_model_input(t, self.contract)
 
     def views_input(self, scene: torch.Tensor, transform: Callable, generator: torch.Generator,

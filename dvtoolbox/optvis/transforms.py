@@ -309,3 +309,114 @@ def preset_transforms(name: str):
     """``visualize(transforms=...)`` for a ``TRANSFORM_PRESETS`` name: None for lucid's standard chain (visualize's
     default), else the preset's list."""
     return None if name == "standard" else TRANSFORM_PRESETS[name]()
+
+
+def crop_or_pad(x: torch.Tensor, size: Sequence[int], value: float = 0.5) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, h, w): per axis, the centre h (w) rows (columns) when larger (the extra
+    row or column of an odd difference comes off the bottom / right), else padded with ``value`` (the extra one
+    bottom / right). The model then sees the content at the scale the transforms gave it."""
+    h, w = int(size[0]), int(size[1])
+    H, W = x.shape[-2:]
+    top, left = max(0, (H - h) // 2), max(0, (W - w) // 2)
+    x = x[..., top:top + min(H, h), left:left + min(W, w)]
+    ph, pw = max(0, h - H), max(0, w - W)
+    if ph or pw:
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode="constant", value=float(value))
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------- MACO's crops
+# Random square boxes resized to a fixed size, and pixel noise: the transforms of MACO (Fel et al. 2023)
+# and feature accentuation (Hamblin et al. 2024), ``maco_transforms()``.
+
+
+def crop_resize(x: torch.Tensor, cy: float, cx: float, side: float, size: Sequence[int],
+                fill: float = 0.5) -> torch.Tensor:
+    """The box of ``side`` times the image's height and width centred at (``cy``, ``cx``) (fractions of the height
+    and width, 0..1) of (N, C, H, W), resized bilinearly to ``size`` (h, w): (N, C, h, w). Output pixel (i, j)
+    samples the input at column ((u + 1) W - 1) / 2 with u = side * ((2 j + 1) / w - 1) + 2 cx - 1 (rows alike);
+    points outside the image read ``fill`` (bilinear against ``fill``, scipy's mode "grid-constant")."""
+    if not side > 0:
+        raise ValueError(f"crop side must be > 0, got {side!r}")
+    n = x.shape[0]
+    theta = torch.tensor([[float(side), 0.0, 2 * float(cx) - 1], [0.0, float(side), 2 * float(cy) - 1]],
+                         dtype=x.dtype, device=x.device)
+    h, w = int(size[0]), int(size[1])
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+
+class RandomBoxCrop(Transform):
+    """A square-ish box (``side`` of the height and of the width) with side uniform in ``box`` = (lo, hi) and
+    centre (cy, cx), each N(0.5, ``centre_sd``) clipped to [0, 1], resized to ``size`` (default: the input's)."""
+
+    def __init__(self, box: Sequence[float] = (0.5, 1.0), centre_sd: float = 0.15, size=None, fill: float = 0.5):
+        lo, hi = (float(b) for b in box)
+        if not 0 < lo <= hi:
+            raise ValueError(f"box must be (lo, hi) with 0 < lo <= hi, got {tuple(box)!r}")
+        if not centre_sd >= 0:
+            raise ValueError(f"centre_sd must be >= 0, got {centre_sd!r}")
+        self.box, self.centre_sd, self.fill = (lo, hi), float(centre_sd), float(fill)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+
+    def get_params(self, x, generator):
+        device = generator.device if generator is not None else "cpu"
+        u = torch.rand(1, generator=generator, device=device, dtype=torch.float64).item()
+        centre = torch.randn(2, generator=generator, device=device, dtype=torch.float64).cpu()
+        cy, cx = (min(1.0, max(0.0, 0.5 + self.centre_sd * float(c))) for c in centre)
+        return {"cy": cy, "cx": cx, "side": self.box[0] + u * (self.box[1] - self.box[0])}
+
+    def kernel(self, x, cy, cx, side):
+        return crop_resize(x, cy, cx, side, self.size or x.shape[-2:], self.fill)
+
+    def __repr__(self):
+        return f"random_box_crop(box={self.box}, centre_sd={self.centre_sd}, size={self.size})"
+
+
+class PixelNoise(Transform):
+    """``x + sd * N(0, 1) + sd * (U(0, 1) - 0.5)`` (MACO's pair of noises): one (1, C, H, W) draw per call, the same
+    for every image of the batch (as every transform here draws once per call)."""
+
+    def __init__(self, sd: float = 0.02):
+        if not sd >= 0:
+            raise ValueError(f"noise sd must be >= 0, got {sd!r}")
+        self.sd = float(sd)
+
+    def get_params(self, x, generator):
+        shape = (1,) + tuple(x.shape[1:])
+        gaussian = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+        uniform = torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
+        return {"noise": self.sd * gaussian + self.sd * (uniform - 0.5)}
+
+    def kernel(self, x, noise):
+        return x + noise
+
+    def __repr__(self):
+        return f"pixel_noise({self.sd})"
+
+
+def random_box_crop(box: Sequence[float] = (0.5, 1.0), centre_sd: float = 0.15, size=None,
+                    fill: float = 0.5) -> RandomBoxCrop:
+    """A random box of side uniform in ``box`` (fractions of the image), centre N(0.5, centre_sd), resized."""
+    return RandomBoxCrop(box, centre_sd, size, fill)
+
+
+def pixel_noise(sd: float = 0.02) -> PixelNoise:
+    """Gaussian plus uniform noise on every value."""
+    return PixelNoise(sd)
+
+
+MACO_BOX = (0.5, 1.0)
+MACO_NOISE = 0.02
+
+
+def maco_transforms() -> List[Transform]:
+    """MACO's transforms at the model's scale (a new list each call): a random box of 0.5 .. 1.0 of the image
+    (centre N(0.5, 0.15)) resized back to the image size, then noise of sd 0.02 (Gaussian plus uniform). The paper's
+    code crops 0.25 .. 0.30 of a 1280-pixel canvas (horama) or 0.5 .. 0.05 of a 512-pixel one (xplique), i.e. the
+    model sees the canvas at 0.6 .. 0.9 of its own scale; on a canvas of the model's size the same zoom range
+    would need boxes larger than the image, so the boxes here zoom in by 1 .. 2 (doc/optvis.md#maco)."""
+    return [random_box_crop(MACO_BOX), pixel_noise(MACO_NOISE)]
+
+
+TRANSFORM_PRESETS["maco"] = maco_transforms

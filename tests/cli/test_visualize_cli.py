@@ -96,7 +96,7 @@ def test_unknown_recipe_in_config_is_one_line(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("recipe: fancy\n")
     assert run(tmp_path, "--config", str(tmp_path / "c.yaml")) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "recipe must be one of lucid, class, got 'fancy'" in err, err
+    assert err.count("\n") == 1 and "recipe must be one of lucid, class, maco, accent, got 'fancy'" in err, err
 
 
 def test_class_recipe_png_is_the_library_recipe(tmp_path):

@@ -13,7 +13,7 @@ from dvtoolbox import objectives as obj
 from dvtoolbox.models.pixel_space import to_model_input
 from dvtoolbox.objectives import Activations, Objective
 from dvtoolbox.optvis.param.rng import param_defaults
-from dvtoolbox.optvis.param.spatial import resize_bilinear
+from dvtoolbox.optvis.transforms import crop_or_pad
 from dvtoolbox.optvis.render import split_views
 from dvtoolbox.optvis.transforms import compose, jitter, standard_transforms
 from tests.conftest import TINY_SIZE, make_tiny
@@ -40,7 +40,7 @@ def reference_loop(model, objective, param_f, steps, seed, views, transforms):
             for _v in range(views):
                 t = chain(image, gen)
                 if tuple(t.shape[-2:]) != TINY_SIZE:
-                    t = resize_bilinear(t, TINY_SIZE)
+                    t = crop_or_pad(t, TINY_SIZE)   # visualize's default fit, tested in test_transforms
                 xs.append(to_model_input(t, model.input_contract))
             values = []
             for x in xs:
@@ -148,7 +148,8 @@ def test_the_model_sees_view_v_of_image_m_at_row_v_times_m_plus_m():
     image = image_f().detach()
     model = make_tiny()
     for v, (top, left) in enumerate(rec.calls):
-        x = resize_bilinear(image[..., top:top + 6, left:left + 6], TINY_SIZE)
+        x = torch.from_numpy(np.pad(image[..., top:top + 6, left:left + 6].numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)),
+                                    constant_values=0.5))                   # the 6x6 view padded grey to 8x8
         expected = model.conv1(to_model_input(x, model.input_contract) / 64.0).detach()
         np.testing.assert_allclose(seen[v]["conv1"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
         np.testing.assert_array_equal(seen[v]["input"].numpy(), image.numpy())  # untransformed, every view
@@ -219,7 +220,7 @@ def test_strong_transforms_preset():
     np.testing.assert_allclose(chain[2].scales, np.linspace(0.75, 1.25, 11), rtol=0, atol=1e-12)
     assert chain[3].angles == list(range(-20, 21)) and chain[3].units == "degrees"
     assert repr(chain[4]) == "jitter(8)" and strong_transforms() is not strong_transforms()
-    assert sorted(TRANSFORM_PRESETS) == ["none", "standard", "strong"] and TRANSFORM_PRESETS["none"]() == []
+    assert sorted(TRANSFORM_PRESETS) == ["maco", "none", "standard", "strong"] and TRANSFORM_PRESETS["none"]() == []
     # 224 px: 224 + 32 - 16 = 240, scaled 0.75 .. 1.25 -> 180 .. 300, minus 8
     x = torch.zeros(1, 3, 224, 224)
     sizes = {tuple(compose(strong_transforms())(x, torch.Generator().manual_seed(s)).shape[-2:]) for s in range(40)}

@@ -1,0 +1,150 @@
+"""How close are visualisations to photographs? Two measures beside the transfer measure.
+
+1. **Spectral slope** (``dvtoolbox.optvis.spectrum.spectral_slope``): the slope of a power law fitted to the radially
+   averaged amplitude spectrum of each image's grey level (24 log-spaced bins from 2/224 to 0.5 cycles per pixel).
+   Photographs sit near -1 (amplitude ~ 1/f); a flatter slope (nearer 0) means more high-frequency energy than
+   photographs have, a steeper one a blurrier image. Reported: the mean slope, and its distance to the
+   photographs' mean slope (|delta slope|).
+2. **Kernel distance to photographs (KID)**: the unbiased squared MMD with the cubic polynomial kernel
+   k(x, y) = (x.y / d + 1) ** 3 (Binkowski et al., 2018) between the images' and the photographs' features in a
+   model that was NOT optimised: EfficientNet-Lite2's pooled 1280-d features (``_avg_pool``), images resized to
+   260 pixels. Reported x 100. 0 means the two sets are indistinguishable to that kernel; it is biased towards
+   0 neither way (unbiased estimator: small sets give noisy, possibly negative values).
+
+The photographs: the nine colour ILSVRC2012 validation photographs of ``tests/data/images`` and matplotlib's
+``grace_hopper.jpg``, each resized to 256 (shorter side) with the four corner and the centre 224-pixel crops and
+their mirror images: 100 reference images (used here only as a measurement reference, not shipped in the
+package). Their own slope and the KID of a held-out half against the other half are printed as the floor.
+
+    python benchmarks/naturalness.py IMAGES.npy [...]      # (N, H, W, 3) in [0, 1]; prints both measures
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from dvtoolbox.optvis.spectrum import spectral_slope  # noqa: E402
+
+FEATURE_MODEL = "efficientnet_lite2"
+FEATURE_LAYER = "_avg_pool"
+PHOTO_DIR = os.path.join(os.path.dirname(HERE), "tests", "data", "images")
+
+
+def reference_photographs(size: int = 224) -> np.ndarray:
+    """(100, size, size, 3) float32 in [0, 1]: see the module docstring."""
+    import matplotlib.cbook
+
+    from dvtoolbox.io.images import load_image_rgb
+
+    paths = sorted(p for p in glob.glob(os.path.join(PHOTO_DIR, "ILSVRC2012_val_*.jpg")) if "_gray" not in p)
+    photos = [load_image_rgb(p) for p in paths]
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        from PIL import Image
+
+        photos.append(np.asarray(Image.open(f).convert("RGB")))
+    out = []
+    for photo in photos:
+        for crop in five_crops(photo, size, round(size * 256 / 224)):
+            out += [crop, crop[:, ::-1]]
+    return np.stack(out).astype(np.float32) / 255.0
+
+
+def five_crops(photo: np.ndarray, size: int, short_side: int) -> List[np.ndarray]:
+    from PIL import Image
+
+    h, w = photo.shape[:2]
+    scale = short_side / min(h, w)
+    a = np.asarray(Image.fromarray(photo).resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                                                 Image.BILINEAR))
+    H, W = a.shape[:2]
+    corners = [(0, 0), (0, W - size), (H - size, 0), (H - size, W - size), ((H - size) // 2, (W - size) // 2)]
+    return [a[y:y + size, x:x + size] for y, x in corners]
+
+
+class FeatureModel:
+    """Pooled features of a model not optimised (EfficientNet-Lite2 by default)."""
+
+    def __init__(self, name: str = FEATURE_MODEL, layer: str = FEATURE_LAYER, device="cpu"):
+        from dvtoolbox.models.capture import LayerCapture
+        from dvtoolbox.models.registry import create_model
+
+        self.model = create_model(name).to(device).eval().requires_grad_(False)
+        self.layer, self.device, self._capture = layer, torch.device(device), LayerCapture
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray, batch: int = 25) -> np.ndarray:
+        from dvtoolbox.models.pixel_space import to_model_input
+
+        contract = self.model.input_contract
+        out = []
+        with self._capture(self.model, [self.layer]) as capture:
+            for i in range(0, len(images), batch):
+                x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2).to(self.device)
+                x = F.interpolate(x.float(), size=tuple(contract.size), mode="bilinear", align_corners=False)
+                capture.outputs.clear()
+                self.model(to_model_input(x, contract))
+                out.append(capture.outputs[self.layer].flatten(1).double().cpu().numpy())
+        return np.concatenate(out)
+
+
+def kid(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased squared MMD between feature sets x (n, d) and y (m, d), kernel (a.b / d + 1) ** 3."""
+    d = x.shape[1]
+    kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+    n, m = len(x), len(y)
+    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                 - 2 * kxy.mean())
+
+
+class Naturalness:
+    """Both measures against the reference photographs, computed once."""
+
+    def __init__(self, device="cpu"):
+        self.features = FeatureModel(device=device)
+        self.photos = reference_photographs()
+        self.photo_features = self.features(self.photos)
+        self.photo_slope = float(spectral_slope(self.photos).mean())
+
+    def __call__(self, images: np.ndarray) -> Dict[str, float]:
+        images = np.asarray(images, dtype=np.float32)
+        if images.shape[1:3] != (224, 224):
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+            x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+            images = x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        slopes = spectral_slope(images)
+        return {"slope": float(slopes.mean()), "delta_slope": float(abs(slopes.mean() - self.photo_slope)),
+                "kid": 100 * kid(self.features(images), self.photo_features)}
+
+    def floor(self, seed: int = 0) -> Dict[str, float]:
+        """The photographs against themselves: KID of a random half (by photograph) against the other half."""
+        rng = np.random.RandomState(seed)
+        n_photos = len(self.photos) // 10
+        half = rng.permutation(n_photos)[: n_photos // 2]
+        mask = np.isin(np.arange(len(self.photos)) // 10, half)
+        return {"slope": self.photo_slope, "delta_slope": 0.0,
+                "kid": 100 * kid(self.photo_features[mask], self.photo_features[~mask])}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    torch.set_num_threads(2)
+    measure = Naturalness()
+    print(f"photographs: slope {measure.photo_slope:.3f}, KID half vs half {measure.floor()['kid']:.3f}")
+    for path in argv:
+        m = measure(np.load(path))
+        print(f"{path}: slope {m['slope']:.3f} (|delta| {m['delta_slope']:.3f}), KID x100 {m['kid']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
