@@ -47,3 +47,41 @@ def test_bad_settings_name_the_field(kwargs, message, fields):
     with pytest.raises(UsageError, match=message) as info:
         VisualizeJob(model="tiny_test", objective="fc8:1", **kwargs)
     assert info.value.fields == fields
+
+
+def test_two_start_images_make_two_accentuated_images(tmp_path):
+    """One image per photograph (batch follows start_images), each with its start image, as ``accentuate`` makes
+    them for the same photographs."""
+    import os
+
+    from dvtoolbox.io.images import resize_center_crop
+    from dvtoolbox.optvis.accentuate import accentuate
+    from dvtoolbox.optvis.transforms import preset_transforms
+
+    photos = [os.path.join(os.path.dirname(__file__), "..", "data", "images", name)
+              for name in ("ILSVRC2012_val_00000610.jpg", "ILSVRC2012_val_00006451.jpg")]
+    job = VisualizeJob(model="tiny_test", objective="fc8:2", thresholds=(3,), start_images=photos,
+                       accent_layer="conv1", accent_coef=0.5, transforms="maco", views=2, output_dir=str(tmp_path))
+    assert job.batch == 2
+    names = sorted(p.split("/")[-1] for p in run_visualize(job))
+    assert names == ["viz_config.yaml", "viz_info.txt", "viz_start_0.png", "viz_start_1.png", "viz_step3_0.png",
+                     "viz_step3_1.png"]
+    starts = np.stack([resize_center_crop(load_image_rgb(p), 8, round(8 * 256 / 224)) for p in photos])
+    result = accentuate(make_tiny(), "fc8:2", starts.astype(np.float32) / 255.0, layer="conv1", coef=0.5,
+                        thresholds=[3], lr=0.05, views=2, transforms=preset_transforms("maco"))
+    for n in range(2):
+        np.testing.assert_array_equal(load_image_rgb(str(tmp_path / f"viz_step3_{n}.png")),
+                                      to_uint8(result.images[0][n]))
+
+
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(param="maco", decorrelate=False), "param maco cannot be combined with decorrelate=False",
+     ("param", "decorrelate=False")),
+    (dict(accent_coef=1.0), "accent_coef needs start_images", ("accent_coef", "start_images")),
+    (dict(recipe="accent"), "recipe accent accentuates a photograph: give start_images", ("recipe", "start_images")),
+    (dict(fit="stretch"), "fit must be one of crop, resize, got 'stretch'", ("fit",)),
+])
+def test_maco_and_accentuation_settings_are_checked(kwargs, message, fields):
+    with pytest.raises(UsageError, match=message) as info:
+        VisualizeJob(model="tiny_test", **kwargs)
+    assert info.value.fields == fields
