@@ -9,12 +9,12 @@ import torch
 import torchvision
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.adapter import wrap
 from dvtoolbox.models.caffe import load_caffe_model
 from dvtoolbox.models.capture import LayerCapture, forward_captured, gradient_source
 from dvtoolbox.models.program import Program, prepare_network, signature
 from dvtoolbox.models.redirected_relu import redirect_relus
 from dvtoolbox.models.registry import create_model
-from dvtoolbox.models.torchvision_models import TorchvisionClassifier
 from tests.models.caffe.helpers import ref_path
 
 
@@ -62,8 +62,8 @@ def test_embedded_model_to_an_inner_layer():
 
 def test_torchvision_model():
     torch.manual_seed(5)
-    model = TorchvisionClassifier(torchvision.models.resnet18(weights=None)).eval()
-    assert_traced_gives_eager_bits(model, "model.layer3", (2, 3, 64, 64), [1, 200])
+    model = wrap(torchvision.models.resnet18(weights=None), classifier=True)
+    assert_traced_gives_eager_bits(model, "layer3", (2, 3, 64, 64), [1, 200])
 
 
 def test_caffe_reference_net_with_in_place_blobs_and_custom_backwards():

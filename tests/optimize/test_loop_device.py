@@ -2,7 +2,6 @@
 results, the snapshots decided on the device equal the host's, and one iteration reads nothing back to the host
 (traced on fake tensors, as a CUDA graph needs)."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.layouts import model_layouts
 from dvtoolbox.optimize import loop
 from dvtoolbox.optimize.loop import Iteration, optimize
 from dvtoolbox.optimize.params import FindParams
@@ -98,8 +98,9 @@ def test_every_image_stopped_ends_the_run_at_the_next_copy():
     x0 = np.stack([initial_x(q.start_at, q.rand_seed, mean) for q in params])
     calls = []
     model = make_tiny(w)
+    layouts = model_layouts(model, (8, 8))  # the layout survey's forward pass, before the hook
     model.conv1.register_forward_hook(lambda *_: calls.append(1))
-    results = optimize(model, params, x0, mean, (5, 1, 1), stats_every=10)
+    results = optimize(model, params, x0, mean, (5, 1, 1), stats_every=10, layouts=layouts)
     assert [r.ii for r in results] == [[0], [0]] and len(calls) == 10
     assert all(r.meta_result == "Metaresult: grad 0 failure" for r in results)
 

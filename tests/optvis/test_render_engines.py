@@ -4,7 +4,6 @@ engine graphs is the DVT loop's only."""
 
 import numpy as np
 import pytest
-import torch
 
 from dvtoolbox import objectives as obj
 from dvtoolbox.device import Execution
@@ -14,20 +13,21 @@ from dvtoolbox.optvis import FeatureViz, get_image
 from tests.conftest import make_tiny
 from tests.optimize.test_loop_engines import TinyBNNet
 
-def images(model, objective="conv1:1", steps=6, **kwargs):
-    fv = FeatureViz(model, objective)
+def images(model, objective="conv1:1", steps=6, fv=None, **kwargs):
+    fv = FeatureViz(model, objective) if fv is None else fv
     out = fv.visualize(lambda: get_image(8, batch=2), thresholds=[steps], seed=3, **kwargs)
     return out[0], fv.history
 
 
 def test_the_forward_pass_ends_at_the_last_layer_read_and_gives_the_same_bits(monkeypatch):
     model = make_tiny()
+    fv = FeatureViz(model, "conv1:1")  # its layout survey runs the whole model once, before the steps
     calls = []
     model.fc8.register_forward_hook(lambda *_: calls.append(1))
-    early, early_history = images(model)
+    early, early_history = images(model, fv=fv)
     assert calls == []  # fc8 comes after conv1: never run
     monkeypatch.setattr(program.CapturedNetwork, "__init__", _full_forward(program.CapturedNetwork.__init__))
-    full, full_history = images(model)
+    full, full_history = images(model, fv=fv)
     assert len(calls) == 6
     assert early.tobytes() == full.tobytes() and early_history == full_history
 
