@@ -172,6 +172,7 @@ class FeatureViz:
         self.objective: Objective = create_objective(objective, model=model)
         self.resize_to_contract = resize_to_contract
         self.history: List[float] = []  # the objective at each step of the last visualize()
+        self._networks: Dict[tuple, CapturedNetwork] = {}  # (layers, execution, device) -> the network a step runs
 
     # ------------------------------------------------------------------------------------------------ steps
     def model_input(self, image: torch.Tensor, transform: Callable, generator: torch.Generator) -> torch.Tensor:
@@ -283,8 +284,11 @@ class FeatureViz:
         execution = execution.on(device)
         reads = self.objective.layers
         names = sorted(reads - {INPUT}) if reads is not None else [name for name, _ in self.model.named_modules() if name]
-        network = CapturedNetwork(self.model, names, stop_when_complete=reads is not None, fold=execution.fold,
-                                  memory_format=execution.memory_format(device))
+        key = (tuple(names), execution, device)
+        if key not in self._networks:  # prepared once (a folded copy) for every visualize() of this FeatureViz
+            self._networks[key] = CapturedNetwork(self.model, names, stop_when_complete=reads is not None,
+                                                  fold=execution.fold, memory_format=execution.memory_format(device))
+        network = self._networks[key]
         run = _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
                    optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
                    transform=compose(standard_transforms() if transforms is None else transforms),
