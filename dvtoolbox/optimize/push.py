@@ -47,10 +47,16 @@ def as_units3d(output: torch.Tensor, layout: Layout = None, name: str = "layer")
                      "units", "push_layer")
 
 
-# model -> {(kind, layer, what, execution, device): (network, program, what)}: a program is traced and compiled once
-# per model, layer and execution (and input shape), however many batches and optimize() calls use it; the step's
-# units and directions are its inputs, not constants.
+# model -> {(kind, layer, what, program kind, precision, device): (network, program, what)}: a program is traced and
+# compiled once per model, layer, engine (compiled and graphs share one) and precision (and input shape), however
+# many batches and optimize() calls use it; the step's units and directions are its inputs, not constants.
 _SHARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _program_key(execution: Execution, device: torch.device) -> Tuple:
+    """What makes two executions' programs differ: the folding, compiling (engines compiled and graphs: the same
+    program, replayed or not) and the precision."""
+    return execution.fold, execution.compiled, execution.precision, torch.device(device)
 
 
 def _shared(model: nn.Module, key: Tuple, names: Set[str], stop_when_complete: bool, execution: Execution,
@@ -85,7 +91,7 @@ class UnitPush:
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.network, self.program = _shared(
-            model, ("unit", layer, read, execution, torch.device(device)), {layer, self.source}, True, execution,
+            model, ("unit", layer, read) + _program_key(execution, device), {layer, self.source}, True, execution,
             device, lambda network: unit_step(network, layer, self.source, read), f"push {layer}")
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +145,8 @@ class ObjectivePush:
         what = objective if isinstance(objective, str) else id(self.objective)
         read = tuple(sorted((k, v) for k, v in self.layouts.items() if k in names | {layer}))
         self.network, self.program = _shared(
-            model, ("objective", layer, (what, read), execution, torch.device(device)), names | {layer}, reads is not None,
+            model, ("objective", layer, (what, read)) + _program_key(execution, device), names | {layer},
+            reads is not None,
             execution, device, lambda network: self._forward_backward, f"objective {self.objective}",
             keep_alive=self.objective)
 

@@ -187,6 +187,7 @@ class FeatureViz:
             raise UsageError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}", "fit")
         self.fit = fit
         self.history: List[float] = []  # the objective at each step of the last visualize()
+        self._networks: Dict[tuple, CapturedNetwork] = {}  # (layers, execution, device) -> the network a step runs
 
     # ------------------------------------------------------------------------------------------------ steps
     def model_input(self, image: torch.Tensor, transform: Callable, generator: torch.Generator) -> torch.Tensor:
@@ -298,8 +299,11 @@ class FeatureViz:
         execution = execution.on(device)
         reads = self.objective.layers
         names = sorted(reads - {INPUT}) if reads is not None else list(named_layers(self.model))
-        network = CapturedNetwork(self.model, names, stop_when_complete=reads is not None, fold=execution.fold,
-                                  memory_format=execution.memory_format(device))
+        key = (tuple(names), execution, device)
+        if key not in self._networks:  # prepared once (a folded copy) for every visualize() of this FeatureViz
+            self._networks[key] = CapturedNetwork(self.model, names, stop_when_complete=reads is not None,
+                                                  fold=execution.fold, memory_format=execution.memory_format(device))
+        network = self._networks[key]
         run = _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
                    optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
                    transform=compose(standard_transforms() if transforms is None else transforms),

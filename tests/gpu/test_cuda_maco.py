@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dvtoolbox.models.registry import create_model
-from dvtoolbox.optimize.job import configure_float32
+from dvtoolbox.device import configure_float32
 from dvtoolbox.optvis import FeatureViz
 from dvtoolbox.optvis.accentuate import accentuate
 from dvtoolbox.optvis.param.maco import maco_image

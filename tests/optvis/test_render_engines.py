@@ -27,7 +27,9 @@ def test_the_forward_pass_ends_at_the_last_layer_read_and_gives_the_same_bits(mo
     early, early_history = images(model, fv=fv)
     assert calls == []  # fc8 comes after conv1: never run
     monkeypatch.setattr(program.CapturedNetwork, "__init__", _full_forward(program.CapturedNetwork.__init__))
-    full, full_history = images(model, fv=fv)
+    full_fv = FeatureViz(model, "conv1:1")  # a FeatureViz keeps its prepared networks: a new one builds its own
+    calls.clear()
+    full, full_history = images(model, fv=full_fv)
     assert len(calls) == 6
     assert early.tobytes() == full.tobytes() and early_history == full_history
 
