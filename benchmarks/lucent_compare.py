@@ -29,7 +29,6 @@ Writes ``--out``/``table.md``, ``results.json``, ``contact_sheet.png``; existing
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import subprocess
@@ -76,9 +75,11 @@ class FromImageNetNormalised(nn.Module):
         return self.net(255.0 * x01[:, self.order] - self.model_mean)
 
 
-def render_lucent(variant: str, classes: List[int], steps: int, seed: int, layer: str = "fc8") -> np.ndarray:
+def render_lucent(variant: str, classes: List[int], steps: int, seed: int, layer: str = "fc8",
+                  kind: str = "channel") -> np.ndarray:
     """In the peer environment: lucent's render_vis on the wrapped EfficientNet-Lite0, (K, S, S, 3) in [0, 1].
-    Image i pushes unit ``classes[i]`` of ``layer`` (lucent's ``channel``: the mean of that channel)."""
+    Image i pushes unit ``classes[i]`` of ``layer`` (``kind`` lucent's ``channel``: the mean of that channel, or its
+    ``neuron``: the channel at the centre of the grid)."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -90,7 +91,8 @@ def render_lucent(variant: str, classes: List[int], steps: int, seed: int, layer
     np.random.seed(seed)
     model = FromImageNetNormalised(create_model("efficientnet_lite0")).eval()
     hook_name = "net_" + layer.replace(".", "_")   # lucent joins module names with "_"
-    objective = sum(objectives.channel(hook_name, int(c), batch=i) for i, c in enumerate(classes))
+    unit = objectives.neuron if kind == "neuron" else objectives.channel
+    objective = sum(unit(hook_name, int(c), batch=i) for i, c in enumerate(classes))
     kwargs = {}
     if variant == "lucent224":
         kwargs["param_f"] = lambda: param.image(224, batch=len(classes))
@@ -138,24 +140,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--peer-out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peer-classes", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peer-layer", default="fc8", help=argparse.SUPPRESS)
+    ap.add_argument("--peer-objective", default="channel", choices=("channel", "neuron"), help=argparse.SUPPRESS)
     return ap
 
 
-def run_peer(args, variant: str, classes: List[int], layer: str = "fc8") -> np.ndarray:
-    """Render ``variant`` in the lucent environment (image i pushes unit ``classes[i]`` of ``layer``); returns its
-    images."""
+def run_peer(args, variant: str, classes: List[int], layer: str = "fc8", kind: str = "channel") -> np.ndarray:
+    """Render ``variant`` in the lucent environment (image i pushes unit ``classes[i]`` of ``layer``, a channel or
+    the neuron at its centre: ``kind``); returns its images."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "images.npy")
         cmd = [args.lucent_python, os.path.abspath(__file__), "--peer", variant, "--peer-out", out,
-               "--peer-classes", ",".join(map(str, classes)), "--peer-layer", layer, "--steps", str(args.steps),
+               "--peer-classes", ",".join(map(str, classes)), "--peer-layer", layer, "--peer-objective", kind,
+               "--steps", str(args.steps),
                "--seed", str(args.seed), "--threads", str(args.threads)]
         subprocess.run(cmd, check=True)
         return np.load(out)
 
 
 def run_peer_units(args, target: str, units: List[int], layer: str) -> np.ndarray:
-    """``recipes_eval.py``'s lucent row: lucent's defaults (``lucent``) on class logits or on ``layer``'s channels."""
-    return run_peer(args, "lucent", units, "fc8" if target == "classes" else layer)
+    """``recipes_eval.py``'s lucent row: lucent's defaults (``lucent``) on class logits, on ``layer``'s channels or
+    on its neurons at the centre of the grid."""
+    return run_peer(args, "lucent", units, "fc8" if target == "classes" else layer,
+                    "neuron" if target == "neurons" else "channel")
 
 
 def main(argv=None) -> int:
@@ -163,13 +169,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.peer is not None:
         classes = [int(c) for c in args.peer_classes.split(",")]
-        np.save(args.peer_out, render_lucent(args.peer, classes, args.steps, args.seed, args.peer_layer))
+        np.save(args.peer_out, render_lucent(args.peer, classes, args.steps, args.seed, args.peer_layer,
+                                                  args.peer_objective))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from dvtoolbox.io.atomic import write_text_atomic
-    from dvtoolbox.io.images import save_image, tile_images
     from dvtoolbox.models.registry import create_model
-    from transfer_eval import draw_classes, load_scorers, score, summarise, thumbnails
+    from transfer_eval import draw_classes, load_scorers, score, summarise, thumbnails, write_report
 
     if not args.out:
         raise UsageError("--out is required")
@@ -211,9 +216,7 @@ def main(argv=None) -> int:
             f"classes, {args.steps} steps, seed {args.seed}, CPU {args.threads} threads; scored by "
             f"{', '.join(scorers)}\n\n| variant | image px | top-1 | top-5 | mean p | s/image |\n|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\nClasses: " + ", ".join(f"{c} {labels[c]}" for c in classes) + "\n")
-    write_text_atomic(outputs[0], text)
-    write_text_atomic(outputs[1], json.dumps(results, indent=1))
-    save_image(outputs[2], tile_images(sheet))
+    write_report(args.out, text, results, sheet)
     print(text)
     return 0
 

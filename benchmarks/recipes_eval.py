@@ -5,7 +5,9 @@ never tuned on), objective the ``fc8`` logit on EfficientNet-Lite0, judged by Ef
 top-5, mean target probability over both; never scored on Lite0) and by the two naturalness measures.
 ``--target channels``: one image per hidden channel (K channels of ``--layer`` drawn with ``--seed-channels``),
 objective the channel's mean; transfer cannot judge these, so: naturalness, and the channel's value on the image
-at rest (no transform; the source's own number, for reference).
+at rest (no transform; the source's own number, for reference). ``--target neurons``: the same channels, each at
+one place, the centre of ``--layer``'s grid (the ``neuron`` objective); measured as channels are, the value read
+at that place.
 
 Recipes (``--recipes``): ``lucid_before`` (the lucid recipe before issue 15: the transformed image resized back to
 224), ``lucid`` (``visualize()``'s lucid recipe now), ``lucent`` (lucent 0.1.8's ``render_vis`` defaults in its
@@ -20,7 +22,6 @@ recipe are rendered as one batch with seed ``--seed``. Writes ``--out``/``table.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -54,12 +55,15 @@ def start_photo(path: str, size: int) -> np.ndarray:
 
 
 def batch_objective(target: str, units: List[int], layer: str):
-    """Image i pushes unit i: the sum over i of the fc8 logit (classes) or of the channel's mean (channels)."""
-    from dvtoolbox.objectives import channel
+    """Image i pushes unit i: the sum over i of the fc8 logit (classes), of the channel's mean (channels) or of the
+    channel at the centre of the grid (neurons)."""
+    from dvtoolbox.objectives import channel, neuron
     from transfer_eval import class_objective
 
     if target == "classes":
         return class_objective(units, "logit")
+    if target == "neurons":
+        return sum(neuron(layer, int(u), batch=i) for i, u in enumerate(units))
     return sum(channel(layer, int(u), batch=i) for i, u in enumerate(units))
 
 
@@ -113,6 +117,8 @@ def unit_values(model, images: np.ndarray, target: str, units: List[int], layer:
     with LayerCapture(model, [name]) as capture:
         model(x)
         out = capture.outputs[name]
+    if target == "neurons":  # the centre, as the neuron objective's default place
+        return [float(out[i, u, out.shape[2] // 2, out.shape[3] // 2]) for i, u in enumerate(units)]
     return [float(out[i, u].mean()) for i, u in enumerate(units)]
 
 
@@ -120,11 +126,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--target", choices=("classes", "channels"), default="classes")
+    ap.add_argument("--target", choices=("classes", "channels", "neurons"), default="classes")
     ap.add_argument("--draw", choices=("eval", "tune", "final"), default="final")
     ap.add_argument("--classes", type=int, default=6, help="K classes (--target classes)")
-    ap.add_argument("--layer", default="_blocks.10", help="--target channels: the layer")
-    ap.add_argument("--channels", type=int, default=6, help="--target channels: K channels")
+    ap.add_argument("--layer", default="_blocks.10", help="--target channels / neurons: the layer")
+    ap.add_argument("--channels", type=int, default=6, help="--target channels / neurons: K channels")
     ap.add_argument("--seed-channels", type=int, default=15)
     ap.add_argument("--recipes", default=",".join(RECIPE_NAMES))
     ap.add_argument("--steps", type=int, default=256)
@@ -209,8 +215,7 @@ def main(argv=None) -> int:
 
 def write_outputs(args, scorers, units, names, recipes_done, rows, sheet, floor, results) -> str:
     """table.md, results.json and contact_sheet.png for the recipes rendered so far (rewritten after each)."""
-    from dvtoolbox.io.atomic import write_text_atomic
-    from dvtoolbox.io.images import save_image, tile_images
+    from transfer_eval import write_report
 
     head = ("| recipe | transfer top-1 / top-5 / p (Lite1 + Lite2) | " if scorers else "| recipe | ")
     head += "slope (abs. diff. to photos) | KID x100 | source value (mean) | steps | s/image |"
@@ -219,9 +224,7 @@ def write_outputs(args, scorers, units, names, recipes_done, rows, sheet, floor,
             + "---|" * (head.count("|") - 1) + "\n" + "\n".join(rows)
             + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | | | |\n\n"
             + "Units: " + ", ".join(names) + "\n\nContact sheet rows: " + ", ".join(recipes_done) + "\n")
-    write_text_atomic(os.path.join(args.out, "results.json"), json.dumps(results, indent=1))
-    save_image(os.path.join(args.out, "contact_sheet.png"), tile_images(sheet))
-    write_text_atomic(os.path.join(args.out, "table.md"), text)
+    write_report(args.out, text, results, sheet)
     return text
 
 

@@ -264,6 +264,14 @@ def thumbnails(images: np.ndarray, cell: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ main
+def write_report(folder: str, text: str, results: dict, sheet_rows) -> None:
+    """``folder``/table.md (``text``), results.json and contact_sheet.png (``sheet_rows``: rows of thumbnails),
+    each written atomically."""
+    write_text_atomic(os.path.join(folder, "results.json"), json.dumps(results, indent=1))
+    save_image(os.path.join(folder, "contact_sheet.png"), tile_images(sheet_rows))
+    write_text_atomic(os.path.join(folder, "table.md"), text)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -359,9 +367,7 @@ def main(argv=None) -> int:
             "Each cell: top-1 / top-5 hit rate of the target class and its mean probability.\n\nClasses: "
             + ", ".join(f"{c} {labels[c]}" for c in classes) + "\n\nContact sheet rows: " + ", ".join(recipes)
             + "\n")
-    write_text_atomic(outputs[0], text)
-    write_text_atomic(outputs[1], json.dumps(results, indent=1))
-    save_image(outputs[2], tile_images(sheet_rows))
+    write_report(args.out, text, results, sheet_rows)
     print(text)
     return 0
 
