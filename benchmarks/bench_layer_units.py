@@ -173,9 +173,10 @@ def main(argv=None) -> int:
         tflops = flops[b] / t / 1e12
         peak = peak_for(device, precision, args)
         share = f"{100 * tflops / peak:7.1f}%" if peak else "       -"
+        gib = f"{memory[key]:8.1f}" if key in memory else "       -"  # CUDA's allocator only
         print(f"{engine:>8} {precision:>9} {b:5d} {t:9.4f} {low:9.4f} {rate:8.3f} {rate / first:8.2f} "
               f"{flops[b] / 1e9:9.1f} {tflops:8.2f} {share} {args.layer_units / rate / 60:9.1f} "
-              f"{compile_s[key]:9.1f} {memory.get(key, float('nan')):8.1f}")
+              f"{compile_s[key]:9.1f} {gib}")
     return 0
 
 

@@ -66,8 +66,8 @@ def featureviz_loop(fv: FeatureViz, batch: int, size, steps: int, device, views:
                  execution=execution)
 
 
-def recipe_loop(model, objective, name: str, batch: int, size, steps: int, device) -> None:
-    """One run of a named recipe (see the module docstring)."""
+def recipe_loop(fv: FeatureViz, name: str, batch: int, size, steps: int, device) -> None:
+    """One run of a named recipe (see the module docstring) with ``fv``'s model and objective."""
     import numpy as np
 
     from dvtoolbox.optvis.accentuate import accentuate
@@ -78,13 +78,13 @@ def recipe_loop(model, objective, name: str, batch: int, size, steps: int, devic
     h, w = size
     if name == "accent":
         start = np.random.RandomState(0).rand(batch, h, w, 3)
-        accentuate(model, objective, start, thresholds=[steps], lr=recipe.lr, transforms=recipe.transform_list(),
-                   views=recipe.views, device=device)
+        accentuate(fv.model, fv.objective, start, thresholds=[steps], lr=recipe.lr,
+                   transforms=recipe.transform_list(), views=recipe.views, device=device)
         return
     param_f = (lambda: maco_image(w, h, batch=batch)) if recipe.param == "maco" else \
         (lambda: get_image(w=w, h=h, batch=batch, decay_power=recipe.decay_power))
-    FeatureViz(model, objective).visualize(param_f, thresholds=[steps], lr=recipe.lr, seed=0, device=device,
-                                           views=recipe.views, transforms=recipe.transform_list())
+    fv.visualize(param_f, thresholds=[steps], lr=recipe.lr, seed=0, device=device, views=recipe.views,
+                 transforms=recipe.transform_list())
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -132,8 +132,8 @@ def main(argv=None) -> int:
             variants["visualize" + suffix] = lambda e=execution: featureviz_loop(
                 fv, args.batch, size, args.steps, device, args.views, args.transforms, e)
         elif engine == "eager":
-            variants["visualize " + args.recipe] = lambda: recipe_loop(model, fv.objective, args.recipe, args.batch,
-                                                                       size, args.steps, device)
+            variants["visualize " + args.recipe] = lambda: recipe_loop(fv, args.recipe, args.batch, size, args.steps,
+                                                                       device)
     stats = medians_and_minima(interleaved_times(variants, args.rounds, device, per=args.steps))
     where = machine(device, args.threads)
     print(f"{args.model} {args.objective}, batch {args.batch} x {args.views} views ({args.transforms} transforms; "

@@ -4,7 +4,11 @@ Both render class visualisations on EfficientNet-Lite0 (the ``fc8`` logit of eac
 batch, each image its own class); the images are judged by the held-out EfficientNet-Lite1 and Lite2 (never by the
 model optimised), as in ``transfer_eval.py``. lucent is run in ANOTHER Python (``--lucent-python``, a virtual
 environment with ``torch-lucent==0.1.8`` and ``kornia==0.4.1``; it is a peer, not a dependency): this script calls
-itself there with ``--peer VARIANT --peer-out FILE.npy``. lucent feeds the model ImageNet-normalised images
+itself there with ``--peer VARIANT --peer-out FILE.npy``, importing this checkout's dvtoolbox, so that environment
+needs dvtoolbox's dependencies too::
+
+    python3 -m venv peer && peer/bin/pip install -e . ipython && peer/bin/pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1
+ lucent feeds the model ImageNet-normalised images
 (``transform.normalize()``), so the model is wrapped to turn them back into the normalisation its weights expect
 (``x01 = x * std + mean``, then ``255 * x01 - 127``, RGB).
 
