@@ -9,7 +9,7 @@ each ratio is the loop's own overhead. Rounds are interleaved so that machine no
 medians over rounds are reported. The process keeps freed memory for reuse as the command lines do
 (``dvtoolbox.device.keep_freed_memory``; ``--system-malloc``: glibc's defaults). Not a test: run it by hand.
 
-    python benchmarks/bench_optimize_loop.py [--device cpu|cuda] [--iters 10] [--rounds 15] [--threads 2]
+    python benchmarks/bench_optimize_loop.py [--device cpu|cuda] [--iters 40] [--rounds 15] [--threads 2]
         [--engines eager,folded] [--system-malloc]
 """
 
@@ -57,7 +57,8 @@ def page_faults(fn) -> int:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=40, help="iterations per optimize() call: each call's fixed costs "
+                    "(the layout survey's probe pass, set-up, the results) weigh on short calls")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--engines", default="eager", help="comma-separated: eager, folded, compiled, graphs")
