@@ -226,8 +226,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UsageError as exc:
-        print(f"lucent_compare.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from dvtoolbox.cli.exit_status import run_command
+
+    sys.exit(run_command("lucent_compare.py", main))

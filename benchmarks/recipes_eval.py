@@ -237,8 +237,6 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UsageError as exc:
-        print(f"recipes_eval.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from dvtoolbox.cli.exit_status import run_command
+
+    sys.exit(run_command("recipes_eval.py", main))

@@ -373,8 +373,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UsageError as exc:
-        print(f"transfer_eval.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from dvtoolbox.cli.exit_status import run_command
+
+    sys.exit(run_command("transfer_eval.py", main))

@@ -16,6 +16,7 @@ from dvtoolbox.io import images as image_io
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.models.registry import _MODELS, register_model
 from tests.conftest import make_tiny
+from tests.io.original_image_misc import original_norm01, original_norm01c
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 # The original's documentation (doc/running_optimize_image.md there): its `print find_params` and `print
@@ -157,18 +158,3 @@ def test_jpeg_pixels_are_opencvs_conversion_of_255_v(tmp_path, monkeypatch):
         expected = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)[:, :, ::-1]
         np.testing.assert_array_equal(ours, expected)
         assert not np.array_equal(ours, np.floor(255 * img).astype(np.uint8))  # truncation would differ
-
-
-def original_norm01(arr):
-    arr = arr.copy()
-    arr -= arr.min()
-    arr /= arr.max() + 1e-10
-    return arr
-
-
-def original_norm01c(arr, center):
-    arr = arr.copy()
-    arr -= center
-    arr /= max(2 * arr.max(), -2 * arr.min()) + 1e-10
-    arr += .5
-    return arr

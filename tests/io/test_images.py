@@ -6,21 +6,7 @@ import pytest
 from PIL import Image
 
 from dvtoolbox.io.images import encode_image, norm01, norm01c, save_image, to_uint8
-
-
-def original_norm01(arr):
-    arr = arr.copy()
-    arr -= arr.min()
-    arr /= arr.max() + 1e-10
-    return arr
-
-
-def original_norm01c(arr, center):
-    arr = arr.copy()
-    arr -= center
-    arr /= max(2 * arr.max(), -2 * arr.min()) + 1e-10
-    arr += .5
-    return arr
+from tests.io.original_image_misc import original_norm01, original_norm01c
 
 
 def test_norm01_and_norm01c_equal_the_original_formulas_bit_for_bit():
