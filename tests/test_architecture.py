@@ -1,5 +1,6 @@
-"""The layout promised in the README: imports flow one way (cli -> optimize / optvis -> objectives / regularizers ->
-models -> io), the two engines never import each other, and the model registry imports no model."""
+"""The layout promised in the README: imports flow one way (cli -> optimize / optvis -> run -> objectives /
+regularizers -> models -> io), the two engines never import each other, the model registry imports no model, and
+the run context is the only place where a job or a command line loads a model."""
 
 import ast
 import pathlib
@@ -8,9 +9,10 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
 ALLOWED = {  # package -> the dvtoolbox packages it may import
-    "cli": {"device", "errors", "io", "models", "objectives", "optimize", "optvis", "regularizers"},
-    "optimize": {"device", "errors", "io", "models", "objectives", "regularizers"},
-    "optvis": {"device", "errors", "io", "models", "objectives", "regularizers"},
+    "cli": {"device", "errors", "io", "models", "objectives", "optimize", "optvis", "regularizers", "run"},
+    "optimize": {"device", "errors", "io", "models", "objectives", "regularizers", "run"},
+    "optvis": {"device", "errors", "io", "models", "objectives", "regularizers", "run"},
+    "run": {"device", "errors", "io", "models"},
     "objectives": {"errors", "models"},
     "regularizers": {"errors"},
     "models": {"errors", "io"},
@@ -52,3 +54,31 @@ def test_every_package_has_a_rule():
 def test_the_registry_imports_no_model():
     modules = set(imported_dvtoolbox_modules(PACKAGE / "models" / "registry.py"))
     assert modules <= {"dvtoolbox.errors"}
+
+
+MODEL_LOADERS = {"load_model", "create_model", "build_model"}  # what makes a network from what a user names
+JOB_FILES = sorted(p for p in SOURCES if package_of(p) == "cli" or p.parent.name == "job")
+
+
+def names_used(path: pathlib.Path):
+    """Every name a file imports or calls."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+
+
+def test_the_jobs_and_command_lines_exist_where_this_test_looks():
+    assert {p.relative_to(PACKAGE).parts[0] for p in JOB_FILES} == {"cli", "optimize", "optvis"}
+
+
+@pytest.mark.parametrize("path", JOB_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_run_context_loads_a_model_for_a_job(path):
+    assert not MODEL_LOADERS & set(names_used(path)), f"{path.name} loads a model: open a run (run.context) instead"
+
+
+def test_the_run_context_loads_the_model():
+    assert {"load_model", "create_model"} <= set(names_used(PACKAGE / "run" / "context.py"))

@@ -24,7 +24,7 @@ from dvtoolbox.device import ENGINES, keep_freed_memory
 from dvtoolbox.errors import UsageError
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
-from dvtoolbox.optvis.job import (DEFAULT_ALPHA_JITTER, OPTIMIZERS, PARAMETERISATIONS, VisualizeJob,
+from dvtoolbox.optvis.job import (DEFAULT_ALPHA_JITTER, OPTIMIZERS, PARAMETERISATIONS, VisualizeJob, layer_table,
                                   run_visualize)
 from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.render import check_thresholds
@@ -250,9 +250,4 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
 def print_layers(args: argparse.Namespace) -> None:
     """Every layer with a tensor output, its shape (without the batch dimension) and its layout."""
-    from dvtoolbox.models.layouts import survey_layers
-    from dvtoolbox.models.load import load_model
-
-    model = load_model(args.model, **model_options(args))
-    shapes, layouts = survey_layers(model, tuple(model.input_contract.size), layouts_from_args(args))
-    print_layer_table([(name, shape, layouts[name]) for name, shape in shapes.items()])
+    print_layer_table(layer_table(job_from_args(args)))

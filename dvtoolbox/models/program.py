@@ -149,6 +149,9 @@ class Program:
         key = signature(args)
         graph = self._graphs.get(key)
         if graph is None:
+            if self._graphs:
+                log.warning("%s: compiling again, for inputs %s (graph %d of this program): every new input shape "
+                            "costs another compile", self.name, [tuple(a.shape) for a in args], len(self._graphs) + 1)
             graph = self._graphs[key] = self._build(args)
         return graph(*args)
 

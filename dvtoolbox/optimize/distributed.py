@@ -31,13 +31,6 @@ def current_rank() -> Rank:
     return Rank(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
 
 
-def rank_device(device: torch.device, rank: Rank) -> torch.device:
-    """One GPU per rank: 'cuda' becomes cuda:LOCAL_RANK under torchrun; other devices are kept."""
-    if rank.is_distributed and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", rank.local_rank)
-    return device
-
-
 def start(device: torch.device, rank: Rank) -> None:
     """Join the process group (NCCL for CUDA, gloo otherwise) when started by torchrun."""
     if rank.is_distributed and not dist.is_initialized():

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.layouts import Layout, model_layouts
+from dvtoolbox.models.program_cache import ProgramCache
 from dvtoolbox.regularizers.lr_policies import gradient_step, learning_rate
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.push import EAGER, ObjectivePush, UnitPush
@@ -43,7 +44,8 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
              layer_shape3d, progress: bool = False, labels: Optional[Sequence[str]] = None,
              label_layers: Sequence[str] = (), objective=None,
              state_dtype: torch.dtype = torch.float64, execution: Execution = EAGER,
-             stats_every: int = STATS_EVERY, layouts: Optional[Dict[str, Layout]] = None) -> List[FindResults]:
+             stats_every: int = STATS_EVERY, layouts: Optional[Dict[str, Layout]] = None,
+             programs: Optional[ProgramCache] = None) -> List[FindResults]:
     """Run the loop; returns one FindResults per image.
 
     model: in eval mode, float32, on the device to use. x0: (N, 3, H, W) start images; mean: (3, H, W), both
@@ -58,6 +60,8 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
     execution: how the network step runs (``dvtoolbox.device.Execution``: engine and precision; default eager,
     true float32). stats_every: iterations between copies of the recorded statistics to the host (the results
     are the same for any value); with -v logging every iteration is copied and logged, and no CUDA graph is used.
+    programs: the caller's ``ProgramCache`` for this model, where the network step (a folded copy, a compiled
+    program) is kept for the next call, e.g. the next batch of a layer; default: made for this call and freed with it.
     """
     p = _shared_schedule(params)
     _warn_small_blur(_blur_radius_if_used(p))
@@ -73,8 +77,10 @@ def optimize(model: nn.Module, params: Sequence[FindParams], x0: np.ndarray, mea
     dirs = [q.push_dir for q in params]
     if layouts is None:
         layouts = model_layouts(model, tuple(x0_t.shape[-2:]))
-    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], dirs, device, execution, layouts) \
-        if objective is None else ObjectivePush(model, p.push_layer, objective, dirs, device, execution, layouts)
+    programs = ProgramCache() if programs is None else programs
+    push = UnitPush(model, p.push_layer, [q.push_unit for q in params], dirs, device, execution, layouts, programs) \
+        if objective is None else ObjectivePush(model, p.push_layer, objective, dirs, device, execution, layouts,
+                                                programs)
     record = DeviceRecord(params, x0_t, layer_shape3d, every, sync_free=device.type == "cuda")
     iteration = Iteration(p, push, record, x0_t, torch.as_tensor(mean, device=device).to(state_dtype),
                           [q.push_unit for q in params], [np.sign(d) for d in dirs], objective is not None)

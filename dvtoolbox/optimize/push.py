@@ -15,7 +15,6 @@ a value back to the host, so a compiled step can be captured in a CUDA graph.
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable, Dict, Optional, Sequence, Set, Tuple
 
 import torch
@@ -27,6 +26,7 @@ from dvtoolbox.models.capture import gradient_source, named_layers
 from dvtoolbox.models.layouts import Layout, canonical
 from dvtoolbox.models.pixel_space import from_model_input
 from dvtoolbox.models.program import CapturedNetwork, Program
+from dvtoolbox.models.program_cache import ProgramCache, ProgramKey
 from dvtoolbox.objectives import INPUT, Activations, create_objective
 
 EAGER = Execution("eager")
@@ -47,28 +47,16 @@ def as_units3d(output: torch.Tensor, layout: Layout = None, name: str = "layer")
                      "units", "push_layer")
 
 
-# model -> {(kind, layer, what, program kind, precision, device): (network, program, what)}: a program is traced and
-# compiled once per model, layer, engine (compiled and graphs share one) and precision (and input shape), however
-# many batches and optimize() calls use it; the step's units and directions are its inputs, not constants.
-_SHARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+def _entry(programs: ProgramCache, key: ProgramKey, model: nn.Module, names: Set[str], stop_when_complete: bool,
+           execution: Execution, device: torch.device, step: Callable, name: str) -> Tuple[CapturedNetwork, Program]:
+    """The (network, program) of ``key`` in ``programs``, made with ``step(network)`` the first time."""
 
-
-def _program_key(execution: Execution, device: torch.device) -> Tuple:
-    """What makes two executions' programs differ: the folding, compiling (engines compiled and graphs: the same
-    program, replayed or not) and the precision."""
-    return execution.fold, execution.compiled, execution.precision, torch.device(device)
-
-
-def _shared(model: nn.Module, key: Tuple, names: Set[str], stop_when_complete: bool, execution: Execution,
-            device: torch.device, step: Callable, name: str, keep_alive=None) -> Tuple[CapturedNetwork, Program]:
-    """The (network, program) of ``key`` on ``model``, made with ``step(network)`` the first time."""
-    programs = _SHARED.setdefault(model, {})
-    if key not in programs:
+    def make():
         network = CapturedNetwork(model, names, stop_when_complete, execution.fold, execution.memory_format(device))
-        program = Program(step(network), device, compiled=execution.compiled,
-                          autocast_dtype=execution.autocast_dtype, name=name)
-        programs[key] = (network, program, keep_alive)
-    return programs[key][:2]
+        return network, Program(step(network), device, compiled=execution.compiled,
+                                autocast_dtype=execution.autocast_dtype, name=name)
+
+    return programs.get(key, make)
 
 
 class UnitPush:
@@ -76,12 +64,14 @@ class UnitPush:
 
     units: (channel, y, x) per image; push_dirs: the value backward starts from, per image (1 maximises).
     execution: how the step runs (default: eager, float32). layouts: where layers' channels are
-    (``models.layouts``; a layer not in it: channels first).
+    (``models.layouts``; a layer not in it: channels first). programs: where the step's network and program are
+    kept and found again (the owner's ``ProgramCache``: a job's, over the batches of a layer); default a cache of
+    this push's own.
     """
 
     def __init__(self, model: nn.Module, layer: str, units: Sequence[Tuple[int, int, int]],
                  push_dirs: Sequence[float], device: torch.device, execution: Execution = EAGER,
-                 layouts: Optional[Dict[str, Layout]] = None):
+                 layouts: Optional[Dict[str, Layout]] = None, programs: Optional[ProgramCache] = None):
         self.model = model
         self.layer = layer
         self.source = gradient_source(model, layer)
@@ -90,8 +80,9 @@ class UnitPush:
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
-        self.network, self.program = _shared(
-            model, ("unit", layer, read) + _program_key(execution, device), {layer, self.source}, True, execution,
+        key = ProgramKey.of("unit", layer, read, execution, device)
+        self.network, self.program = _entry(
+            ProgramCache() if programs is None else programs, key, model, {layer, self.source}, True, execution,
             device, lambda network: unit_step(network, layer, self.source, read), f"push {layer}")
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -126,11 +117,14 @@ class ObjectivePush:
     image as RGB in [0, 1] from the model's ``input_contract``), so the images of a batch stay independent and
     ``values`` (N,) float64 holds each image's objective, which the loop records as obj. ``layer`` (the push
     layer) is still captured for the loop's idxmax / ismax statistics. objective: an Objective or a string that
-    ``dvtoolbox.objectives.create_objective`` reads; its layers are checked against the model now.
+    ``dvtoolbox.objectives.create_objective`` reads; its layers are checked against the model now. programs: as
+    ``UnitPush``'s (an objective given as a string shares its program with later pushes of the same string; an
+    Objective or callable, only with pushes of that same object).
     """
 
     def __init__(self, model: nn.Module, layer: str, objective, push_dirs: Sequence[float], device: torch.device,
-                 execution: Execution = EAGER, layouts: Optional[Dict[str, Layout]] = None):
+                 execution: Execution = EAGER, layouts: Optional[Dict[str, Layout]] = None,
+                 programs: Optional[ProgramCache] = None):
         self.objective = create_objective(objective, model=model)
         self.layouts = layouts or {}
         self.model, self.layer, self.input_name = model, layer, INPUT
@@ -142,13 +136,12 @@ class ObjectivePush:
             raise UsageError(f"objective {self.objective} reads the input image, but the model has no input_contract")
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
         self.values: Optional[torch.Tensor] = None
-        what = objective if isinstance(objective, str) else id(self.objective)
+        what = objective if isinstance(objective, str) else self.objective
         read = tuple(sorted((k, v) for k, v in self.layouts.items() if k in names | {layer}))
-        self.network, self.program = _shared(
-            model, ("objective", layer, (what, read)) + _program_key(execution, device), names | {layer},
-            reads is not None,
-            execution, device, lambda network: self._forward_backward, f"objective {self.objective}",
-            keep_alive=self.objective)
+        key = ProgramKey.of("objective", layer, (what, read), execution, device)
+        self.network, self.program = _entry(
+            ProgramCache() if programs is None else programs, key, model, names | {layer}, reads is not None,
+            execution, device, lambda network: self._forward_backward, f"objective {self.objective}")
 
     def _forward_backward(self, x: torch.Tensor, push_dirs: torch.Tensor):
         """The step (see the class docstring): -> (acts, values (N,) float64, grad)."""

@@ -63,6 +63,7 @@ from dvtoolbox.models.capture import named_layers
 from dvtoolbox.models.layouts import model_layouts
 from dvtoolbox.models.pixel_space import InputContract, to_model_input
 from dvtoolbox.models.program import CapturedNetwork, Program, autocast
+from dvtoolbox.models.program_cache import ProgramCache, ProgramKey
 from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
 from dvtoolbox.optvis.dvt import LRSchedule
 from dvtoolbox.optvis.param.images import get_image
@@ -165,13 +166,15 @@ class FeatureViz:
     fixed-size layers); False feeds it at its own size (lucid's way, for models that take any size). fit: how it is
     brought to that size: "crop" (default: centre crop, or pad with grey 0.5, so the content keeps the scale the
     transforms gave it, as lucid feeds it) or "resize" (bilinear, which undoes ``random_scale``: every transformed
-    image reached the model at 0.95 of its scale whatever the scale drawn; doc/optvis.md).
+    image reached the model at 0.95 of its scale whatever the scale drawn; doc/optvis.md). programs: where the
+    prepared networks of its steps are kept (a caller's ``ProgramCache``, e.g. a job's run context); default its
+    own, so that every ``visualize()`` of this FeatureViz reuses them (a folded copy is made once).
     """
 
     def __init__(self, model: Union[nn.Module, str], objective, contract: Optional[InputContract] = None,
                  resize_to_contract: bool = True, layouts: Optional[Mapping[str, object]] = None,
                  input_mean: Optional[Sequence[float]] = None, input_std: Optional[Sequence[float]] = None,
-                 size: Optional[int] = None, fit: str = "crop"):
+                 size: Optional[int] = None, fit: str = "crop", programs: Optional[ProgramCache] = None):
         if isinstance(model, str):
             from dvtoolbox.models.registry import create_model
 
@@ -187,7 +190,7 @@ class FeatureViz:
             raise UsageError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}", "fit")
         self.fit = fit
         self.history: List[float] = []  # the objective at each step of the last visualize()
-        self._networks: Dict[tuple, CapturedNetwork] = {}  # (layers, execution, device) -> the network a step runs
+        self.programs = ProgramCache() if programs is None else programs
 
     # ------------------------------------------------------------------------------------------------ steps
     def model_input(self, image: torch.Tensor, transform: Callable, generator: torch.Generator) -> torch.Tensor:
@@ -299,11 +302,10 @@ class FeatureViz:
         execution = execution.on(device)
         reads = self.objective.layers
         names = sorted(reads - {INPUT}) if reads is not None else list(named_layers(self.model))
-        key = (tuple(names), execution, device)
-        if key not in self._networks:  # prepared once (a folded copy) for every visualize() of this FeatureViz
-            self._networks[key] = CapturedNetwork(self.model, names, stop_when_complete=reads is not None,
-                                                  fold=execution.fold, memory_format=execution.memory_format(device))
-        network = self._networks[key]
+        network, _ = self.programs.get(  # prepared once (a folded copy) for every visualize() of this FeatureViz
+            ProgramKey.of("render", tuple(names), None, execution, device),
+            lambda: (CapturedNetwork(self.model, names, stop_when_complete=reads is not None, fold=execution.fold,
+                                     memory_format=execution.memory_format(device)), None))
         run = _Run(steps=steps, views=views, generator=generator, params=params, image_f=image_f,
                    optimizer=optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr),
                    transform=compose(standard_transforms() if transforms is None else transforms),

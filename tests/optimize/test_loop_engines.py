@@ -8,9 +8,9 @@ from torch import nn
 
 from dvtoolbox.device import AUTO_ENGINE, Execution
 from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.models.program_cache import ProgramCache
 from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.optimize import push as push_module
 from dvtoolbox.optimize.push import ObjectivePush, UnitPush
 from dvtoolbox.optimize.start import initial_x
 from tests.conftest import TINY_MEAN, TINY_SIZE, make_tiny
@@ -68,13 +68,13 @@ def test_folded_engine_folds_and_agrees_to_float32_rounding():
 
 def test_compiled_engine_agrees_to_float32_rounding_and_compiles_once():
     """One graph per batch size, compiled by inductor (the CPU's C++ kernels), gives the eager loop's trace; other
-    units and later calls (the batches of a layer) reuse it."""
-    model = TinyBNNet()
-    assert_float32_rounding(run(model, execution=Execution("compiled")), run(TinyBNNet()))
-    assert_float32_rounding(run(model, units=(1, 3, 4), execution=Execution("compiled")),
+    units and later calls with the same programs (the batches of a layer) reuse it."""
+    model, programs = TinyBNNet(), ProgramCache()
+    assert_float32_rounding(run(model, execution=Execution("compiled"), programs=programs), run(TinyBNNet()))
+    assert_float32_rounding(run(model, units=(1, 3, 4), execution=Execution("compiled"), programs=programs),
                             run(TinyBNNet(), units=(1, 3, 4)))
-    (entry,) = push_module._SHARED[model].values()
-    assert len(entry[1]._graphs) == 1
+    ((network, program),) = programs.values()
+    assert len(program._graphs) == 1
 
 
 def test_a_traced_objective_push_gives_the_eager_bits():

@@ -1,5 +1,7 @@
 """VisualizeJob / run_visualize: visualize.py's whole job from Python, with errors that name the job's fields."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import yaml
@@ -10,6 +12,8 @@ from dvtoolbox.optvis import FeatureViz, get_image
 from dvtoolbox.optvis.job import VisualizeJob, run_visualize
 from dvtoolbox.regularizers.settings import Regularizers
 from tests.conftest import make_tiny
+
+PHOTO = pathlib.Path(__file__).parents[1] / "data" / "images" / "ILSVRC2012_val_00000610.jpg"
 
 
 def test_run_visualize_writes_what_featureviz_makes(tmp_path):
@@ -22,7 +26,9 @@ def test_run_visualize_writes_what_featureviz_makes(tmp_path):
     _, last = fv.visualize(lambda: get_image(8, batch=2), thresholds=[2, 3], transforms=[])
     np.testing.assert_array_equal(load_image_rgb(str(tmp_path / "viz_step3_1.png")), to_uint8(last[1]))
     config = yaml.safe_load((tmp_path / "viz_config.yaml").read_text())
-    assert config["made-by"] == "a test" and config["resolved"] == {"device": "cpu", "size": [8, 8]}
+    assert config["made-by"] == "a test" and config["resolved"] == {"model": "tiny_test", "device": "cpu",
+                                                                           "size": [8, 8], "engine": "eager",
+                                                                           "precision": "float32"}
 
 
 def test_the_objective_is_parsed_once_and_checked_against_the_model(tmp_path):
@@ -85,3 +91,33 @@ def test_maco_and_accentuation_settings_are_checked(kwargs, message, fields):
     with pytest.raises(UsageError, match=message) as info:
         VisualizeJob(model="tiny_test", **kwargs)
     assert info.value.fields == fields
+
+
+@pytest.mark.parametrize("recipe", [None, "lucid", "class", "maco", "accent"])
+def test_a_recipe_gives_the_job_the_settings_the_command_line_gives(recipe, tmp_path):
+    from dvtoolbox.cli.visualize import job_from_args, parse_args
+    from dvtoolbox.optvis.recipes import RECIPES
+
+    photo = ["--start-image", str(PHOTO)] if recipe == "accent" else []
+    argv = ["--model", "tiny_test", "--output-dir", str(tmp_path)] + photo + (["--recipe", recipe] if recipe else [])
+    from_cli = job_from_args(parse_args(argv))
+    from_python = VisualizeJob(model="tiny_test", output_dir=str(tmp_path), recipe=recipe,
+                               start_images=[str(PHOTO)] if recipe == "accent" else ())
+    expected = RECIPES[recipe or "lucid"]
+    for name in ("param", "views", "transforms", "decay_power", "lr"):
+        assert getattr(from_python, name) == getattr(from_cli, name) == getattr(expected, name), name
+
+
+def test_a_setting_given_wins_over_the_recipe(tmp_path):
+    from dvtoolbox.cli.visualize import job_from_args, parse_args
+
+    from_cli = job_from_args(parse_args(["--model", "tiny_test", "--recipe", "maco", "--views", "2", "--lr", "0.1"]))
+    from_python = VisualizeJob(model="tiny_test", recipe="maco", views=2, lr=0.1)
+    assert (from_python.views, from_python.lr, from_python.param) == (from_cli.views, from_cli.lr, from_cli.param) \
+        == (2, 0.1, "maco")
+
+
+def test_compiled_without_the_fit_to_the_model_size_is_refused():
+    with pytest.raises(UsageError, match="engine compiled traces one graph per input size") as info:
+        VisualizeJob(model="tiny_test", engine="compiled", resize_to_contract=False)
+    assert info.value.fields == ("engine", "resize_to_contract=False")

@@ -1,0 +1,241 @@
+"""A visualize job's settings, validated once: ``VisualizeJob`` (what ``visualize.py`` does, from Python).
+
+    from dvtoolbox.optvis.job import VisualizeJob, run_visualize
+
+    written = run_visualize(VisualizeJob(objective="fc8:130", thresholds=(128, 256), output_dir="viz", brave=True))
+
+Every rule that needs no model is checked here, when the job is made; a bad setting is a one-line UsageError
+naming it (the command line shows its flag instead). ``pipeline.run_visualize`` runs the job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from dvtoolbox.device import Execution
+from dvtoolbox.errors import UsageError
+from dvtoolbox.models.registry import DEFAULT_MODEL
+from dvtoolbox.objectives import Objective, create_objective
+from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
+from dvtoolbox.optvis.dvt import LRSchedule
+from dvtoolbox.optvis.job.parameterisations import PARAMETERISATIONS
+from dvtoolbox.optvis.recipes import RECIPES
+from dvtoolbox.optvis.render import FIT_MODES, check_thresholds
+from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
+from dvtoolbox.regularizers.lr_policies import validate_lr_params
+from dvtoolbox.regularizers.settings import Regularizers
+from dvtoolbox.run.context import ModelChoice
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DEFAULT_RECIPE = "lucid"       # the recipe settings a job without one gets
+DEFAULT_BACKGROUND = "color"   # render_transparent's default
+DEFAULT_ALPHA_JITTER = 2       # the notebook's jitter_n
+ALPHA_SETTINGS = ("background", "adversarial_bg", "alpha_target", "alpha_coef", "alpha_jitter")
+
+
+@dataclass
+class VisualizeJob:
+    """Everything one visualize run needs (see the module docstring). ``model``, ``weights``, ``input_mean``,
+    ``input_std``: as ``models.load.load_model`` takes them (a name, package.module:factory, a saved module, an
+    nn.Module); ``layouts``: where some layers' channels are, over what is inferred. None for ``size`` means the
+    model's input size; ``alpha`` turns on transparency, with ``background``, ``adversarial_bg``, ``alpha_target``,
+    ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``start_images`` (photograph paths, one per image
+    or one for all) turn on feature accentuation (``optvis.accentuate``), with ``accent_layer`` (None: the
+    objective's layer) and ``accent_coef`` (None: ``accentuate.DEFAULT_COEF``); ``fit``: how a transformed image
+    reaches the model's input size (``FeatureViz``). ``recipe`` (``recipes.RECIPES``, None: lucid's) gives the
+    settings left None: param, views, transforms, decay_power and lr, exactly as ``visualize.py --recipe`` gives
+    their flags' defaults; a setting given explicitly wins over the recipe."""
+
+    objective: str = "_blocks.10:97"
+    model: Union[str, nn.Module] = DEFAULT_MODEL
+    weights: Union[None, str] = "default"
+    input_mean: Optional[Tuple[float, float, float]] = None
+    input_std: Optional[Tuple[float, float, float]] = None
+    layouts: Dict[str, object] = field(default_factory=dict)
+    param: Optional[str] = None  # None: the recipe's (lucid: fft)
+    decorrelate: bool = True
+    decay_power: Optional[float] = None  # None: the recipe's (lucid: 1.0)
+    lowres_factor: int = 4
+    size: Optional[int] = None
+    batch: int = 1
+    resize_to_contract: bool = True
+    fit: str = "crop"
+    start_images: Sequence[str] = ()
+    accent_layer: Optional[str] = None
+    accent_coef: Optional[float] = None
+    alpha: bool = False
+    background: Optional[str] = None
+    adversarial_bg: bool = False
+    alpha_target: Optional[float] = None
+    alpha_coef: Optional[float] = None
+    alpha_jitter: Optional[int] = None
+    recipe: Optional[str] = None
+    thresholds: Sequence[int] = (512,)
+    lr: Optional[float] = None  # None: the recipe's (lucid: 0.05)
+    optimizer: str = "adam"
+    transforms: Optional[str] = None  # None: the recipe's (lucid: standard)
+    views: Optional[int] = None  # None: the recipe's (lucid: 1)
+    seed: int = 0
+    device: Optional[str] = None
+    allow_tf32: bool = False  # the same as precision "tf32"
+    engine: str = "auto"  # how the network step runs (dvtoolbox.device.Execution; not graphs); auto: eager
+    precision: str = "float32"  # of the network: true float32, "tf32" or "bf16"
+    regularizers: Regularizers = field(default_factory=Regularizers)
+    lr_policy: Optional[str] = None
+    lr_params: Optional[Dict[str, float]] = None
+    output_dir: str = "visualize_results"
+    output_prefix: str = "viz"
+    brave: bool = False
+    progress: bool = False
+    config: Dict[str, object] = field(default_factory=dict)
+    parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
+
+    def __post_init__(self):
+        self._apply_recipe()
+        self.thresholds = check_thresholds(self.thresholds)
+        if self.allow_tf32 and self.precision not in ("float32", "tf32"):
+            raise UsageError(f"allow_tf32 cannot be combined with precision {self.precision} (allow_tf32 is precision "
+                             "tf32)", "allow_tf32", "precision")
+        if self.execution.engine == "graphs":
+            raise UsageError("engine graphs replays the DVT loop's iterations (optimize_image.py); visualize's steps "
+                             "draw random transforms: use engine compiled", "engine")
+        if self.execution.compiled and not self.resize_to_contract:
+            raise UsageError("engine compiled traces one graph per input size, and with resize_to_contract=False "
+                             "every random scale is another size (another compile, minutes each): use engine folded "
+                             "or eager, or let the images be fitted to the model's size", "engine",
+                             "resize_to_contract=False")
+        self._check_values()
+        self._check_accent()
+        self._check_alpha()
+        if self.regularizers.active and self.param != "dvt":
+            raise UsageError(f"regularizers need param dvt, got param {self.param}", "regularizers", "param")
+        self.parsed_objective = create_objective(self.objective)  # parsed once; layers checked with the model
+
+    def _apply_recipe(self) -> None:
+        """The recipe's settings (lucid's without one) for every recipe setting left None."""
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}", "recipe")
+        for name, value in RECIPES[self.recipe or DEFAULT_RECIPE].cli_defaults().items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    def _check_values(self) -> None:
+        choices = (("param", PARAMETERISATIONS), ("optimizer", OPTIMIZERS), ("transforms", TRANSFORM_PRESETS),
+                   ("fit", FIT_MODES))
+        for name, valid in choices:
+            if getattr(self, name) not in valid:
+                raise UsageError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}", name)
+        for name, low in (("batch", 1), ("size", 1), ("views", 1), ("lowres_factor", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise UsageError(f"{name} must be >= {low}, got {value}", name)
+        if not (math.isfinite(self.decay_power) and self.decay_power >= 0):
+            raise UsageError(f"decay_power must be >= 0 and finite, got {self.decay_power}", "decay_power")
+        if self.decay_power != 1.0 and self.param != "fft":
+            raise UsageError(f"decay_power shapes the Fourier spectrum: it needs param fft, got {self.param}",
+                             "decay_power", "param")
+        if not self.lr > 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}", "lr")
+        if self.lr_params is not None and self.lr_policy is None:
+            raise UsageError("lr_params needs lr_policy", "lr_params", "lr_policy")
+        if self.lr_policy is not None:
+            validate_lr_params(self.lr_policy, self.lr_schedule.params)
+        if not self.output_prefix or os.sep in self.output_prefix:
+            raise UsageError(f"output_prefix must be a file name prefix without {os.sep!r}, got "
+                             f"{self.output_prefix!r}", "output_prefix")
+
+    def _check_accent(self) -> None:
+        """The maco and accentuation rules that need no model."""
+        self.start_images = tuple(self.start_images)
+        if self.param == "maco" and not self.decorrelate:
+            raise UsageError("param maco cannot be combined with decorrelate=False (it makes images in the "
+                             "decorrelated colour space of its spectrum)", "param", "decorrelate=False")
+        if not self.start_images:
+            if self.recipe == "accent":
+                raise UsageError("recipe accent accentuates a photograph: give start_images", "recipe",
+                                 "start_images")
+            for name in ("accent_layer", "accent_coef"):
+                if getattr(self, name) is not None:
+                    raise UsageError(f"{name} needs start_images", name, "start_images")
+            return
+        if self.param != "fft" or not self.decorrelate or self.alpha:
+            raise UsageError("start_images needs param fft, without decorrelate=False or alpha (it starts a Fourier "
+                             "image with decorrelated colour from the photographs)", "start_images", "param",
+                             "decorrelate=False", "alpha")
+        if self.batch not in (1, len(self.start_images)):
+            raise UsageError(f"start_images gives {len(self.start_images)} images: batch must be 1 or "
+                             f"{len(self.start_images)}, got {self.batch}", "batch", "start_images")
+        self.batch = len(self.start_images)  # one image per photograph
+        missing = [p for p in self.start_images if not os.path.isfile(p)]
+        if missing:
+            raise UsageError(f"start_images: no such file {missing[0]!r}", "start_images")
+        if self.accent_coef is not None and not 0.0 <= self.accent_coef < float("inf"):
+            raise UsageError(f"accent_coef must be >= 0 and finite, got {self.accent_coef}", "accent_coef")
+
+    def _check_alpha(self) -> None:
+        """The alpha rules that need no model: its settings need it, and it refuses what ``render_transparent``
+        does not do (another parameterisation, several images, SGD, an lr policy, the DVT regularizers)."""
+        if not self.alpha:
+            given = [name for name in ALPHA_SETTINGS if getattr(self, name) not in (None, False)]
+            if given:
+                raise UsageError(f"{given[0]} needs alpha", given[0], "alpha")
+            return
+        if self.recipe not in (None, "lucid"):
+            raise UsageError(f"alpha cannot be combined with recipe {self.recipe} (it renders one transparent image "
+                             "with lucid's settings)", "alpha", "recipe")
+        if self.views != 1:
+            raise UsageError(f"views must be 1 with alpha, got {self.views}", "views", "alpha")
+        refused = [("param " + str(self.param), "param", self.param != "fft"),
+                   ("decorrelate", "decorrelate", not self.decorrelate),
+                   (f"batch {self.batch}", "batch", self.batch != 1),
+                   (f"optimizer {self.optimizer}", "optimizer", self.optimizer != "adam"),
+                   ("lr_policy", "lr_policy", self.lr_policy is not None),
+                   (f"decay_power {self.decay_power}", "decay_power", self.decay_power != 1.0),
+                   ("regularizers", "regularizers", self.regularizers.active),
+                   (f"engine {self.engine}", "engine", self.engine not in ("auto", "eager")),
+                   ("precision bf16", "precision", self.precision == "bf16")]
+        for what, name, bad in refused:
+            if bad:
+                raise UsageError(f"alpha cannot be combined with {what} (it optimises one RGBA Fourier image with "
+                                 "decorrelated colour, with Adam at the constant lr)", "alpha", name, "lr")
+        _, _, target, coef, jitter_n = self.alpha_settings
+        if not 0.0 < target < 1.0:
+            raise UsageError(f"alpha_target must be in (0, 1), got {target}", "alpha_target")
+        if not 0.0 <= coef < float("inf"):
+            raise UsageError(f"alpha_coef must be >= 0 and finite, got {coef}", "alpha_coef")
+        if jitter_n < 0:
+            raise UsageError(f"alpha_jitter must be >= 0, got {jitter_n}", "alpha_jitter")
+        if self.adversarial_bg and self.alpha_settings[0] == "none":
+            raise UsageError("adversarial_bg needs a background other than none (there is no background to "
+                             "optimise)", "adversarial_bg", "background")
+
+    @property
+    def execution(self) -> Execution:
+        """The engine and precision of the network step (``allow_tf32`` is precision tf32)."""
+        return Execution(self.engine, "tf32" if self.allow_tf32 else self.precision)
+
+    @property
+    def model_choice(self) -> ModelChoice:
+        """The network to load (the run context's)."""
+        return ModelChoice(self.model, self.weights, self.input_mean, self.input_std)
+
+    @property
+    def alpha_settings(self) -> Tuple[str, bool, float, float, int]:
+        """(background, adversarial, alpha_target, alpha_coef, jitter_n) with the defaults filled in."""
+        return (self.background if self.background is not None else DEFAULT_BACKGROUND, bool(self.adversarial_bg),
+                float(self.alpha_target if self.alpha_target is not None else ALPHA_TARGET),
+                float(self.alpha_coef if self.alpha_coef is not None else ALPHA_COEF),
+                int(self.alpha_jitter if self.alpha_jitter is not None else DEFAULT_ALPHA_JITTER))
+
+    @property
+    def lr_schedule(self) -> Optional[LRSchedule]:
+        """The DVT lr policy setting the optimizer's lr each step, or None (the constant lr)."""
+        if self.lr_policy is None:
+            return None
+        return LRSchedule(self.lr_policy, self.lr_params if self.lr_params is not None else {"lr": self.lr})
