@@ -253,6 +253,6 @@ def print_layers(args: argparse.Namespace) -> None:
     from dvtoolbox.models.layouts import survey_layers
     from dvtoolbox.models.load import load_model
 
-    model = load_model(args.model, **model_options(args))
+    model = load_model(args.model, first_image=args.size, **model_options(args))
     shapes, layouts = survey_layers(model, tuple(model.input_contract.size), layouts_from_args(args))
     print_layer_table([(name, shape, layouts[name]) for name, shape in shapes.items()])

@@ -26,6 +26,7 @@ from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.capture import resolve_layer
+from dvtoolbox.models.input_size import npy_image_size
 from dvtoolbox.models.layouts import UNKNOWN, Layout, canonical_shape, survey_layers
 from dvtoolbox.models.load import load_model
 from dvtoolbox.models.pixel_space import MeanSpec, load_mean, mean_is_per_channel
@@ -51,7 +52,8 @@ class OptimizeJob:
 
     model: a name, ``package.module:factory``, a saved-module file (``models.load.load_model``) or an nn.Module;
     weights: the named model's ("default", a path, None for random). A module without an input contract is given
-    RGB in [0, 1] normalised by input_mean / input_std (ImageNet's by default; 0..1 scale) at data_size (224).
+    RGB in [0, 1] normalised by input_mean / input_std (ImageNet's by default; 0..1 scale) at data_size, else the
+    size it declares, else its start_at x0's, else 224 (``models.input_size``).
     layouts: where some layers' channels are (``{"name": "NHWC"}``) over what is inferred (``models.layouts``).
     push_token: push a token layer's unit at this token (its index among all tokens) instead of at push_spatial.
     """
@@ -135,7 +137,8 @@ def build_model(job: OptimizeJob) -> nn.Module:
             raise UsageError("deploy_proto and net_weights go together: give both for a Caffe model", "deploy_proto",
                              "net_weights")
         return create_model("caffe:" + job.deploy_proto, weights=job.net_weights)
-    return load_model(job.model, job.weights, job.input_mean, job.input_std, job.data_size)
+    return load_model(job.model, job.weights, job.input_mean, job.input_std, job.data_size,
+                      first_image=npy_image_size(job.params.start_at))  # a plain model's size: its x0's
 
 
 def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
@@ -152,11 +155,7 @@ def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Pr
     if sorted(swap) != list(range(mean.shape[0])):
         raise UsageError(f"channel_swap_to_rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}",
                          "channel_swap_to_rgb")
-    try:
-        shapes, layouts = survey_layers(model, data_size, job.layouts)
-    except RuntimeError as exc:
-        raise UsageError(f"data_size {data_size}: the model cannot take input of this size: "
-                         f"{str(exc).splitlines()[0]}", "data_size") from None
+    shapes, layouts = survey_layers(model, data_size, job.layouts, setting="data_size")
     return Prepared(model, device, data_size, mean, swap, shapes, layouts, execution)
 
 

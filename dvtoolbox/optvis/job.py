@@ -38,6 +38,7 @@ from dvtoolbox.io.images import (load_image_rgb, over_checkerboard, over_white, 
                                  save_rgba_png)
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.capture import layer_shapes
+from dvtoolbox.models.input_size import probe_size
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.models.load import load_model
 from dvtoolbox.models.registry import DEFAULT_MODEL
@@ -302,10 +303,12 @@ class VisualizeJob:
 def run_visualize(job: VisualizeJob) -> List[str]:
     """Run one job end to end (see the module docstring); returns the files written."""
     device = resolve_device(job.device)
-    model = load_model(job.model, job.weights, job.input_mean, job.input_std)
+    model = load_model(job.model, job.weights, job.input_mean, job.input_std, first_image=job.size)
     objective = create_objective(job.parsed_objective, model=model)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
+    else:  # a model that refuses its own input size: one line, before any file
+        probe_size(model, tuple(model.input_contract.size))
     if job.alpha:
         return _run_alpha(job, model, device)
     h, w = image_size(job, model.input_contract)
@@ -378,7 +381,7 @@ def check_input_size(model, size) -> None:
     """resize_to_contract=False: the model must take images of ``size`` (H, W) as they are (a dry forward pass)."""
     try:
         layer_shapes(model, tuple(size))
-    except RuntimeError as exc:
+    except (AssertionError, RuntimeError) as exc:  # torchvision's and timm's size asserts among them
         raise UsageError(f"resize_to_contract=False: the model cannot take {size[0]}x{size[1]} images "
                          f"({str(exc).splitlines()[0]}); resize them, or give size "
                          f"{model.input_contract.size[0]}", "resize_to_contract=False", "size") from None
