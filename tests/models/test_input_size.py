@@ -219,6 +219,9 @@ def test_visualize_takes_the_models_own_size(tmp_path):
 
     assert _visualize(tmp_path, "--model", USER + "vit32", "--objective", "encoder.layers.encoder_layer_0:3") == 0
     assert load_image_rgb(str(tmp_path / "out" / "viz_step2_0.png")).shape == (32, 32, 3)
+    # --size is the image's: a 48-pixel image, centre-cropped to the 32 pixels the model declares
+    assert _visualize(tmp_path, "--model", USER + "vit32", "--objective", "heads:1", "--size", "48", "--brave") == 0
+    assert load_image_rgb(str(tmp_path / "out" / "viz_step2_0.png")).shape == (48, 48, 3)
 
 
 def test_visualize_gives_a_silent_model_its_size(tmp_path, capsys):
