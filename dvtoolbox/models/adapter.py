@@ -9,7 +9,8 @@ and divides by ``255 * std`` before the network: exactly ``(image - mean) / std`
 that the original's default ``--push-layer fc8`` and label layers work.
 
 ``as_model(module)`` returns a module that declares an ``input_contract`` unchanged, and wraps any other one with the
-defaults (ImageNet mean and std, 224 x 224, RGB), said in one log line; every default can be given.
+defaults (ImageNet mean and std, RGB, the input size the module declares or else 224 x 224: ``input_size.py``), said
+in one log line; every default can be given.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.input_size import DEFAULT_SIZE, input_size
 from dvtoolbox.models.layers import Normalize
 from dvtoolbox.models.pixel_space import InputContract
 
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, 0..1 scale (torchvision's and timm's default)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_SIZE = 224
 
 
 class PixelSpaceModel(nn.Module):
@@ -81,10 +82,14 @@ def wrap(net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[fl
 
 def as_model(module: nn.Module, input_mean: Optional[Sequence[float]] = None,
              input_std: Optional[Sequence[float]] = None,
-             size: Union[None, int, Tuple[int, int]] = None) -> nn.Module:
+             size: Union[None, int, Tuple[int, int]] = None,
+             first_image: Union[None, int, Tuple[int, int]] = None) -> nn.Module:
     """``module`` itself when it declares an ``input_contract``; else ``wrap(module)`` with the ecosystem's
-    defaults (RGB in [0, 1], ImageNet mean and std, 224 x 224) or the ones given (size: a side or (H, W)), said in
-    one log line."""
+    defaults (RGB in [0, 1], ImageNet mean and std) or the ones given, at the input size ``input_size.input_size``
+    settles: ``size`` (a side or (H, W)) when given, else the one the module declares (torchvision's
+    ``image_size``, timm's patch embedding or ``pretrained_cfg``, a ``default_size`` / ``input_size`` attribute),
+    else ``first_image``'s (H, W) (the first image the job has), else 224 x 224; all said in one log line with
+    where the size came from."""
     if not isinstance(module, nn.Module):
         raise UsageError(f"a model is an nn.Module, got {type(module).__name__}", "model")
     if hasattr(module, "input_contract"):
@@ -94,11 +99,10 @@ def as_model(module: nn.Module, input_mean: Optional[Sequence[float]] = None,
         return module
     mean = tuple(input_mean) if input_mean is not None else IMAGENET_MEAN
     std = tuple(input_std) if input_std is not None else IMAGENET_STD
-    hw = (DEFAULT_SIZE, DEFAULT_SIZE) if size is None else \
-        (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    hw, source = input_size(module, size, first_image)
     log.warning("%s has no input_contract: it is given RGB images in [0, 1] normalised by mean %s and std %s, "
-                "%dx%d (set input_mean, input_std, size to change this)", type(module).__name__,
-                _fmt(mean), _fmt(std), hw[0], hw[1])
+                "%dx%d (size from %s; set input_mean, input_std, size to change this)", type(module).__name__,
+                _fmt(mean), _fmt(std), hw[0], hw[1], source)
     return wrap(module, mean, std, hw)
 
 

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.input_size import size_errors
 
 KINDS = ("NCHW", "NC", "NHWC", "NTC")
 UNKNOWN = "unknown"
@@ -248,8 +249,8 @@ def infer_layouts(model: nn.Module, size: Tuple[int, int], names: Mapping[str, n
 
 
 def _survey(model: nn.Module, size: Tuple[int, int], names: Mapping[str, nn.Module],
-            declared: Optional[Mapping[str, Union[str, Layout]]], device) -> Tuple[Dict[str, Tuple[int, ...]],
-                                                                                   Dict[str, Layout]]:
+            declared: Optional[Mapping[str, Union[str, Layout]]], device,
+            setting: str = "size") -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Layout]]:
     probe = _Probe(model_prefix_tokens(model))
     module_names = {id(m): n for n, m in names.items()}
     starts: Dict[int, list] = {}
@@ -274,7 +275,7 @@ def _survey(model: nn.Module, size: Tuple[int, int], names: Mapping[str, nn.Modu
     handles = [m.register_forward_pre_hook(pre_hook) for m in modules] + \
         [m.register_forward_hook(hook) for m in modules]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), size_errors(model, size, setting):
             x = torch.zeros((1, 3) + tuple(size), device=device)
             probe.tensors[id(x)] = (x, NCHW)
             model(x)
@@ -288,15 +289,17 @@ def _survey(model: nn.Module, size: Tuple[int, int], names: Mapping[str, nn.Modu
 
 
 def model_layouts(model: nn.Module, size: Tuple[int, int],
-                  declared: Optional[Mapping[str, Union[str, Layout]]] = None) -> Dict[str, Layout]:
+                  declared: Optional[Mapping[str, Union[str, Layout]]] = None,
+                  setting: str = "size") -> Dict[str, Layout]:
     """The layout of every layer of ``model`` (``capture.named_layers``), probed with one (1, 3, *size) input on
-    the model's device; the model's own ``layer_layouts`` and then ``declared`` win over inference."""
-    return survey_layers(model, size, declared)[1]
+    the model's device; the model's own ``layer_layouts`` and then ``declared`` win over inference. A model that
+    refuses the size is a one-line UsageError naming ``setting`` (``input_size.size_errors``)."""
+    return survey_layers(model, size, declared, setting)[1]
 
 
 def survey_layers(model: nn.Module, size: Tuple[int, int],
-                  declared: Optional[Mapping[str, Union[str, Layout]]] = None) -> Tuple[Dict[str, Tuple[int, ...]],
-                                                                                          Dict[str, Layout]]:
+                  declared: Optional[Mapping[str, Union[str, Layout]]] = None,
+                  setting: str = "size") -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Layout]]:
     """``model_layouts`` and, from the same forward pass, each layer's output shape without the batch (the first
     output of a layer that runs several times), in the order the layers finish."""
     from dvtoolbox.models.capture import named_layers
@@ -306,7 +309,8 @@ def survey_layers(model: nn.Module, size: Tuple[int, int],
     for name in declared or {}:
         if name not in names:
             raise UsageError(f"layouts: {name!r} is not a layer of the model", "layouts")
-    return _survey(model, size, names, {**getattr(model, "layer_layouts", {}), **(declared or {})}, device)
+    return _survey(model, size, names, {**getattr(model, "layer_layouts", {}), **(declared or {})}, device,
+                   setting)
 
 
 def canonical_shape(shape: Tuple[int, ...], layout: Layout, name: str = "layer") -> Tuple[int, ...]:

@@ -35,8 +35,11 @@ FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 def load_model(spec: Union[str, nn.Module], weights="default", input_mean: Optional[Sequence[float]] = None,
                input_std: Optional[Sequence[float]] = None,
-               size: Union[None, int, Tuple[int, int]] = None) -> nn.Module:
-    """The model ``spec`` names (see the module docstring), in eval mode, taking dvtoolbox's pixel space."""
+               size: Union[None, int, Tuple[int, int]] = None,
+               first_image: Union[None, int, Tuple[int, int]] = None) -> nn.Module:
+    """The model ``spec`` names (see the module docstring), in eval mode, taking dvtoolbox's pixel space;
+    ``first_image``: the (H, W) of the job's first image, the size of a module that neither declares one nor is
+    given ``size`` (``adapter.as_model``)."""
     if isinstance(spec, nn.Module):
         module = spec
     elif spec.endswith(MODULE_FILES) and not is_family_name(spec):
@@ -46,7 +49,7 @@ def load_model(spec: Union[str, nn.Module], weights="default", input_mean: Optio
     else:
         module = create_model(spec, weights=weights)
     declares = hasattr(module, "input_contract")  # size is then the run's, not a default of the network's input
-    return as_model(module, input_mean, input_std, None if declares else size).eval()
+    return as_model(module, input_mean, input_std, None if declares else size, first_image).eval()
 
 
 def _from_factory(spec: str, weights) -> nn.Module:

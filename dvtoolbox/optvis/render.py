@@ -157,7 +157,8 @@ class FeatureViz:
     model: any ``nn.Module`` or a model name (``create_model``: registered, torchvision's, timm's). A module that
     declares an ``input_contract`` takes dvtoolbox's pixel space (see ``dvtoolbox/models/pixel_space.py``); any
     other one is given RGB in [0, 1] normalised by ``input_mean`` / ``input_std`` (ImageNet's by default) at
-    ``size`` (224) (``models.adapter.as_model``: said in one log line); ``contract`` instead declares that the
+    ``size`` (default: the size the module declares, else 224; ``models.input_size``) (``models.adapter.as_model``:
+    said in one log line; a size the model refuses is a one-line UsageError); ``contract`` instead declares that the
     module takes the pixel space of that ``InputContract`` itself. objective: an expression (``"layer:channel"``,
     ``"fc8:1 + 0.5 * fc8:2"``, ...), an ``Objective`` or a callable ``acts -> 0-dim tensor`` to maximise; its layers
     are checked against the model now. layouts: where some layers' channels are, ``{"name": "NHWC"}`` or

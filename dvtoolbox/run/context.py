@@ -47,6 +47,7 @@ class ModelChoice:
     size: Optional[Tuple[int, int]] = None
     deploy_proto: Optional[str] = None
     net_weights: Optional[str] = None
+    first_image: Optional[Tuple[int, int]] = None
 
     @property
     def name(self) -> str:
@@ -62,7 +63,8 @@ class ModelChoice:
                 raise UsageError("deploy_proto and net_weights go together: give both for a Caffe model",
                                  "deploy_proto", "net_weights")
             return create_model("caffe:" + self.deploy_proto, weights=self.net_weights)
-        return load_model(self.model, self.weights, self.input_mean, self.input_std, self.size)
+        return load_model(self.model, self.weights, self.input_mean, self.input_std, self.size,
+                          first_image=self.first_image)
 
 
 @dataclass

@@ -77,11 +77,7 @@ def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Pr
     if sorted(swap) != list(range(mean.shape[0])):
         raise UsageError(f"channel_swap_to_rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}",
                          "channel_swap_to_rgb")
-    try:
-        shapes, layouts = survey_layers(context.model, data_size, job.layouts)
-    except RuntimeError as exc:
-        raise UsageError(f"data_size {data_size}: the model cannot take input of this size: "
-                         f"{str(exc).splitlines()[0]}", "data_size") from None
+    shapes, layouts = survey_layers(context.model, data_size, job.layouts, setting="data_size")
     return Prepared(context, data_size, mean, swap, shapes, layouts)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.input_size import npy_image_size
 from dvtoolbox.models.pixel_space import MeanSpec
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.objectives import Objective, create_objective
@@ -33,7 +34,8 @@ class OptimizeJob:
 
     model: a name, ``package.module:factory``, a saved-module file (``models.load.load_model``) or an nn.Module;
     weights: the named model's ("default", a path, None for random). A module without an input contract is given
-    RGB in [0, 1] normalised by input_mean / input_std (ImageNet's by default; 0..1 scale) at data_size (224).
+    RGB in [0, 1] normalised by input_mean / input_std (ImageNet's by default; 0..1 scale) at data_size, else the
+    size it declares, else its start_at x0's, else 224 (``models.input_size``).
     layouts: where some layers' channels are (``{"name": "NHWC"}``) over what is inferred (``models.layouts``).
     push_token: push a token layer's unit at this token (its index among all tokens) instead of at push_spatial.
     """
@@ -87,10 +89,11 @@ class OptimizeJob:
 
     @property
     def model_choice(self) -> ModelChoice:
-        """The network to load (the run context's): the Caffe net, or ``model`` in the data size asked for."""
+        """The network to load (the run context's): the Caffe net, or ``model`` in the data size asked for (a plain
+        model's size, else its own, else its x0's)."""
         return ModelChoice(self.model, self.weights, self.input_mean, self.input_std,
                            None if self.data_size is None else tuple(self.data_size), self.deploy_proto,
-                           self.net_weights)
+                           self.net_weights, first_image=npy_image_size(self.params.start_at))
 
     @property
     def unit_spec(self) -> UnitSpec:

@@ -17,6 +17,7 @@ import torch
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb, resize_center_crop
 from dvtoolbox.models.capture import layer_shapes
+from dvtoolbox.models.input_size import probe_size
 from dvtoolbox.models.layouts import Layout, survey_layers
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.objectives import Objective, create_objective
@@ -43,6 +44,8 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     objective = create_objective(job.parsed_objective, model=model)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
+    else:  # a model that refuses its own input size: one line, before any file
+        probe_size(model, tuple(model.input_contract.size))
     if job.alpha:
         return run_transparent(job, context)
     h, w = image_size(job, model.input_contract)
@@ -112,7 +115,7 @@ def check_input_size(model, size) -> None:
     """resize_to_contract=False: the model must take images of ``size`` (H, W) as they are (a dry forward pass)."""
     try:
         layer_shapes(model, tuple(size))
-    except RuntimeError as exc:
+    except (AssertionError, RuntimeError) as exc:  # torchvision's and timm's size asserts among them
         raise UsageError(f"resize_to_contract=False: the model cannot take {size[0]}x{size[1]} images "
                          f"({str(exc).splitlines()[0]}); resize them, or give size "
                          f"{model.input_contract.size[0]}", "resize_to_contract=False", "size") from None

@@ -222,8 +222,9 @@ class VisualizeJob:
 
     @property
     def model_choice(self) -> ModelChoice:
-        """The network to load (the run context's)."""
-        return ModelChoice(self.model, self.weights, self.input_mean, self.input_std)
+        """The network to load (the run context's); a plain model that declares no size takes the images' size."""
+        return ModelChoice(self.model, self.weights, self.input_mean, self.input_std,
+                           first_image=None if self.size is None else (self.size, self.size))
 
     @property
     def alpha_settings(self) -> Tuple[str, bool, float, float, int]:
