@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from dvtoolbox.cli import visualize as visualize_module
-from dvtoolbox.optvis import job as visualize_job
+from dvtoolbox.optvis.job import pipeline as visualize_pipeline
 from dvtoolbox.cli.visualize import get_parser, job_from_args, main
 from dvtoolbox.optvis.job import PARAMETERISATIONS, alpha_kwargs
 from dvtoolbox.io.images import load_image_rgb, load_image_rgba, to_uint8
@@ -43,7 +43,8 @@ def test_run_writes_one_png_per_image_per_threshold_and_the_side_files(tmp_path,
     assert load_image_rgb(str(tmp_path / "out" / "viz_step10_1.png")).shape == (8, 8, 3)
     config = yaml.safe_load((tmp_path / "out" / "viz_config.yaml").read_text())
     assert config["objective"] == "fc8:2" and config["thresholds"] == "2,10" and config["param"] == "fft"
-    assert config["resolved"] == {"device": "cpu", "size": [8, 8]}
+    assert config["resolved"] == {"model": "tiny_test", "device": "cpu", "size": [8, 8], "engine": "eager",
+                                  "precision": "float32"}
     info = (tmp_path / "out" / "viz_info.txt").read_text()
     assert info.startswith("objective: channel('fc8', 2)\ndevice: cpu\n")
     assert "objective at step 10: " in info
@@ -289,7 +290,9 @@ def test_alpha_files_are_the_library_result_and_its_composites(tmp_path, name, c
               "alpha-target": call["alpha_target"], "alpha-coef": call["alpha_coef"],
               "alpha-jitter": call["jitter_n"], "alpha-mean": result.alpha_means[0]}
     config = yaml.safe_load((out / "viz_config.yaml").read_text())
-    assert config["alpha"] is True and config["resolved"] == {"device": "cpu", "size": [20, 20], "alpha": record}
+    assert config["alpha"] is True and config["resolved"] == {"model": "tiny_test", "device": "cpu", "size": [20, 20],
+                                                           "engine": "eager", "precision": "float32",
+                                                           "alpha": record}
     info = (out / "viz_info.txt").read_text()
     assert f"objective at step 3: {result.history[2]:.6g}\n" in info
     assert info.endswith(f"alpha mean: {result.alpha_means[0]:.6g}\n")
@@ -388,6 +391,6 @@ def test_no_resize_reaches_featureviz(tmp_path, monkeypatch, flags, expected):
             seen.append(kwargs["resize_to_contract"])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(visualize_job, "FeatureViz", Spy)
+    monkeypatch.setattr(visualize_pipeline, "FeatureViz", Spy)
     assert run(tmp_path, "--transforms", "none", *flags) == 0
     assert seen == [expected]
