@@ -173,8 +173,9 @@ def float_grey_rgb(values: np.ndarray, name: str) -> np.ndarray:
     [0, 1] or not finite raise UsageError (there is no agreed range to guess)."""
     if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
         finite = values[np.isfinite(values)]
-        span = f"{finite.min():g}..{finite.max():g}" if finite.size else "none finite"
-        raise UsageError(f"{name} is a floating-point image with values outside 0..1 or not finite ({span}): "
+        span = f"values {finite.min():g}..{finite.max():g}" if finite.size else "no finite values"
+        span += "" if finite.size == values.size else " and NaN or infinite ones"
+        raise UsageError(f"{name} is a floating-point image with {span}: "
                          "only 0..1 is read; convert it to 8 or 16 bits")
     grey = np.rint(values.astype(np.float64) * 255.0).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
