@@ -149,13 +149,14 @@ def shown_rgb_alpha(img: Image.Image, path: str) -> Tuple[np.ndarray, Optional[n
 
 def key_alpha(stored: np.ndarray, key, rgb_key: bool = False) -> Optional[np.ndarray]:
     """Alpha of a transparency key: 0 where the stored value (a grey level, or an (r, g, b) when ``rgb_key``)
-    equals ``key``, 255 elsewhere; None without a key."""
+    equals ``key``, 255 elsewhere; None without a key. (A 16-bit colour PNG's key is in 16 bits while Pillow gives
+    8-bit samples: it then matches nothing.)"""
     if key is None or isinstance(key, (bytes, bytearray)):
         return None
     if rgb_key:
         if not isinstance(key, tuple) or len(key) != 3:
             return None
-        hit = np.all(stored == np.asarray(key, stored.dtype)[None, None, :], axis=2)
+        hit = (stored[..., 0] == key[0]) & (stored[..., 1] == key[1]) & (stored[..., 2] == key[2])
     else:
         hit = stored == key
     return np.where(hit, 0, 255).astype(np.uint8)
