@@ -47,11 +47,8 @@ def reference_photographs(size: int = 224) -> np.ndarray:
     from dvtoolbox.io.images import load_image_rgb
 
     paths = sorted(p for p in glob.glob(os.path.join(PHOTO_DIR, "ILSVRC2012_val_*.jpg")) if "_gray" not in p)
+    paths.append(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     photos = [load_image_rgb(p) for p in paths]
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        from PIL import Image
-
-        photos.append(np.asarray(Image.open(f).convert("RGB")))
     out = []
     for photo in photos:
         for crop in five_crops(photo, size, round(size * 256 / 224)):

@@ -111,7 +111,8 @@ def write_gui_layout(folders: Sequence[str], gui_dir: str, layer: Optional[str] 
 
     layer: the layer to take (needed only when a folder holds several); image: which of a unit's images;
     tile: image size in the montage (default: the images' own size); layer_units: the layer's unit count, to also
-    write whole_layer.jpg. Refuses, before writing anything, to overwrite without ``brave``."""
+    write whole_layer.jpg. Refuses, before writing anything, to overwrite without ``brave`` and to lay out an
+    image file that cannot be read (each is decoded once before the montages are made, once to make them)."""
     if len(folders) not in (1, 4):
         raise UsageError(f"the GUI layout takes 1 results folder (shown by the GUI) or 4 (Table 1's rows 1-4), "
                          f"got {len(folders)}")
@@ -138,6 +139,10 @@ def write_gui_layout(folders: Sequence[str], gui_dir: str, layer: Optional[str] 
     if existing and not brave:
         raise UsageError(f"cowardly refusing to overwrite {existing[0]} (and {len(existing) - 1} more); allow it with "
                          "brave", "brave")
+    for _, per_unit in by_corner.values():  # a file that cannot be read refuses the layout before anything is written
+        for files in per_unit.values():
+            for f in files[:GRID * GRID]:
+                load_image_rgb(f)
     os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
     firsts: Dict[int, np.ndarray] = {}
     for unit, path in zip(units, paths):

@@ -15,6 +15,7 @@ from dvtoolbox.io.images import load_image_rgb, load_image_rgba, to_uint8
 from dvtoolbox.optvis import FeatureViz, get_image
 from dvtoolbox.optvis.alpha import render_transparent
 from tests.conftest import make_tiny
+from tests.io.image_files import BAD_FILES, BAD_IDS, LIMIT
 
 
 @pytest.fixture(autouse=True)
@@ -394,3 +395,33 @@ def test_no_resize_reaches_featureviz(tmp_path, monkeypatch, flags, expected):
     monkeypatch.setattr(visualize_pipeline, "FeatureViz", Spy)
     assert run(tmp_path, "--transforms", "none", *flags) == 0
     assert seen == [expected]
+
+
+# ------------------------------------------------------------------------------------------------ --start-image files
+@pytest.mark.parametrize("make, message", BAD_FILES, ids=BAD_IDS)
+def test_a_bad_start_image_file_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, make, message):
+    photo = str(make(tmp_path))
+    assert run(tmp_path, "--start-image", photo) == 2
+    err = capsys.readouterr().err
+    expected = message if os.path.isfile(photo) else "no such file"  # the job's own check of the paths
+    assert err.count("\n") == 1 and err.startswith("visualize.py: error: ") and expected in err, err
+    assert repr(photo) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_visualize_py_refuses_a_decompression_bomb_start_image_in_one_line(tmp_path):
+    """The script itself, in its own process (warnings are not errors there): exit 2, one line, nothing written."""
+    import subprocess
+    import sys
+
+    from tests.io.image_files import bad_bomb_warning
+
+    bomb = str(bad_bomb_warning(tmp_path))
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "visualize.py")
+    done = subprocess.run([sys.executable, script, "--start-image", bomb, "--steps", "1", "--device", "cpu",
+                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"visualize.py: error: image {bomb!r} has 100000000 pixels, over Pillow's "
+                                        f"decompression-bomb limit of {LIMIT} pixels (PIL.Image.MAX_IMAGE_PIXELS): "
+                                        "give a smaller image"]
+    assert not (tmp_path / "out").exists()

@@ -129,3 +129,15 @@ def test_table1_layer_script_runs_the_rows_of_table1_sh():
     layer = rows("table1_layer.sh", r"^  (\d)\) flags=\((.*)\) ;;$")
     assert sorted(table1) == sorted(layer) == ["1", "2", "3", "4"]
     assert table1 == layer
+
+
+def test_a_damaged_best_x_image_is_a_one_line_usage_error(tmp_path, folder, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "index.html").unlink(missing_ok=True)
+    best = sorted(copy.glob("*best_X.jpg"))[0]
+    best.write_bytes(best.read_bytes()[:200])                  # cut short, as by an interrupted copy
+    assert gallery_main([str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"image {str(best)!r} is truncated or damaged" in err, err
+    assert not (copy / "index.html").exists()

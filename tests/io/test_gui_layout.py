@@ -6,6 +6,7 @@ The reference is the original's code, restated here: caffevis/jpg_vis_loading_th
 load_square_sprite_image (ceil(sqrt(n)) x ceil(sqrt(n)) equal tiles, row-major)."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -130,3 +131,15 @@ def test_gui_layout_refuses_to_overwrite_and_bad_input(folder, tmp_path, capsys)
     with pytest.raises(UsageError, match="no best_X.jpg of layer 'conv1'"):
         write_gui_layout([str(folder)], str(tmp_path / "g4"), layer="conv1")
     assert not (tmp_path / "g2").exists() and not (tmp_path / "g3").exists()
+
+
+def test_a_damaged_image_refuses_the_layout_before_anything_is_written(folder, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    last = sorted(copy.glob("*_last_X.jpg"))[-1]               # the last unit's: earlier montages would be written
+    last.write_bytes(last.read_bytes()[:200])
+    gui = tmp_path / "gui"
+    assert gallery_main([str(copy), "--gui-dir", str(gui), "--gui-image", "last_X"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"image {str(last)!r} is truncated or damaged" in err, err
+    assert not gui.exists()
