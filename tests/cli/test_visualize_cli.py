@@ -404,7 +404,7 @@ def test_a_bad_start_image_file_is_one_line_and_exit_2_and_writes_nothing(tmp_pa
     assert run(tmp_path, "--start-image", photo) == 2
     err = capsys.readouterr().err
     expected = message if os.path.isfile(photo) else "no such file"  # the job's own check of the paths
-    assert err.count("\n") == 1 and err.startswith("visualize.py: error: ") and expected in err, err
+    assert err.count("\n") == 1 and err.startswith("visualize.py: error: --start-image") and expected in err, err
     assert repr(photo) in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -421,7 +421,7 @@ def test_visualize_py_refuses_a_decompression_bomb_start_image_in_one_line(tmp_p
     done = subprocess.run([sys.executable, script, "--start-image", bomb, "--steps", "1", "--device", "cpu",
                            "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.splitlines() == [f"visualize.py: error: image {bomb!r} has 100000000 pixels, over Pillow's "
+    assert done.stderr.splitlines() == [f"visualize.py: error: --start-image: image {bomb!r} has 100000000 pixels, over Pillow's "
                                         f"decompression-bomb limit of {LIMIT} pixels (PIL.Image.MAX_IMAGE_PIXELS): "
                                         "give a smaller image"]
     assert not (tmp_path / "out").exists()

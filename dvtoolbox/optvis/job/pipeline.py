@@ -91,7 +91,7 @@ def accentuation(job: VisualizeJob, model, objective: Objective, kwargs: Dict[st
     if h != w:
         raise UsageError(f"start_images make square images and the size is {h}x{w}: give size", "start_images",
                          "size")
-    starts = np.stack([resize_center_crop(load_image_rgb(p), h, round(h * 256 / 224)) for p in job.start_images])
+    starts = np.stack([resize_center_crop(photo, h, round(h * 256 / 224)) for photo in read_photographs(job)])
     starts = torch.from_numpy(starts.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
     keep = KeepImageF(lambda: start_image_param(starts, job.decay_power))
 
@@ -104,6 +104,15 @@ def accentuation(job: VisualizeJob, model, objective: Objective, kwargs: Dict[st
     coef = DEFAULT_COEF if job.accent_coef is None else job.accent_coef
     kwargs["pre_transform"] = pre_transform
     return keep, accentuation_objective(objective, layer, coef, len(job.start_images), model=model)
+
+
+def read_photographs(job: VisualizeJob) -> List[np.ndarray]:
+    """The start images as (H, W, 3) uint8 RGB, what each file shows; a file that cannot be read is a one-line
+    UsageError naming start_images."""
+    try:
+        return [load_image_rgb(path) for path in job.start_images]
+    except UsageError as exc:
+        raise UsageError(f"start_images: {exc}", "start_images") from None
 
 
 def image_size(job: VisualizeJob, contract: InputContract) -> Tuple[int, int]:
