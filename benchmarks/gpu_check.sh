@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks and measurements in one command of at most 6 minutes (BUDGET seconds, default 345), sized from the
+# The GPU checks and measurements in one command of at most 6 minutes (BUDGET seconds, default 350), sized from the
 # README's H100 figures, so that it can run twice in a 15-minute slot of one GPU:
 #
 #   bash benchmarks/gpu_check.sh                        # from the repository root; results in $OUT (gpu_check_results/)
@@ -10,15 +10,15 @@
 #    extras (benchmarks/check_requirements.py). What is missing is installed with `pip install --no-deps --target`
 #    into $SITE: offline from the wheels in $WHEELS when that folder holds any, else from the package index; what is
 #    still missing is named, with the stages it stops.
-# 1. tests (95 s): tests/gpu and the CUDA-only tests elsewhere, under setup.cfg's warning filters (warnings are
+# 1. tests (90 s): tests/gpu and the CUDA-only tests elsewhere, under setup.cfg's warning filters (warnings are
 #    errors); one line per test as it ends.
-# 2. layer_float32 (105 s): fc8, Table-1 row 3, B = 256 units (the H100's 0.134 s/iteration eager: 1.92 units/s),
+# 2. layer_float32 (100 s): fc8, Table-1 row 3, B = 256 units (the H100's 0.134 s/iteration eager: 1.92 units/s),
 #    eager against graphs (the compiled step replayed as CUDA graphs; its warm-up line is the compile time).
 # 3. layer_modes (45 s): the same layer eager in float32, TF32 and bf16.
 # 4. deviation (30 s): each mode's obj trace against eager true float32, 40 iterations of one unit (0.016 s each).
 # 5. full_runs (60 s): 5 fc8 units x 1000 iterations, eager float32 and bf16, the best images judged by
 #    EfficientNet-Lite0/1/2 (a judge whose package is missing is skipped).
-# Not run unless named in STAGES: layer_graphs_bf16 (105 s), graphs in bf16 at B = 256.
+# Not run unless named in STAGES: layer_graphs_bf16 (100 s), graphs in bf16 at B = 256.
 #
 # Each stage runs python -u under its own `timeout`, its output teed into $OUT/NAME.txt as it is printed, so a stage
 # cut by its limit keeps every line it printed (the layer benchmarks print each warm-up and round as it ends); a
@@ -29,7 +29,7 @@ OUT=${OUT:-gpu_check_results}
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-/tmp/dvtoolbox-site}
-BUDGET=${BUDGET:-345}
+BUDGET=${BUDGET:-350}
 STAGES=${STAGES:-"tests layer_float32 layer_modes deviation full_runs"}
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
@@ -92,11 +92,11 @@ if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
 fi
 
 # 1-5, each sized from the README's H100 figures (header above)
-stage tests 95 "$PY" -u -m pytest -v -rfE --tb=short -p no:cacheprovider tests/gpu \
+stage tests 90 "$PY" -u -m pytest -v -rfE --tb=short -p no:cacheprovider tests/gpu \
     tests/optvis/test_render.py::test_visualize_on_cuda_is_reproducible \
     tests/regularizers/test_operations.py::test_regularize_on_cuda_matches_cpu \
     tests/cli/test_visualize_cli.py::test_cuda_run_is_reproducible
-stage layer_float32 105 "$PY" -u benchmarks/bench_layer_units.py --device cuda --batch-sizes 256 --iters 10 \
+stage layer_float32 100 "$PY" -u benchmarks/bench_layer_units.py --device cuda --batch-sizes 256 --iters 10 \
     --rounds 2 --engines eager,graphs --precisions float32
 stage layer_modes 45 "$PY" -u benchmarks/bench_layer_units.py --device cuda --batch-sizes 256 --iters 10 \
     --rounds 2 --engines eager --precisions float32,tf32,bf16
@@ -104,6 +104,6 @@ stage deviation 30 "$PY" -u benchmarks/precision_modes.py --device cuda --iters 
     --modes eager:float32,folded:float32,eager:tf32,eager:bf16
 stage full_runs 60 "$PY" -u benchmarks/precision_modes.py --device cuda --iters 2 --full-iters 1000 \
     --units 1,9,107,130,145 --modes eager:float32,eager:bf16
-stage layer_graphs_bf16 105 "$PY" -u benchmarks/bench_layer_units.py --device cuda --batch-sizes 256 --iters 10 \
+stage layer_graphs_bf16 100 "$PY" -u benchmarks/bench_layer_units.py --device cuda --batch-sizes 256 --iters 10 \
     --rounds 2 --engines graphs --precisions bf16
 say "total: $SECONDS s of the ${BUDGET} s budget"
