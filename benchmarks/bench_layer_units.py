@@ -17,7 +17,8 @@ taken out: the time per iteration is (time of 8 + ``--iters`` iterations - time 
 - the projected wall time of the whole layer (``--layer-units`` units) for 1000 iterations at each B.
 
 Modes and batch sizes run in interleaved rounds so machine noise hits all alike; medians (and on a CPU the minima)
-are reported. Not a test.
+are reported in the closing table; each warm-up and each round also prints one line as it ends, so a run cut short
+keeps what it measured. Not a test.
 
     python benchmarks/bench_layer_units.py --device cuda --batch-sizes 128,512 --engines eager,compiled,graphs \\
         --precisions float32,tf32,bf16
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
             runs[key] = tuple((lambda group=group, x0=x0, mean=mean, mode=mode:
                                optimize(model, group, x0, mean, shape, execution=mode)) for group in (params, short))
             compile_s[key] = timed(runs[key][1], device)  # the first call compiles
+            print(f"warm-up {mode.engine} {mode.precision} B={b}: {compile_s[key]:.1f} s", flush=True)
     times, memory = {key: [] for key in runs}, {}
     for r in range(args.rounds):
         for key in (list(runs) if r % 2 == 0 else reversed(list(runs))):
@@ -157,6 +159,7 @@ def main(argv=None) -> int:
                 torch.cuda.reset_peak_memory_stats(device)
             long_s, short_s = timed(runs[key][0], device), timed(runs[key][1], device)
             times[key].append((long_s - short_s) / args.iters)  # without a call's fixed costs and warm-up
+            print(f"round {r + 1}: {key[0]} {key[1]} B={key[2]} {times[key][-1]:.4f} s/iteration", flush=True)
             if device.type == "cuda":
                 memory[key] = torch.cuda.max_memory_allocated(device) / 2**30
     where = machine(device, args.threads)

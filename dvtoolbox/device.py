@@ -64,10 +64,11 @@ def configure_float32(device: torch.device, allow_tf32: bool = False) -> None:
 
 ENGINES = ("auto", "eager", "folded", "compiled", "graphs")
 PRECISIONS = ("float32", "tf32", "bf16")
-# What "auto" runs on each device type: eager everywhere, the one engine whose trajectory is the original's (bit for
-# bit against the numpy restatement on Table 1's rows). Folded and compiled are faster on a CPU (1.46x and 1.8x,
-# doc/running-optimize-image.md "Engines and precision modes") but float32 rounding, which lr 100 grows into another
-# trajectory within ten iterations, so they are asked for by name; the GPU's modes are not measured yet.
+# What "auto" runs on each device type: eager everywhere, by decision rather than measurement: the one engine whose
+# trajectory is the original's (bit for bit against the numpy restatement on Table 1's rows). Folded and compiled are
+# faster on a CPU (per iteration at B = 1: 1.37x and 1.65x; compiled 2.07x at B = 8; doc/running-optimize-image.md
+# "Engines and precision modes") but change float32 rounding, which lr 100 grows into another trajectory within ten
+# iterations, so they are asked for by name; the GPU's modes are not measured yet.
 AUTO_ENGINE = {"cpu": "eager", "cuda": "eager"}
 
 
@@ -78,7 +79,8 @@ class Execution:
     engine: "eager" (the model as built: hooks, autograd; the original's arithmetic), "folded" (batch norms folded
     into the convolutions before them, float32 rounding), "compiled" (folded, then the forward to the pushed layer
     and the input-gradient backward traced into one graph and compiled by inductor), "graphs" (compiled, and the
-    whole DVT iteration replayed as a CUDA graph; CUDA only), or "auto" (per device, ``AUTO_ENGINE``).
+    whole DVT iteration replayed as a CUDA graph; CUDA only), or "auto" (``AUTO_ENGINE``: eager on every device,
+    chosen because its numbers are the original's, not because it was measured fastest).
     precision: "float32" (true float32, the default), "tf32" (CUDA's TF32 tensor cores for convolutions and
     matrix products, about 3 decimal digits; no effect on a CPU) or "bf16" (autocast of the forward and backward
     to bfloat16, about 2 decimal digits). The modes' measured deviations are in doc/running-optimize-image.md.

@@ -2,6 +2,7 @@
 
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -41,3 +42,32 @@ def test_keep_freed_memory_reuses_freed_tensors_without_page_faults():
     # glibc's heap may still grow once while the 20 rounds run (about one round's pages, 4,700, in some runs; 0 in
     # most): not every round, as without
     assert with_keep * 15 <= without
+
+
+# ------------------------------------------------------------------------------------- the warning filters
+
+TORCH_TF32_ADVISORIES = [  # as PyTorch 2.9-2.11 word them (inductor's compile_fx, ATen's Context.cpp)
+    "TensorFloat32 tensor cores for float32 matrix multiplication available but not enabled. Consider setting "
+    "`torch.set_float32_matmul_precision('high')` for better performance.",
+    "Please use the new API settings to control TF32 behavior, such as torch.backends.cudnn.conv.fp32_precision = "
+    "'tf32' or torch.backends.cuda.matmul.fp32_precision = 'ieee'. Old settings, e.g, "
+    "torch.backends.cuda.matmul.allow_tf32 = True, torch.backends.cudnn.allow_tf32 = True, allowTF32CuDNN() and "
+    "allowTF32CuBLAS() will be deprecated after Pytorch 2.9.",
+]
+
+
+@pytest.mark.parametrize("message", TORCH_TF32_ADVISORIES)
+def test_setup_cfg_lets_torchs_tf32_advisories_through(message):
+    """tests/gpu runs under setup.cfg's filters (warnings are errors): these two advisories are ignored."""
+    import warnings
+
+    warnings.warn(message, UserWarning)  # raises here without setup.cfg's two ignore lines
+
+
+@pytest.mark.parametrize("message", ["TensorFloat32 is not enabled", "Please use the new API for something else",
+                                     "TF32: Please use the new API settings to control TF32 behavior"])
+def test_setup_cfg_keeps_other_warnings_errors(message):
+    import warnings
+
+    with pytest.raises(UserWarning, match=re.escape(message)):
+        warnings.warn(message, UserWarning)

@@ -114,8 +114,9 @@ def add_device_arguments(group, engines: Sequence[str] = ENGINES) -> None:
                             "and compiled by inductor: minutes to compile, for whole layers)"
                             + (", graphs (compiled, each iteration replayed as a CUDA graph; CUDA only)"
                                if "graphs" in engines else "")
-                            + " or auto (per device: " + ", ".join(f"{k} {v}" for k, v in AUTO_ENGINE.items())
-                            + "). See doc/running-optimize-image.md.")
+                            + " or auto (" + ", ".join(f"{k} {v}" for k, v in AUTO_ENGINE.items())
+                            + ": the engine whose numbers are the original's, not the fastest). See "
+                              "doc/running-optimize-image.md.")
     group.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="Precision of the network: float32 (true float32, as the original), tf32 (CUDA's TF32 "
                             "tensor cores for convolutions and matrix products, about 3 decimal digits) or bf16 "

@@ -14,7 +14,8 @@ token layer on their grid; its prefix tokens are left out unless ``include_prefi
 objective and the DVT push read channels through it, so a channel is always the feature, never a token or a row.
 
 ``infer_layouts(model, size, names)`` runs one forward pass with hooks on every module and decides each output's
-layout from what is known, never from a guess, first rule that applies:
+layout, first rule that applies (rules 1-6 and the first half of 7 follow from what is known; the second half of 7
+and rule 8 are heuristics, shape matches that a model can fool: declare the layout where they are wrong):
 
 1. the module's own ``output_layout`` attribute (a module may say it);
 2. a 2-D output is NC;

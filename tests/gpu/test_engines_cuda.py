@@ -2,7 +2,7 @@
 compiled step's bits, compiled / folded / TF32 / bf16 against eager true float32; the lucid-style loop compiled.
 
 Skipped where CUDA is absent (CI has none); run on a GPU machine with ``python -m pytest -q tests/gpu``
-(``benchmarks/gpu_issue16.sh`` runs it first).
+(``benchmarks/gpu_check.sh`` runs it first, under setup.cfg's warning filters).
 """
 
 import numpy as np

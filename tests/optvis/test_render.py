@@ -158,7 +158,6 @@ def test_custom_optimizer_and_contract():
 
 
 def test_show_images_writes_png(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")  # not in setup.cfg's install_requires yet
     images = np.random.RandomState(0).rand(3, 8, 8, 3).astype(np.float32)
     path = show_images(images, ["a", "b", "a and b"], path=str(tmp_path / "grid.png"))
     assert path == str(tmp_path / "grid.png")
@@ -172,7 +171,6 @@ def test_show_images_writes_png(tmp_path, monkeypatch):
 
 
 def test_visualize_show_last_image_headless(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(show_module, "_has_display", lambda: False)
     FeatureViz(model=make_tiny(), objective="conv1:1").visualize(thresholds=[1], show_last_image=True)
