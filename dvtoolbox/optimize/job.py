@@ -84,6 +84,7 @@ class OptimizeJob:
     engine: str = "auto"  # how the network step runs (dvtoolbox.device.Execution); auto: the device's measured best
     precision: str = "float32"  # of the network: true float32 (the original's), "tf32" or "bf16" (see the doc)
     stats_every: int = STATS_EVERY  # iterations between copies of the statistics to the host
+    trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -135,7 +136,8 @@ def build_model(job: OptimizeJob) -> nn.Module:
             raise UsageError("deploy_proto and net_weights go together: give both for a Caffe model", "deploy_proto",
                              "net_weights")
         return create_model("caffe:" + job.deploy_proto, weights=job.net_weights)
-    return load_model(job.model, job.weights, job.input_mean, job.input_std, job.data_size)
+    return load_model(job.model, job.weights, job.input_mean, job.input_std, job.data_size,
+                      trust_model_file=job.trust_model_file)
 
 
 def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:

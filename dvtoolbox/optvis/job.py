@@ -166,6 +166,7 @@ class VisualizeJob:
     brave: bool = False
     progress: bool = False
     config: Dict[str, object] = field(default_factory=dict)
+    trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -302,7 +303,7 @@ class VisualizeJob:
 def run_visualize(job: VisualizeJob) -> List[str]:
     """Run one job end to end (see the module docstring); returns the files written."""
     device = resolve_device(job.device)
-    model = load_model(job.model, job.weights, job.input_mean, job.input_std)
+    model = load_model(job.model, job.weights, job.input_mean, job.input_std, trust_model_file=job.trust_model_file)
     objective = create_objective(job.parsed_objective, model=model)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
