@@ -71,10 +71,13 @@ def test_hostile_module_files_are_refused_in_one_line_and_run_nothing(tmp_path, 
         assert not marker.exists(), name
 
 
-def test_stack_global_pickles_are_refused_too(tmp_path, marker):
-    """Protocol 4 (FRAME, STACK_GLOBAL) is not read by torch's weights_only reader: refused before unpickling."""
-    path = tmp_path / "proto4.pt"
-    torch.save(Payload(str(marker)), path, pickle_protocol=4)
+@pytest.mark.parametrize("how", [dict(pickle_protocol=4), dict(_use_new_zipfile_serialization=False)])
+@pytest.mark.parametrize("payload", [True, False])
+def test_files_the_allow_list_cannot_check_are_refused(tmp_path, marker, how, payload):
+    """Protocol 4 (FRAME, STACK_GLOBAL) and torch's pre-1.6 format are not read by the opcode scan: refused before
+    unpickling, a payload or not."""
+    path = tmp_path / "other_format.pt"
+    torch.save(Payload(str(marker)) if payload else tiny_sequential(), path, **how)
     with pytest.raises(UsageError, match="cannot check it against the allow-list .*give trust_model_file") as info:
         load_model(str(path))
     assert "\n" not in str(info.value) and not marker.exists()
