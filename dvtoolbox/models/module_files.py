@@ -53,8 +53,10 @@ def _read(path: str, weights_only: bool):
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # any unreadable file is the user's input; torch's messages run over many lines
-        raise UsageError(f"model {path!r}: cannot read it ({type(exc).__name__}: {first_line(exc)})"
-                         + ("" if weights_only is False else f"; {TRUST}"), "model", "trust_model_file") from None
+        message = f"model {path!r}: cannot read it ({type(exc).__name__}: {first_line(exc)})"
+        if not weights_only:
+            raise UsageError(message, "model") from None
+        raise UsageError(f"{message}; {TRUST}", "model", "trust_model_file") from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -202,8 +202,8 @@ BAD = [
      "ValueError: no weights for this size"),
     (["--model", "tests.models.user_models:needs_args"], "needs_args() raised TypeError: needs_args() missing 1 "
      "required positional argument"),
-    (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")], "sets trust_model_file: it is an "
-     "opt-in to run code, given only on the command line"),
+    (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")],
+     "sets trust_model_file: it is an opt-in to run code, given only on the command line"),
 ]
 
 
