@@ -21,7 +21,8 @@ from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
 from dvtoolbox.regularizers.settings import Regularizers
 
-NOT_RECORDED = ("config", "list_layers", "list_models", "verbose", "settings_file")  # not settings of a run
+NOT_RECORDED = ("config", "list_layers", "list_models", "verbose", "settings_file",  # not settings of a run
+                "trust_model_file")
 
 REGULARIZER_HELP = {  # the original's --help, per Regularizers field
     "decay": "Amount of L2 decay to use.",
@@ -75,12 +76,18 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_model_arguments(group, note: str = "") -> None:
-    """--model, --model-weights, --input-mean, --input-std, --layout."""
+    """--model, --trust-model-file, --model-weights, --input-mean, --input-std, --layout."""
     group.add_argument("--model", default=DEFAULT_MODEL,
                        help="The network: a model name (registered, see --list-models; torchvision's and timm's zoo by "
                             "name, e.g. resnet50, vit_b_16, convnext_tiny, timm:vit_tiny_patch16_224), your own code "
                             "as package.module:factory (factory() returns an nn.Module), or a file saved with "
-                            "torch.save(model, path)." + note)
+                            "torch.save(model, path), read through an allow-list of torch.nn's, torchvision's and "
+                            "timm's module classes (see --trust-model-file). A settings file or --config may give a "
+                            "model name only." + note)
+    group.add_argument("--trust-model-file", action="store_true",
+                       help="Unpickle a --model file whole, as torch.load(weights_only=False) does: needed for a file "
+                            "that names classes of your own; it runs whatever code the file names, so give it only "
+                            "for files you trust. Only on the command line (not in settings or --config).")
     group.add_argument("--model-weights", default=None, metavar="PATH",
                        help="Weights of a named model: a state-dict file (.pth, .safetensors), or 'none' for random "
                             "weights. (default: the model's own, from its package or the torch / timm cache)")
@@ -186,7 +193,8 @@ def model_options(args: argparse.Namespace) -> dict:
     weights = args.model_weights
     return dict(weights=None if weights == "none" else ("default" if weights is None else weights),
                 input_mean=None if args.input_mean is None else parse_rgb("--input-mean", args.input_mean),
-                input_std=None if args.input_std is None else parse_rgb("--input-std", args.input_std))
+                input_std=None if args.input_std is None else parse_rgb("--input-std", args.input_std),
+                trust_model_file=args.trust_model_file)
 
 
 def layouts_from_args(args: argparse.Namespace) -> Dict[str, object]:

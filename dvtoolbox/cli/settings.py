@@ -5,6 +5,10 @@ names, or ``+`` of those are taken (``%DVT_ROOT%`` is replaced by the file's fol
 else (imports, functions) is skipped. The original's names map to flags (``caffevis_deploy_prototxt`` ->
 ``--deploy-proto`` ...); a variable named like a flag (``max_iter = 1000``) sets that flag's default too.
 A YAML config is a mapping whose keys are flag names (``max-iter`` or ``max_iter``), read with ``yaml.safe_load``.
+
+Both are data: they may name a model by its name only (``resnet50``, ``caffe:deploy.prototxt``), never a module
+file to unpickle or a ``package.module:factory`` to import, and cannot set ``trust_model_file``; those only the
+command line gives (a UsageError, one line, otherwise).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Dict, Iterable, Optional
 import yaml
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.models.load import model_kind
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,7 @@ ORIGINAL_SETTINGS = {
     "caffevis_data_mean": "mean",
 }
 LITERAL_FLAGS = ("mean", "channel_swap_to_rgb", "data_size", "push_spatial", "lr_params")
+COMMAND_LINE_ONLY = ("trust_model_file",)  # opt-ins to run code: the user types them, no file sets them
 
 
 def find_settings_file(folders: Iterable[str]) -> Optional[str]:
@@ -63,8 +69,21 @@ def read_settings_local(path: str, flag_names: Iterable[str]) -> Dict[str, objec
     for name, value in names.items():
         dest = ORIGINAL_SETTINGS.get(name, name if name in flags else None)
         if dest is not None:
+            check_data_only(f"settings file {path!r}", dest, value)
             defaults[dest] = as_flag_value(dest, value, python_value=True)
     return defaults
+
+
+def check_data_only(source: str, dest: str, value) -> None:
+    """Refuse what only the command line may give: a model that is code (a module file, package.module:factory)
+    and the trust opt-ins. ``source`` names the file in the message."""
+    flag = "--" + dest.replace("_", "-")
+    if dest in COMMAND_LINE_ONLY:
+        raise UsageError(f"{source} sets {dest}: it is an opt-in to run code, given only on the command line ({flag})")
+    if dest == "model" and isinstance(value, str) and model_kind(value) != "name":
+        raise UsageError(f"{source} names the model {value!r}, a {model_kind(value)}: a settings file or --config may "
+                         "name registered models only (code is not run from them); give it as --model on the "
+                         "command line")
 
 
 def _safe_value(node: ast.AST, names: Dict[str, object]):
@@ -96,6 +115,7 @@ def read_yaml_config(path: str, flag_names: Iterable[str]) -> Dict[str, object]:
         dest = str(key).lstrip("-").replace("-", "_")
         if dest not in flags:
             raise UsageError(f"--config: unknown key {key!r} in {path!r}; keys are the flag names, e.g. max-iter")
+        check_data_only(f"--config {path!r}", dest, value)
         defaults[dest] = as_flag_value(dest, value)
     return defaults
 

@@ -48,6 +48,7 @@ class ModelChoice:
     deploy_proto: Optional[str] = None
     net_weights: Optional[str] = None
     first_image: Optional[Tuple[int, int]] = None
+    trust_model_file: bool = False
 
     @property
     def name(self) -> str:
@@ -64,7 +65,7 @@ class ModelChoice:
                                  "deploy_proto", "net_weights")
             return create_model("caffe:" + self.deploy_proto, weights=self.net_weights)
         return load_model(self.model, self.weights, self.input_mean, self.input_std, self.size,
-                          first_image=self.first_image)
+                          first_image=self.first_image, trust_model_file=self.trust_model_file)
 
 
 @dataclass

@@ -129,6 +129,15 @@ BAD_INPUTS = {
     "zero late_prog_mult": (["--lr-policy", "progress01", "--lr-params",
                              "{'max_lr': 1, 'early_prog': 0.1, 'late_prog_mult': 0}"], "late_prog_mult=0"),
     "bad image dtype": (["--image-dtype", "float16"], "invalid choice: 'float16'"),
+    "factory import raises": (["--model", "tests.models.user_models_broken:factory"],
+                              "--model tests.models.user_models_broken:factory: cannot import "
+                              "tests.models.user_models_broken: RuntimeError: this module is broken on import"),
+    "factory raises": (["--model", "tests.models.user_models:raises"],
+                       "--model tests.models.user_models:raises: raises() raised ValueError: no weights for this size"),
+    "factory needs arguments": (["--model", "tests.models.user_models:needs_args"],
+                                "needs_args() raised TypeError: needs_args() missing 1 required positional argument"),
+    "trust flag in yaml": (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")],
+                           "sets trust_model_file: it is an opt-in to run code, given only on the command line"),
 }
 
 

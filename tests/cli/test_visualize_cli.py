@@ -198,6 +198,14 @@ BAD = [
     (["--output-prefix", "a/b"], "--output-prefix must be a file name prefix"),
     (["--config", "/nonexistent.yaml"], "cannot read"),
     (["--recipe", "fancy"], "invalid choice"),
+    (["--model", "tests.models.user_models_broken:factory"], "--model tests.models.user_models_broken:factory: cannot "
+     "import tests.models.user_models_broken: RuntimeError: this module is broken on import"),
+    (["--model", "tests.models.user_models:raises"], "--model tests.models.user_models:raises: raises() raised "
+     "ValueError: no weights for this size"),
+    (["--model", "tests.models.user_models:needs_args"], "needs_args() raised TypeError: needs_args() missing 1 "
+     "required positional argument"),
+    (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")],
+     "sets trust_model_file: it is an opt-in to run code, given only on the command line"),
 ]
 
 

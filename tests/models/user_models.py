@@ -71,3 +71,47 @@ def declares_24x20() -> nn.Module:
 def silent_16() -> nn.Module:
     """A FixedSizeNet for 16x16 images that does not say so."""
     return FixedSizeNet((16, 16), declare=False)
+
+
+def raises():
+    """A factory whose code fails."""
+    raise ValueError("no weights for this size")
+
+
+def needs_args(width):
+    """A factory that needs an argument the command line cannot give."""
+    return nn.Linear(width, 3)
+
+
+class TinyNet(nn.Module):
+    """A class of the user's own (not on the module-file allow-list): tiny_sequential's layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = tiny_sequential()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class PayloadNet(TinyNet):
+    """A user class whose unpickling writes ``marker`` (a file path kept in its state): a payload's stand-in."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def __setstate__(self, state):
+        with open(state["marker"], "w") as handle:
+            handle.write("the payload ran")
+        super().__setstate__(state)
+
+
+class Payload:
+    """An object whose unpickling calls ``builtins.open(marker, "w")``: it creates ``marker``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")

@@ -68,6 +68,7 @@ class OptimizeJob:
     engine: str = "auto"  # how the network step runs (dvtoolbox.device.Execution); auto: eager (AUTO_ENGINE)
     precision: str = "float32"  # of the network: true float32 (the original's), "tf32" or "bf16" (see the doc)
     stats_every: int = STATS_EVERY  # iterations between copies of the statistics to the host
+    trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -93,7 +94,8 @@ class OptimizeJob:
         model's size, else its own, else its x0's)."""
         return ModelChoice(self.model, self.weights, self.input_mean, self.input_std,
                            None if self.data_size is None else tuple(self.data_size), self.deploy_proto,
-                           self.net_weights, first_image=npy_image_size(self.params.start_at))
+                           self.net_weights, first_image=npy_image_size(self.params.start_at),
+                           trust_model_file=self.trust_model_file)
 
     @property
     def unit_spec(self) -> UnitSpec:

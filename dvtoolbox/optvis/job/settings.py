@@ -94,6 +94,7 @@ class VisualizeJob:
     brave: bool = False
     progress: bool = False
     config: Dict[str, object] = field(default_factory=dict)
+    trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -224,7 +225,8 @@ class VisualizeJob:
     def model_choice(self) -> ModelChoice:
         """The network to load (the run context's); a plain model that declares no size takes the images' size."""
         return ModelChoice(self.model, self.weights, self.input_mean, self.input_std,
-                           first_image=None if self.size is None else (self.size, self.size))
+                           first_image=None if self.size is None else (self.size, self.size),
+                           trust_model_file=self.trust_model_file)
 
     @property
     def alpha_settings(self) -> Tuple[str, bool, float, float, int]:
