@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from dvtoolbox.checks import check_reals
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.layers import Normalize
 from dvtoolbox.models.pixel_space import InputContract
@@ -68,11 +69,10 @@ def wrap(net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[fl
          size: Tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE), labels: Optional[Sequence[str]] = None,
          classifier: bool = False) -> PixelSpaceModel:
     """``PixelSpaceModel(net)`` with its ``input_contract``, in eval mode; ``mean`` and ``std`` RGB on the 0..1
-    scale, ``size`` (H, W); with ``classifier`` the labels live on ``fc8`` and ``prob``."""
-    for name, values in (("input_mean", mean), ("input_std", std)):
-        if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
-            raise UsageError(f"{name} must be 3 numbers (RGB, 0..1 scale), got {values!r}", name)
-    if not all(float(s) > 0 for s in std):
+    scale (3 finite numbers; std > 0), ``size`` (H, W); with ``classifier`` the labels live on ``fc8`` and
+    ``prob``."""
+    mean, std = check_reals("input_mean", mean, 3), check_reals("input_std", std, 3)
+    if not all(s > 0 for s in std):
         raise UsageError(f"input_std must be > 0, got {std!r}", "input_std")
     model = PixelSpaceModel(net, std, classifier)
     model.input_contract = pixel_space_contract(size, mean, labels, ("fc8", "prob") if classifier else ())

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE, check_int, check_sequence
 from dvtoolbox.device import Execution, configure_precision, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import remove_stale_temps
@@ -95,6 +96,10 @@ class OptimizeJob:
         self.execution  # validated now
         if isinstance(self.stats_every, bool) or not isinstance(self.stats_every, int) or self.stats_every < 1:
             raise UsageError(f"stats_every must be an integer >= 1, got {self.stats_every!r}", "stats_every")
+        check_int("batch_size", self.batch_size, 1)
+        if self.data_size is not None:
+            for side in check_sequence("data_size", self.data_size, 2):
+                check_int("data_size", side, 1, MAX_IMAGE_SIDE)
         if self.objective is not None:  # parsed once, here; its layers are checked once the model is built
             self.parsed_objective = create_objective(self.objective)
 
@@ -234,9 +239,9 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)
-    if job.resume:
-        summary_file = summary.summary_path(job.output_prefix, job.params.push_layer)
-        summary.check_same_settings(summary_file, settings)
+    summary_file = summary.summary_path(job.output_prefix, job.params.push_layer)
+    if job.resume:  # a damaged summary or rank part: one line before any work, nothing redone or written
+        summary.check_resumable(job.output_prefix, job.params.push_layer, settings, shape3d[0])
         remove_stale_temps(summary_file)
         remove_stale_temps(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank))
     todo, prefixes = plan_outputs(job, mine)
