@@ -244,6 +244,8 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
         summary.check_resumable(job.output_prefix, job.params.push_layer, settings, shape3d[0])
         remove_stale_temps(summary_file)
         remove_stale_temps(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank))
+    elif not single:  # another run's summary is not replaced without brave
+        check_writable([summary_file], job.brave)
     todo, prefixes = plan_outputs(job, mine)
     distributed.start(prep.device, rank)
     all_results, written, entries = [], [], {}

@@ -241,3 +241,19 @@ def _summary_bytes(content, good) -> bytes:
 def _state(folder):
     """name -> (bytes, mtime) of every file in ``folder`` (None for a folder)."""
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in folder.iterdir()}
+
+
+def test_another_runs_summary_is_not_replaced_without_brave(finished_run, tmp_path, capsys):
+    """Units not yet in a folder, but its summary is another run's: refused without --brave (and --resume is the
+    way to add units to a run), as every other file."""
+    source, _ = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    for path in folder.glob("opt_fc8_0004_0_*"):
+        path.unlink()
+    before = _state(folder)
+    argv = ["--model", "tiny_test", "--max-iter", "2", "--push-channel", "4:5", "--output-prefix", str(folder / "opt")]
+    assert main(argv, settings_dirs=[]) == 2
+    err = capsys.readouterr().err
+    assert f"cowardly refusing to overwrite {folder / 'opt_fc8_summary.json'}" in err and err.count("\n") == 1, err
+    assert _state(folder) == before
