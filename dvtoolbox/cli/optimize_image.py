@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Optional, Sequence
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments, add_listing_arguments,
                                      add_lr_policy_arguments, add_model_arguments, add_regularizer_arguments,
                                      add_running_arguments, flag_names, flags_record, layouts_from_args,
@@ -19,7 +20,6 @@ from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
-from dvtoolbox.checks import MAX_IMAGE_SIDE
 from dvtoolbox.device import keep_freed_memory
 from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.loop import STATS_EVERY

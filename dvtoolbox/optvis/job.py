@@ -31,6 +31,7 @@ import yaml
 from torch import nn
 
 from dvtoolbox import __version__
+from dvtoolbox.checks import MAX_IMAGE_SIDE, MAX_IMAGES, MAX_SEED, check_int, check_real
 from dvtoolbox.device import Execution, configure_precision, resolve_device
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
@@ -38,6 +39,7 @@ from dvtoolbox.io.images import (load_image_rgb, over_checkerboard, over_white, 
                                  save_rgba_png)
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.capture import layer_shapes
+from dvtoolbox.models.layouts import model_layouts
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.models.load import load_model
 from dvtoolbox.models.registry import DEFAULT_MODEL
@@ -191,15 +193,16 @@ class VisualizeJob:
                 raise UsageError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}", name)
         if self.recipe is not None and self.recipe not in RECIPES:
             raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}", "recipe")
-        for name, low in (("batch", 1), ("size", 1), ("views", 1), ("lowres_factor", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise UsageError(f"{name} must be >= {low}, got {value}", name)
+        for name, low, high in (("batch", 1, MAX_IMAGES), ("size", 1, MAX_IMAGE_SIDE), ("views", 1, MAX_IMAGES),
+                                ("lowres_factor", 1, None), ("seed", 0, MAX_SEED)):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low, high)
         if not (math.isfinite(self.decay_power) and self.decay_power >= 0):
             raise UsageError(f"decay_power must be >= 0 and finite, got {self.decay_power}", "decay_power")
         if self.decay_power != 1.0 and self.param != "fft":
             raise UsageError(f"decay_power shapes the Fourier spectrum: it needs param fft, got {self.param}",
                              "decay_power", "param")
+        check_real("lr", self.lr)
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}", "lr")
         if self.lr_params is not None and self.lr_policy is None:
@@ -304,6 +307,8 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     device = resolve_device(job.device)
     model = load_model(job.model, job.weights, job.input_mean, job.input_std)
     objective = create_objective(job.parsed_objective, model=model)
+    if job.layouts:  # each declared layout fits its layer, before any file
+        model_layouts(model, tuple(model.input_contract.size), job.layouts)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
     if job.alpha:
