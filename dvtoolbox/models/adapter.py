@@ -92,8 +92,8 @@ def as_model(module: nn.Module, input_mean: Optional[Sequence[float]] = None,
             raise UsageError(f"{type(module).__name__} declares its own input contract; input_mean, input_std and "
                              "size apply to networks without one", "model")
         return module
-    mean = tuple(input_mean) if input_mean is not None else IMAGENET_MEAN
-    std = tuple(input_std) if input_std is not None else IMAGENET_STD
+    mean = check_reals("input_mean", input_mean, 3) if input_mean is not None else IMAGENET_MEAN
+    std = check_reals("input_std", input_std, 3) if input_std is not None else IMAGENET_STD
     hw = (DEFAULT_SIZE, DEFAULT_SIZE) if size is None else \
         (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     log.warning("%s has no input_contract: it is given RGB images in [0, 1] normalised by mean %s and std %s, "
