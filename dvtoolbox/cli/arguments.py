@@ -16,6 +16,7 @@ from dvtoolbox import __version__
 from dvtoolbox.cli.literals import parse_rgb
 from dvtoolbox.cli.settings import read_yaml_config
 from dvtoolbox.device import AUTO_ENGINE, ENGINES, PRECISIONS
+from dvtoolbox.errors import UsageError
 from dvtoolbox.models.layouts import parse_layout
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.regularizers.lr_policies import REQUIRED_LR_KEYS
@@ -198,8 +199,14 @@ def model_options(args: argparse.Namespace) -> dict:
 
 
 def layouts_from_args(args: argparse.Namespace) -> Dict[str, object]:
-    """--layout NAME=KIND, repeated: {name: Layout}."""
-    return dict(parse_layout(text) for text in args.layout or ())
+    """--layout NAME=KIND, repeated (each layer once): {name: Layout}."""
+    layouts: Dict[str, object] = {}
+    for text in args.layout or ():
+        name, layout = parse_layout(text)
+        if name in layouts:
+            raise UsageError(f"--layout gives layer {name!r} twice ({layouts[name]}, then {layout}); give it once")
+        layouts[name] = layout
+    return layouts
 
 
 def print_layer_table(rows: Sequence[Tuple[str, Tuple[int, ...], object]]) -> None:

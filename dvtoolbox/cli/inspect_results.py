@@ -51,13 +51,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     loaded = [(path,) + load_info(path) for path in args.files]
+    texts = [_shown(path, params, results) for path, params, results in loaded]
     images: List[Tuple[str, np.ndarray]] = []
     if args.save_images is not None:
         images = _planned_images(loaded, args.save_images, args.brave)
-    for path, params, results in loaded:
+    for (path, _, _), text in zip(loaded, texts):
         if len(loaded) > 1:
             sys.stdout.write(f"==> {path} <==\n")
-        sys.stdout.write(info_text(params, results))
+        sys.stdout.write(text)
     if images:
         os.makedirs(args.save_images, exist_ok=True)
     for target, array in images:
@@ -67,10 +68,24 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(path: str, params, results) -> str:
+    """The info.txt text of a loaded pair. The classes are the allowed ones, but what a foreign file put in them
+    (an array of one value, which the original's layout cannot describe; an object where a list belongs) can fail
+    to print in many ways: each is a one-line UsageError naming the file."""
+    try:
+        return info_text(params, results)
+    except Exception as exc:  # the values of a file that dvtoolbox did not write: any failure is the file's
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise UsageError(f"{path}: cannot show what it holds as info.txt ({detail})") from None
+
+
 def _planned_images(loaded, folder: str, brave: bool) -> List[Tuple[str, np.ndarray]]:
     """(target path, array) for every array to save; refuses, before any writing, to overwrite without brave."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UsageError(f"--save-images {folder} exists and is not a folder")
+    parent = _existing_parent(folder)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--save-images {folder}: {parent} is not a folder")
     planned = []
     for path, _, results in loaded:
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -89,6 +104,14 @@ def _planned_images(loaded, folder: str, brave: bool) -> List[Tuple[str, np.ndar
             raise UsageError(f"cowardly refusing to overwrite {existing[0]} (and {len(existing) - 1} more); "
                              "use --brave to allow it, or another --save-images folder")
     return planned
+
+
+def _existing_parent(folder: str) -> str:
+    """The nearest path above ``folder`` (or itself) that exists."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
 
 
 if __name__ == "__main__":

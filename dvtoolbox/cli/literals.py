@@ -1,14 +1,17 @@
 """The original's Python-literal option strings ("(6,6)", "{'lr': 100.0}", "None", "'mean.npy'"), parsed with
-``ast.literal_eval`` (never ``eval``) and checked for the type each flag needs. Each parser raises UsageError with
-one line naming the flag, the value and what is valid.
+``ast.literal_eval`` (never ``eval``) and checked for the type each flag needs; every number in them must be finite
+(``1e400`` is a literal, and infinite; a YAML list may hold ``.nan``). Each parser raises UsageError with one line
+naming the flag, the value and what is valid.
 """
 
 from __future__ import annotations
 
 import ast
-import numbers
+import math
 from typing import Dict, Optional, Tuple, Union
 
+from dvtoolbox.checks import is_int as _is_int
+from dvtoolbox.checks import is_real
 from dvtoolbox.errors import UsageError
 
 
@@ -22,12 +25,8 @@ def literal(flag: str, text: str, example: str):
         raise UsageError(f"{flag}: {text!r} is not a Python literal; expected e.g. {example}") from None
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _is_finite(value) -> bool:
+    return is_real(value) and math.isfinite(value)
 
 
 def parse_mean(text: str) -> Union[None, Tuple[float, ...], str]:
@@ -39,18 +38,21 @@ def parse_mean(text: str) -> Union[None, Tuple[float, ...], str]:
     value = literal("--mean", text, "\"None\", \"(104,117,123)\" or \"'mean.npy'\"")
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, (tuple, list)) and value and all(_is_real(v) for v in value):
+    if isinstance(value, (tuple, list)) and value and all(_is_finite(v) for v in value):
         return tuple(float(v) for v in value)
-    raise UsageError(f"--mean must be None, a tuple of per-channel numbers or a quoted file path, got {text!r}")
+    raise UsageError(f"--mean must be None, a tuple of per-channel finite numbers or a quoted file path, got "
+                     f"{text!r}")
 
 
-def parse_int_tuple(flag: str, text: str, length: Optional[int], minimum: int) -> Tuple[int, ...]:
-    """A tuple of ints >= minimum (of the given length, if any)."""
+def parse_int_tuple(flag: str, text: str, length: Optional[int], minimum: int,
+                    maximum: Optional[int] = None) -> Tuple[int, ...]:
+    """A tuple of ints in [minimum, maximum] (of the given length, if any)."""
     value = literal(flag, text, "\"(227,227)\"" if length == 2 else "\"(2,1,0)\"")
     if (not isinstance(value, (tuple, list)) or (length is not None and len(value) != length) or not value
-            or not all(_is_int(v) and v >= minimum for v in value)):
+            or not all(_is_int(v) and minimum <= v <= (v if maximum is None else maximum) for v in value)):
         what = f"a tuple of {length} integers" if length else "a tuple of integers"
-        raise UsageError(f"{flag} must be {what} >= {minimum}, got {text!r}")
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise UsageError(f"{flag} must be {what} {bounds}, got {text!r}")
     return tuple(int(v) for v in value)
 
 
@@ -69,16 +71,18 @@ def parse_push_spatial(text: str) -> Union[Tuple[int, int], int]:
 
 
 def parse_lr_params(text: str) -> Dict[str, float]:
-    """--lr-params: a dict of number values, e.g. {'lr': 100.0}; which keys are needed depends on --lr-policy."""
+    """--lr-params: a dict of finite number values, e.g. {'lr': 100.0}; which keys are needed depends on
+    --lr-policy."""
     value = literal("--lr-params", text, "\"{'lr': 100.0}\"")
-    if not isinstance(value, dict) or not all(isinstance(k, str) and _is_real(v) for k, v in value.items()):
-        raise UsageError(f"--lr-params must be a dict of names to numbers, e.g. \"{{'lr': 100.0}}\", got {text!r}")
+    if not isinstance(value, dict) or not all(isinstance(k, str) and _is_finite(v) for k, v in value.items()):
+        raise UsageError(f"--lr-params must be a dict of names to finite numbers, e.g. \"{{'lr': 100.0}}\", got "
+                         f"{text!r}")
     return dict(value)
 
 
 def parse_rgb(flag: str, text: str) -> Tuple[float, float, float]:
-    """Three numbers, e.g. "(0.5,0.5,0.5)" (an RGB mean or std on the 0..1 scale)."""
+    """Three finite numbers, e.g. "(0.5,0.5,0.5)" (an RGB mean or std on the 0..1 scale)."""
     value = literal(flag, text, "\"(0.485,0.456,0.406)\"")
-    if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_real(v) for v in value):
-        raise UsageError(f"{flag} must be 3 numbers (RGB, 0..1 scale), got {text!r}")
+    if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_finite(v) for v in value):
+        raise UsageError(f"{flag} must be 3 finite numbers (RGB, 0..1 scale), got {text!r}")
     return tuple(float(v) for v in value)

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Optional, Sequence
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments, add_listing_arguments,
                                      add_lr_policy_arguments, add_model_arguments, add_regularizer_arguments,
                                      add_running_arguments, flag_names, flags_record, layouts_from_args,
@@ -20,7 +21,6 @@ from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
 from dvtoolbox.cli.settings import find_settings_file, read_settings_local
 from dvtoolbox.device import keep_freed_memory
-from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.loop import STATS_EVERY
 from dvtoolbox.optimize.params import FindParams
@@ -160,8 +160,6 @@ def parse_args(argv: Optional[Sequence[str]], settings_dirs: Sequence[str]) -> a
 def job_from_args(args: argparse.Namespace) -> OptimizeJob:
     """Validate every option once and build the job."""
     single = is_single_unit(args.push_channel)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     spatial = parse_push_spatial(args.push_spatial)
     token = spatial if isinstance(spatial, int) else None
     params = FindParams(
@@ -176,7 +174,8 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         mean="model" if args.mean is None else parse_mean(args.mean),
         channel_swap_to_rgb=None if args.channel_swap_to_rgb is None else parse_int_tuple(
             "--channel-swap-to-rgb", args.channel_swap_to_rgb, None, 0),
-        data_size=None if args.data_size is None else parse_int_tuple("--data-size", args.data_size, 2, 1),
+        data_size=None if args.data_size is None else parse_int_tuple("--data-size", args.data_size, 2, 1,
+                                                                      MAX_IMAGE_SIDE),
         device=args.device, output_prefix=args.output_prefix, output_template=args.output_template,
         brave=args.brave, skipbig=args.skipbig, progress=not args.verbose, config=resolved_config(args),
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,

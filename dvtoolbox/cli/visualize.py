@@ -13,6 +13,7 @@ import logging
 import os
 from typing import List, Optional, Sequence
 
+from dvtoolbox.checks import MAX_ITERATIONS
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments,
                                      add_listing_arguments, add_lr_policy_arguments, add_model_arguments,
                                      add_regularizer_arguments, add_running_arguments, flags_record,
@@ -190,8 +191,8 @@ def _recipe_defaults(pre: argparse.Namespace, config: dict) -> dict:
 def thresholds_from_args(args: argparse.Namespace) -> List[int]:
     """--thresholds when given, else [--steps]."""
     if args.thresholds is None:
-        if args.steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {args.steps}")
+        if not 1 <= args.steps <= MAX_ITERATIONS:
+            raise UsageError(f"--steps must be an integer in [1, {MAX_ITERATIONS}], got {args.steps}")
         return [args.steps]
     try:
         values = [int(v) for v in str(args.thresholds).split(",")]

@@ -81,8 +81,11 @@ def parse_info_text(text: str) -> Dict[str, Dict[str, str]]:
 
 def read_cell(info_path: str) -> UnitCell:
     """The cell of one ``<prefix>info.txt``; an info.txt that is not an optimize_image one raises UsageError."""
-    with open(info_path, encoding="utf-8") as handle:
-        sections = parse_info_text(handle.read())
+    try:
+        with open(info_path, encoding="utf-8") as handle:
+            sections = parse_info_text(handle.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {info_path}: {getattr(exc, 'strerror', None) or exc}") from None
     params, results = sections.get("FindParams", {}), sections.get("FindResults", {})
     try:
         layer, channel, seed = params["push_layer"], int(params["push_channel"]), int(params["rand_seed"])
@@ -106,7 +109,7 @@ def scan_folder(folder: str) -> List[UnitCell]:
     if not os.path.isdir(folder):
         raise UsageError(f"results folder {folder!r} does not exist or is not a folder")
     paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*" + INFO_SUFFIX)))
-    paths = [p for p in paths if not os.path.basename(p).startswith(".")]
+    paths = [p for p in paths if not os.path.basename(p).startswith(".") and os.path.isfile(p)]
     if not paths:
         raise UsageError(f"no results in {folder!r}: no *info.txt file of optimize_image.py there")
     return sorted((read_cell(p) for p in paths), key=lambda c: c.sort_key)

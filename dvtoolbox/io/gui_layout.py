@@ -31,6 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE, check_int
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.gallery import UnitCell, scan_folder
 from dvtoolbox.io.images import load_image_rgb, resize_center_crop, save_image
@@ -41,6 +42,7 @@ LARGE_PAD = 2
 GUI_CORNER = 2
 BACKGROUND = 51  # the GUI's window_background (.2, .2, .2) as uint8
 IMAGE_CHOICES = ("best_X", "best_Xpm", "last_X", "last_Xpm")
+JPEG_MAX_SIDE = 65535  # the largest width or height a JPEG file can state
 
 
 def montage_path(gui_dir: str, layer: str, unit: int) -> str:
@@ -126,12 +128,17 @@ def write_gui_layout(folders: Sequence[str], gui_dir: str, layer: Optional[str] 
                          "layer")
     layer_name = layers.pop()
     units = sorted({u for _, per_unit in by_corner.values() for u in per_unit})
-    if layer_units is not None and (layer_units < 1 or units[-1] >= layer_units):
+    if layer_units is not None:
+        check_int("layer_units", layer_units, 1, JPEG_MAX_SIDE ** 2)
+    if layer_units is not None and units[-1] >= layer_units:
         raise UsageError(f"layer_units {layer_units}: the results have unit {units[-1]}; give the layer's "
                          "number of units", "layer_units")
-    tile = tile or _first_size(by_corner)
-    if tile < 1:
-        raise UsageError(f"tile must be >= 1, got {tile}", "tile")
+    tile = _first_size(by_corner) if tile is None else tile
+    check_int("tile", tile, 1, MAX_IMAGE_SIDE)
+    if layer_units is not None and sprite_grid(layer_units) * tile > JPEG_MAX_SIDE:
+        raise UsageError(f"layer_units {layer_units} with tiles of {tile} pixels make whole_layer.jpg "
+                         f"{sprite_grid(layer_units) * tile} pixels wide; a JPEG is at most {JPEG_MAX_SIDE}: give a "
+                         "smaller tile", "layer_units", "tile")
     paths = [montage_path(gui_dir, layer_name, u) for u in units]
     if layer_units is not None:
         paths.append(whole_layer_path(gui_dir, layer_name))

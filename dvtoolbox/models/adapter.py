@@ -21,6 +21,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from dvtoolbox.checks import check_reals
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.input_size import DEFAULT_SIZE, input_size
 from dvtoolbox.models.layers import Normalize
@@ -69,11 +70,10 @@ def wrap(net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[fl
          size: Tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE), labels: Optional[Sequence[str]] = None,
          classifier: bool = False) -> PixelSpaceModel:
     """``PixelSpaceModel(net)`` with its ``input_contract``, in eval mode; ``mean`` and ``std`` RGB on the 0..1
-    scale, ``size`` (H, W); with ``classifier`` the labels live on ``fc8`` and ``prob``."""
-    for name, values in (("input_mean", mean), ("input_std", std)):
-        if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
-            raise UsageError(f"{name} must be 3 numbers (RGB, 0..1 scale), got {values!r}", name)
-    if not all(float(s) > 0 for s in std):
+    scale (3 finite numbers; std > 0), ``size`` (H, W); with ``classifier`` the labels live on ``fc8`` and
+    ``prob``."""
+    mean, std = check_reals("input_mean", mean, 3), check_reals("input_std", std, 3)
+    if not all(s > 0 for s in std):
         raise UsageError(f"input_std must be > 0, got {std!r}", "input_std")
     model = PixelSpaceModel(net, std, classifier)
     model.input_contract = pixel_space_contract(size, mean, labels, ("fc8", "prob") if classifier else ())
@@ -97,8 +97,8 @@ def as_model(module: nn.Module, input_mean: Optional[Sequence[float]] = None,
             raise UsageError(f"{type(module).__name__} declares its own input contract; input_mean, input_std and "
                              "size apply to networks without one", "model")
         return module
-    mean = tuple(input_mean) if input_mean is not None else IMAGENET_MEAN
-    std = tuple(input_std) if input_std is not None else IMAGENET_STD
+    mean = check_reals("input_mean", input_mean, 3) if input_mean is not None else IMAGENET_MEAN
+    std = check_reals("input_std", input_std, 3) if input_std is not None else IMAGENET_STD
     hw, source = input_size(module, size, first_image)
     log.warning("%s has no input_contract: it is given RGB images in [0, 1] normalised by mean %s and std %s, "
                 "%dx%d (size from %s; set input_mean, input_std, size to change this)", type(module).__name__,

@@ -53,9 +53,14 @@ from dvtoolbox.models.input_size import size_errors
 
 KINDS = ("NCHW", "NC", "NHWC", "NTC")
 UNKNOWN = "unknown"
+MAX_TOKENS = 10**6  # the largest prefix or grid side a --layout may give (no layer has more tokens)
 CHANNELS_FIRST_4D = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                      nn.AdaptiveMaxPool2d, nn.LocalResponseNorm, nn.Upsample, nn.ZeroPad2d, nn.ReflectionPad2d,
                      nn.InstanceNorm2d, nn.GroupNorm)
+
+
+def _is_count(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,16 @@ class Layout:
     def __post_init__(self):
         if self.kind not in KINDS + (UNKNOWN,):
             raise UsageError(f"layout must be one of {', '.join(KINDS)}, got {self.kind!r}", "layout")
-        if self.prefix < 0:
-            raise UsageError(f"a token layout's prefix must be >= 0, got {self.prefix}", "layout")
+        if isinstance(self.grid, list):
+            object.__setattr__(self, "grid", tuple(self.grid))
+        if not _is_count(self.prefix, 0):
+            raise UsageError(f"a token layout's prefix must be an integer >= 0, got {self.prefix!r}", "layout")
+        if self.grid is not None and not (isinstance(self.grid, tuple) and len(self.grid) == 2
+                                          and all(_is_count(side, 1) for side in self.grid)):
+            raise UsageError(f"a token layout's grid must be (h, w), two integers >= 1, got {self.grid!r}", "layout")
+        if (self.prefix or self.grid is not None) and self.kind != "NTC":
+            raise UsageError(f"only an NTC layout has a prefix and a grid, got {self.kind} with prefix "
+                             f"{self.prefix} and grid {self.grid}", "layout")
 
     def __str__(self) -> str:
         if self.kind != "NTC":
@@ -102,6 +115,9 @@ def canonical(t: torch.Tensor, layout: Layout, name: str = "layer") -> torch.Ten
         return t
     if kind == "NHWC":
         return t.permute(0, 3, 1, 2)
+    if layout.prefix >= t.shape[1]:
+        raise UsageError(f"layer {name!r} has {t.shape[1]} tokens, which leaves none after {layout.prefix} prefix "
+                         "tokens", "layouts")
     tokens = t if layout.include_prefix else t[:, layout.prefix:]
     if layout.grid is None or layout.include_prefix:
         return tokens.transpose(1, 2)
@@ -118,21 +134,37 @@ def token_index(layout: Layout, y: int, x: int) -> int:
 
 
 def parse_layout(text: str) -> Tuple[str, Layout]:
-    """``NAME=KIND`` (``KIND``: NCHW, NC, NHWC, or NTC with optional ``:prefix=P`` and ``:grid=HxW``), as the
-    command lines' ``--layout`` takes it: (name, Layout)."""
-    match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*(NCHW|NC|NHWC|NTC)((?::[a-z]+=[0-9x]+)*)\s*", str(text))
+    """``NAME=KIND`` (``KIND``: NCHW, NC, NHWC, or NTC with optional ``:prefix=P`` and ``:grid=HxW``, each at most
+    once; P an integer >= 0, H and W integers >= 1, at most MAX_TOKENS), as the command lines' ``--layout`` takes
+    it: (name, Layout). Anything else is a one-line UsageError naming the text and the form."""
+    match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*(NCHW|NC|NHWC|NTC)((?::[a-z]+=[^:]*)*)\s*", str(text))
     if match is None:
         raise UsageError(f"layout {text!r}: write NAME=KIND, KIND one of {', '.join(KINDS)}, e.g. "
                          "'stages.1=NHWC' or 'blocks.3=NTC:prefix=1:grid=14x14'", "layout")
     name, kind, options = match.groups()
-    values = dict(option.split("=") for option in options.split(":")[1:])
-    unknown = sorted(set(values) - {"prefix", "grid"})
-    if unknown or (values and kind != "NTC"):
-        raise UsageError(f"layout {text!r}: only NTC takes options, and they are prefix=P and grid=HxW", "layout")
-    grid = tuple(int(v) for v in values["grid"].split("x")) if "grid" in values else None
-    if grid is not None and len(grid) != 2:
-        raise UsageError(f"layout {text!r}: grid is HxW, e.g. 14x14", "layout")
-    return name, Layout(kind, prefix=int(values.get("prefix", 0)), grid=grid)
+    pairs = [option.split("=", 1) for option in options.split(":")[1:]]
+    keys = [key for key, _ in pairs]
+    if (set(keys) - {"prefix", "grid"}) or len(set(keys)) != len(keys) or (keys and kind != "NTC"):
+        raise UsageError(f"layout {text!r}: only NTC takes options, each at most once: prefix=P and grid=HxW",
+                         "layout")
+    values = dict(pairs)
+    prefix = _layout_number(text, "prefix", values.get("prefix", "0"), 0)
+    grid = None
+    if "grid" in values:
+        sides = values["grid"].split("x")
+        if len(sides) != 2:
+            raise UsageError(f"layout {text!r}: grid is HxW, two integers >= 1, e.g. 14x14", "layout")
+        grid = tuple(_layout_number(text, "grid", side, 1) for side in sides)
+    return name, Layout(kind, prefix=prefix, grid=grid)
+
+
+def _layout_number(text: str, what: str, digits: str, low: int) -> int:
+    """One number of a ``--layout`` option: decimal digits, in [low, MAX_TOKENS]."""
+    if not re.fullmatch(r"[0-9]{1,9}", digits) or not low <= int(digits) <= MAX_TOKENS:
+        form = "P, an integer >= 0" if what == "prefix" else "HxW, two integers >= 1"
+        raise UsageError(f"layout {text!r}: {what} is {form} (at most {MAX_TOKENS}), got {digits!r}", "layout")
+    return int(digits)
+
 
 
 # ---------------------------------------------------------------------------------------------------- inference
@@ -310,8 +342,22 @@ def survey_layers(model: nn.Module, size: Tuple[int, int],
     for name in declared or {}:
         if name not in names:
             raise UsageError(f"layouts: {name!r} is not a layer of the model", "layouts")
-    return _survey(model, size, names, {**getattr(model, "layer_layouts", {}), **(declared or {})}, device,
-                   setting)
+    shapes, layouts = _survey(model, size, names, {**getattr(model, "layer_layouts", {}), **(declared or {})},
+                              device, setting)
+    for name in declared or {}:
+        if name in shapes:
+            check_layout_fits(name, shapes[name], layouts[name])
+    return shapes, layouts
+
+
+def check_layout_fits(name: str, shape: Tuple[int, ...], layout: Layout) -> None:
+    """A declared layout must read the layer's real output ``shape`` (without the batch): the rank of its kind, a
+    token layer's prefix and grid its tokens; else a one-line UsageError naming the layer, the layout and the
+    shape."""
+    try:
+        canonical_shape(shape, layout, name)
+    except UsageError as exc:
+        raise UsageError(f"layouts: {exc}", "layouts") from None
 
 
 def canonical_shape(shape: Tuple[int, ...], layout: Layout, name: str = "layer") -> Tuple[int, ...]:

@@ -21,6 +21,7 @@ another scale (a torchvision model expects ImageNet-normalised RGB in 0..1) resc
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple, Union
@@ -28,6 +29,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from dvtoolbox.checks import is_real
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import resize_center_crop
 
@@ -87,8 +89,8 @@ def load_mean(spec: MeanSpec, data_size: Tuple[int, int], n_channels: int = 3) -
     if spec is None:
         return np.zeros((n_channels, h, w), np.float64)
     if isinstance(spec, (tuple, list)):
-        if len(spec) != n_channels or not all(isinstance(v, (int, float)) for v in spec):
-            raise UsageError(f"mean: a per-channel mean needs {n_channels} numbers, got {spec!r}", "mean")
+        if len(spec) != n_channels or not all(is_real(v) and math.isfinite(v) for v in spec):
+            raise UsageError(f"mean: a per-channel mean needs {n_channels} finite numbers, got {spec!r}", "mean")
         return np.broadcast_to(np.asarray(spec, np.float64)[:, None, None], (n_channels, h, w)).copy()
     if isinstance(spec, str):
         return fit_to_size(read_mean_file(spec), data_size)
@@ -108,11 +110,16 @@ def read_mean_file(path: str) -> np.ndarray:
         raise
     except Exception as exc:  # any unreadable file is the user's input
         raise UsageError(f"mean: cannot read mean file {path!r}: {exc}", "mean") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+        raise UsageError(f"mean: the mean image in {path!r} must hold numbers, got "
+                         f"{getattr(arr, 'dtype', type(arr).__name__)}", "mean")
     arr = np.asarray(arr, np.float64)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3 or arr.shape[0] not in (1, 3):
         raise UsageError(f"mean: the mean image in {path!r} must have shape (3, H, W), got {arr.shape}", "mean")
+    if not np.isfinite(arr).all():
+        raise UsageError(f"mean: the mean image in {path!r} holds NaN or infinite values", "mean")
     return arr
 
 

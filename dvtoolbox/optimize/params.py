@@ -17,8 +17,8 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.optimize.py2_text import py2_str
 from dvtoolbox.optimize.start import START_AT_CHOICES
 from dvtoolbox.regularizers.lr_policies import validate_lr_params
-from dvtoolbox.regularizers.settings import (REGULARIZER_FIELDS, Regularizers, check_int, check_real,
-                                             check_regularizers)
+from dvtoolbox.checks import MAX_ITERATIONS, check_int, check_real
+from dvtoolbox.regularizers.settings import REGULARIZER_FIELDS, Regularizers, check_regularizers
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,22 @@ class FindParams(_Schedule, Regularizers, _StartAndUnit):
         if self.start_at not in START_AT_CHOICES and not (
                 str(self.start_at).endswith(".npy") and os.path.isfile(self.start_at)):
             raise UsageError(f"start_at must be one of {', '.join(START_AT_CHOICES)} or an existing .npy file "
-                             f"holding x0, got {self.start_at!r}")
+                             f"holding x0, got {self.start_at!r}", "start_at")
         if not isinstance(self.push_layer, str) or not self.push_layer:
-            raise UsageError(f"push_layer must be a layer name, got {self.push_layer!r}")
+            raise UsageError(f"push_layer must be a layer name, got {self.push_layer!r}", "push_layer")
         check_int("push_channel", self.push_channel, 0)
         spatial = self.push_spatial
         if not (isinstance(spatial, tuple) and len(spatial) == 2):
-            raise UsageError(f"push_spatial must be None or a tuple (y, x) of two integers, got {spatial!r}")
+            raise UsageError(f"push_spatial must be None or a tuple (y, x) of two integers, got {spatial!r}",
+                             "push_spatial")
         for value in spatial:
             check_int("push_spatial", value, 0)
         check_real("push_dir", self.push_dir)
         if self.push_dir == 0:
-            raise UsageError("push_dir must be non-zero (1 maximises, -1 minimises), got 0")
+            raise UsageError("push_dir must be non-zero (1 maximises, -1 minimises), got 0", "push_dir")
         check_regularizers(self)
         validate_lr_params(self.lr_policy, self.lr_params)
-        check_int("max_iter", self.max_iter, 1)
+        check_int("max_iter", self.max_iter, 1, MAX_ITERATIONS)
         object.__setattr__(self, "push_unit", (self.push_channel,) + tuple(spatial))
 
     @property

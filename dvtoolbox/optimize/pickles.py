@@ -145,9 +145,29 @@ def load_info(path: str) -> Tuple[FindParams, FindResults]:
     params, results = loaded
     if isinstance(params, _OriginalFindParams):
         params = _params_from_original(path, params.__dict__)
+    else:
+        _check_own_params(path, params.__dict__)
     if isinstance(results, _OriginalFindResults):
         results = _results_from_original(path, results.__dict__)
+    else:
+        _check_text_names(path, "FindResults", results.__dict__)
     return params, results
+
+
+def _check_own_params(path: str, state: Dict[str, Any]) -> None:
+    """dvtoolbox's FindParams as pickled: exactly its fields (its values are not re-validated)."""
+    _check_text_names(path, "FindParams", state)
+    known = {f.name for f in fields(FindParams)}
+    if set(state) != known:
+        what = sorted(known - set(state)) or sorted(set(state) - known)
+        raise UsageError(f"{path}: its FindParams has {'missing' if known - set(state) else 'unknown'} field(s) "
+                         f"{', '.join(what)}; expected exactly: {', '.join(sorted(known))}")
+
+
+def _check_text_names(path: str, what: str, state: Dict[str, Any]) -> None:
+    bad = [key for key in state if not isinstance(key, str)]
+    if bad:
+        raise UsageError(f"{path}: its {what} has non-text attribute names {ascii(bad)[:80]}")
 
 
 def _params_from_original(path: str, state: Dict[str, Any]) -> FindParams:
@@ -176,9 +196,7 @@ def _params_from_original(path: str, state: Dict[str, Any]) -> FindParams:
 
 def _results_from_original(path: str, state: Dict[str, Any]) -> FindResults:
     """A FindResults whose ``__dict__`` is the original's FindResults ``__dict__``, values untouched."""
-    bad = [key for key in state if not isinstance(key, str)]
-    if bad:
-        raise UsageError(f"{path}: the original's FindResults has non-text attribute names {bad!r}")
+    _check_text_names(path, "FindResults", state)
     results = FindResults.__new__(FindResults)
     results.__dict__.update(state)
     return results

@@ -56,6 +56,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dvtoolbox.checks import MAX_ITERATIONS
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.adapter import as_model
@@ -80,11 +81,13 @@ FIT_MODES = ("crop", "resize")  # how a transformed image is brought to the mode
 
 
 def check_thresholds(thresholds) -> List[int]:
-    """Strictly increasing integers >= 1 (one int is one threshold)."""
+    """Strictly increasing integers in [1, MAX_ITERATIONS] (one int is one threshold)."""
     values = [thresholds] if isinstance(thresholds, numbers.Integral) else list(thresholds)
-    ok = values and all(isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1 for t in values)
+    ok = values and all(isinstance(t, numbers.Integral) and not isinstance(t, bool) and 1 <= t <= MAX_ITERATIONS
+                        for t in values)
     if not ok or any(b <= a for a, b in zip(values, values[1:])):
-        raise UsageError(f"thresholds must be strictly increasing integers >= 1, got {thresholds!r}")
+        raise UsageError(f"thresholds must be strictly increasing integers in [1, {MAX_ITERATIONS}], got "
+                         f"{thresholds!r}", "thresholds")
     return [int(t) for t in values]
 
 

@@ -43,21 +43,23 @@ def validate_lr_params(policy: str, params: Mapping[str, Any]) -> None:
     Extra keys are allowed (the original ignored them).
     """
     if policy not in REQUIRED_LR_KEYS:
-        raise UsageError(f"unknown lr_policy {policy!r}; valid: {', '.join(REQUIRED_LR_KEYS)}")
+        raise UsageError(f"unknown lr_policy {policy!r}; valid: {', '.join(REQUIRED_LR_KEYS)}", "lr_policy")
     if not isinstance(params, Mapping):
-        raise UsageError(f"lr_params must be a dict, got {params!r}")
+        raise UsageError(f"lr_params must be a dict, got {params!r}", "lr_params")
     required = REQUIRED_LR_KEYS[policy]
     missing = [key for key in required if key not in params]
     if missing:
         raise UsageError(
-            f"lr_policy {policy!r} needs lr_params {', '.join(required)}; missing: {', '.join(missing)}"
-        )
+            f"lr_policy {policy!r} needs lr_params {', '.join(required)}; missing: {', '.join(missing)}",
+            "lr_policy", "lr_params")
     bad = [f"{key}={params[key]!r}" for key in required if not _is_real(params[key])]
     if bad:
-        raise UsageError(f"lr_params for lr_policy {policy!r} must be real numbers, got {', '.join(bad)}")
+        raise UsageError(f"lr_params for lr_policy {policy!r} must be real numbers, got {', '.join(bad)}",
+                         "lr_params", "lr_policy")
     bad = [f"{key}={params[key]!r}" for key in required if not (math.isfinite(params[key]) and params[key] > 0)]
     if bad:
-        raise UsageError(f"lr_params for lr_policy {policy!r} must be finite and > 0, got {', '.join(bad)}")
+        raise UsageError(f"lr_params for lr_policy {policy!r} must be finite and > 0, got {', '.join(bad)}",
+                         "lr_params", "lr_policy")
 
 
 def grad_dot(grad: torch.Tensor) -> torch.Tensor:

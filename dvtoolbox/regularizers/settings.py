@@ -6,10 +6,10 @@ both take them from here, and both command lines build their flags from these fi
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Tuple
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE, check_int, check_real
 from dvtoolbox.errors import UsageError
 
 PERCENTILE_FIELDS = ("small_val_percentile", "small_norm_percentile", "px_benefit_percentile",
@@ -20,9 +20,9 @@ PERCENTILE_FIELDS = ("small_val_percentile", "small_norm_percentile", "px_benefi
 class Regularizers:
     """What the original does to the image after each step (``operations.regularize``), all off by default.
 
-    decay: L2 decay per step, in [0, 1]; blur_radius (pixels, >= 0) and blur_every (steps, 0 = never): a Gaussian
-    blur at every step ``ii`` with ``ii % blur_every == 0``; the four percentiles, each in [0, 100) (0 = off): zero
-    small values, small-norm pixels, small-benefit pixels, small-|benefit| pixels.
+    decay: L2 decay per step, in [0, 1]; blur_radius (pixels, in [0, 8192]) and blur_every (steps, 0 = never): a
+    Gaussian blur at every step ``ii`` with ``ii % blur_every == 0``; the four percentiles, each in [0, 100) (0 =
+    off): zero small values, small-norm pixels, small-benefit pixels, small-|benefit| pixels. All finite numbers.
     """
 
     decay: float = 0
@@ -48,33 +48,12 @@ REGULARIZER_FIELDS: Tuple[str, ...] = tuple(f.name for f in fields(Regularizers)
 
 def check_regularizers(values: Any) -> None:
     """UsageError (one line, naming the field and its valid range) unless ``values`` (anything with the
-    ``REGULARIZER_FIELDS`` attributes) holds valid regularizer settings."""
+    ``REGULARIZER_FIELDS`` attributes) holds valid regularizer settings: finite numbers in their ranges."""
     check_real("decay", values.decay, 0, 1)
-    check_real("blur_radius", values.blur_radius, 0)
+    check_real("blur_radius", values.blur_radius, 0, MAX_IMAGE_SIDE)
     check_int("blur_every", values.blur_every, 0)
     for name in PERCENTILE_FIELDS:
         value = getattr(values, name)
         check_real(name, value, 0)
         if value >= 100:
-            raise UsageError(f"{name} must be in [0, 100) (0 disables it), got {value!r}")
-
-
-def check_int(name: str, value, low: int = None, high: int = None) -> None:
-    """UsageError unless ``value`` is an integer (not a bool) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UsageError(f"{name} must be an integer, got {value!r}")
-    _check_range(name, value, low, high)
-
-
-def check_real(name: str, value, low: float = None, high: float = None) -> None:
-    """UsageError unless ``value`` is a real number (not a bool, not NaN) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise UsageError(f"{name} must be a number, got {value!r}")
-    _check_range(name, value, low, high)
-
-
-def _check_range(name, value, low, high) -> None:
-    if low is not None and value < low:
-        raise UsageError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise UsageError(f"{name} must be <= {high}, got {value!r}")
+            raise UsageError(f"{name} must be in [0, 100) (0 disables it), got {value!r}", name)

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,3 +111,149 @@ def test_torchrun_two_ranks_write_every_unit_exactly_once(tmp_path):
     single = tmp_path / "single"
     assert run(single / "opt", "--push-channel", "3", "--max-iter", "4") == 0
     np.testing.assert_allclose(load(prefix, 3).obj, load(single / "opt", 3).obj, rtol=1e-5, atol=1e-6)
+
+
+def _resume_argv(prefix):
+    return ["--model", "tiny_test", "--max-iter", "2", "--push-channel", "all", "--output-prefix", str(prefix)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 5-unit run (fc8 of tiny_test, 2 iterations): its folder and its summary."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert main(_resume_argv(folder / "opt"), settings_dirs=[]) == 0
+    return folder, json.loads((folder / "opt_fc8_summary.json").read_text())
+
+
+def _entry(summary, unit="0", **changes):
+    return dict(summary["units"][unit], **changes)
+
+
+# name -> (what the summary file holds: bytes, or a function of the good summary giving JSON data (text: the file's
+# text itself); the line's text)
+DAMAGED_SUMMARIES = {
+    "empty file": (b"", "cannot be read: Expecting value"),
+    "binary garbage": (bytes(range(256)) * 4, "cannot be read: 'utf-8' codec can't decode"),
+    "truncated JSON": (lambda s: json.dumps(s)[:60], "cannot be read: Unterminated string"),
+    "deeply nested JSON": (b"[" * 100000 + b"]" * 100000, "cannot be read: "),
+    "a JSON list": (lambda s: [s], "it holds a JSON array, not an object"),
+    "a JSON null": (lambda s: None, "it holds a JSON null, not an object"),
+    "a JSON number": (lambda s: 3, "it holds a JSON number, not an object"),
+    "no settings": (lambda s: {"units": s["units"]}, "it has no 'settings'"),
+    "no units": (lambda s: {"settings": s["settings"]}, "it has no 'units'"),
+    "settings a list": (lambda s: {"settings": [], "units": s["units"]}, "its settings are a JSON array"),
+    "settings a string": (lambda s: {"settings": "abc", "units": s["units"]}, "its settings are a JSON string"),
+    "units a list": (lambda s: {"settings": s["settings"], "units": ["ab"]}, "its units are a JSON array"),
+    "units a string": (lambda s: {"settings": s["settings"], "units": "xy"}, "its units are a JSON string"),
+    "unit key not a number": (lambda s: {**s, "units": {**s["units"], "x": _entry(s)}}, "unit 'x': not a unit number"),
+    "unit key negative": (lambda s: {**s, "units": {"-1": _entry(s)}}, "unit '-1': not a unit number"),
+    "unit key with zeros": (lambda s: {**s, "units": {"03": _entry(s)}}, "unit '03': not a unit number"),
+    "unit key fraction": (lambda s: {**s, "units": {"1.5": _entry(s)}}, "unit '1.5': not a unit number"),
+    "unit out of range": (lambda s: {**s, "units": {**s["units"], "5": _entry(s)}},
+                          "unit '5': out of range, the layer has 5 units (0..4)"),
+    "unit entry a number": (lambda s: {**s, "units": {**s["units"], "0": 5}}, "unit '0': its entry is a JSON number"),
+    "unit entry empty": (lambda s: {**s, "units": {**s["units"], "1": {}}}, "unit '1': its entry has no 'best_obj'"),
+    "unit entry without prefix": (lambda s: {**s, "units": {"2": {k: v for k, v in _entry(s, "2").items()
+                                                                  if k != "prefix"}}}, "its entry has no 'prefix'"),
+    "unit best_obj a string": (lambda s: {**s, "units": {"0": _entry(s, best_obj="high")}},
+                               "unit '0': its best_obj is 'high'"),
+    "unit best_ii a float": (lambda s: {**s, "units": {"0": _entry(s, best_ii=1.5)}}, "its best_ii is 1.5"),
+    "unit best_ii a boolean": (lambda s: {**s, "units": {"0": _entry(s, best_ii=True)}}, "its best_ii is True"),
+    "unit prefix a list": (lambda s: {**s, "units": {"0": _entry(s, prefix=["a"])}}, "its prefix is ['a']"),
+}
+
+
+@pytest.mark.parametrize("incomplete", [False, True], ids=["all finished", "unit 3 unfinished"])
+@pytest.mark.parametrize("case", sorted(DAMAGED_SUMMARIES))
+def test_resume_on_a_damaged_summary_is_one_line_and_rewrites_nothing(finished_run, tmp_path, capsys, case,
+                                                                       incomplete):
+    """A damaged summary stops --resume before any work: no finished unit is redone (nor an unfinished one), no
+    file written or changed (bytes and mtimes), one line naming --resume and the problem."""
+    source, good = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    content, expected = DAMAGED_SUMMARIES[case]
+    (folder / "opt_fc8_summary.json").write_bytes(_summary_bytes(content, good))
+    if incomplete:
+        os.unlink(folder / "opt_fc8_0003_0_config.yaml")
+    before = _state(folder)
+    assert main(_resume_argv(folder / "opt") + ["--resume"], settings_dirs=[]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"optimize_image.py: error: --resume: {folder / 'opt_fc8_summary.json'} is not a run "
+                          "summary of optimize_image.py (") and expected in err, err
+    assert "--output-prefix" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert _state(folder) == before
+
+
+@pytest.mark.parametrize("case", ["binary garbage", "a JSON list", "unit out of range", "unit entry empty"])
+def test_resume_on_a_damaged_rank_part_is_one_line_and_rewrites_nothing(finished_run, tmp_path, capsys, case):
+    """A per-rank summary part left in the folder (by a torchrun run) is read at the end of a run: a damaged one
+    is refused before any work."""
+    source, good = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    content, expected = DAMAGED_SUMMARIES[case]
+    part = folder / "opt_fc8_summary.rank1.json"
+    part.write_bytes(_summary_bytes(content, good))
+    os.unlink(folder / "opt_fc8_0003_0_config.yaml")
+    before = _state(folder)
+    assert main(_resume_argv(folder / "opt") + ["--resume"], settings_dirs=[]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {part} is not a run summary" in err and expected in err and err.count("\n") == 1, err
+    assert _state(folder) == before
+
+
+def test_resume_on_a_summary_that_is_a_folder(finished_run, tmp_path, capsys):
+    source, _ = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    os.unlink(folder / "opt_fc8_summary.json")
+    (folder / "opt_fc8_summary.json").mkdir()
+    os.unlink(folder / "opt_fc8_0003_0_config.yaml")
+    before = _state(folder)
+    assert main(_resume_argv(folder / "opt") + ["--resume"], settings_dirs=[]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run summary of optimize_image.py (cannot be read: Is a directory)" in err and err.count("\n") == 1
+    assert _state(folder) == before
+
+
+def test_resume_on_a_valid_summary_redoes_only_the_unfinished_unit(finished_run, tmp_path):
+    """The same folder with its summary intact: the control of the tests above (resume works there)."""
+    source, _ = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    os.unlink(folder / "opt_fc8_0003_0_config.yaml")
+    before = _state(folder)
+    assert main(_resume_argv(folder / "opt") + ["--resume"], settings_dirs=[]) == 0
+    after = _state(folder)
+    changed = sorted(name for name in before if before[name] != after.get(name))
+    assert changed and all("_0003_" in name or name in ("opt_fc8_summary.json", "index.html") for name in changed)
+    assert "opt_fc8_0003_0_config.yaml" in after
+
+
+def _summary_bytes(content, good) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    data = content(good)
+    return (data if isinstance(data, str) else json.dumps(data)).encode()
+
+
+def _state(folder):
+    """name -> (bytes, mtime) of every file in ``folder`` (None for a folder)."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in folder.iterdir()}
+
+
+def test_another_runs_summary_is_not_replaced_without_brave(finished_run, tmp_path, capsys):
+    """Units not yet in a folder, but its summary is another run's: refused without --brave (and --resume is the
+    way to add units to a run), as every other file."""
+    source, _ = finished_run
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    for path in folder.glob("opt_fc8_0004_0_*"):
+        path.unlink()
+    before = _state(folder)
+    argv = ["--model", "tiny_test", "--max-iter", "2", "--push-channel", "4:5", "--output-prefix", str(folder / "opt")]
+    assert main(argv, settings_dirs=[]) == 2
+    err = capsys.readouterr().err
+    assert f"cowardly refusing to overwrite {folder / 'opt_fc8_summary.json'}" in err and err.count("\n") == 1, err
+    assert _state(folder) == before

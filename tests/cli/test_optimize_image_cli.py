@@ -93,42 +93,71 @@ def test_skipbig_skips_only_the_big_pickle(tmp_path):
     assert "opt_fc8_0002_0_info_big.pkl" not in present and "opt_fc8_0002_0_info.pkl" in present
 
 
+BIG = "99999999999999999999999"
+# name -> (flags, the line's expected text (naming the flag), files to put in the folder first: name -> text; a
+# settings_local.py there is read, as from the current folder)
 BAD_INPUTS = {
     "unknown layer": (["--push-layer", "fc9"], "unknown layer 'fc9'; valid layers: conv1, relu1, fc8, prob"),
     "channel out of range": (["--push-channel", "5"], "--push-channel 5 is out of range"),
+    "channel huge": (["--push-channel", BIG], f"--push-channel {BIG} is out of range"),
     "spatial out of range": (["--push-layer", "conv1", "--push-spatial", "(8,0)"], "--push-spatial (8, 0) is out"),
+    "spatial huge": (["--push-layer", "conv1", "--push-spatial", f"({BIG},0)"], "--push-spatial (9999"),
     "spatial on fc layer": (["--push-spatial", "(1,1)"], "has no spatial dimensions"),
     "malformed literal": (["--lr-params", "{'lr': }"], "--lr-params: \"{'lr': }\" is not a Python literal"),
     "unsafe literal": (["--lr-params", "__import__('os').system('touch HACKED')"], "is not a Python literal"),
     "not a dict": (["--lr-params", "[1, 2]"], "--lr-params must be a dict"),
-    "missing lr key": (["--lr-policy", "progress", "--lr-params", "{'lr': 1}"], "max_lr"),
-    "percentile 100": (["--small-norm-percentile", "100"], "small_norm_percentile must be in [0, 100)"),
-    "negative percentile": (["--px-abs-benefit-percentile", "-1"], "px_abs_benefit_percentile must be >= 0"),
-    "negative decay": (["--decay", "-0.1"], "decay must be >= 0"),
-    "negative blur": (["--blur-radius", "-1"], "blur_radius must be >= 0"),
-    "negative blur every": (["--blur-every", "-2"], "blur_every must be >= 0"),
-    "zero iterations": (["--max-iter", "0"], "max_iter must be >= 1"),
-    "unknown start": (["--start-at", "sideways"], "start_at must be one of mean_plus_rand, randu, mean"),
-    "unknown policy": (["--lr-policy", "fast"], "invalid choice: 'fast'"),
-    "unreadable mean": (["--mean", "'no_such_mean.npy'"], "cannot read mean file 'no_such_mean.npy'"),
-    "mean tuple of two": (["--mean", "(1, 2)"], "a per-channel mean needs 3 numbers"),
-    "bad data size": (["--data-size", "(0,8)"], "--data-size must be a tuple of 2 integers >= 1"),
+    "missing lr key": (["--lr-policy", "progress", "--lr-params", "{'lr': 1}"],
+                       "--lr-policy 'progress' needs --lr-params max_lr, desired_prog"),
+    "percentile 100": (["--small-norm-percentile", "100"], "--small-norm-percentile must be in [0, 100)"),
+    "negative percentile": (["--px-abs-benefit-percentile", "-1"], "--px-abs-benefit-percentile must be a finite "
+                                                                   "number >= 0"),
+    "nan percentile": (["--small-val-percentile", "nan"], "--small-val-percentile must be a finite number >= 0, "
+                                                          "got nan"),
+    "infinite percentile": (["--px-benefit-percentile", "inf"], "--px-benefit-percentile must be a finite number"),
+    "negative decay": (["--decay", "-0.1"], "--decay must be a finite number in [0, 1], got -0.1"),
+    "nan decay": (["--decay", "nan"], "--decay must be a finite number in [0, 1], got nan"),
+    "infinite decay": (["--decay", "inf"], "--decay must be a finite number in [0, 1], got inf"),
+    "negative blur": (["--blur-radius", "-1"], "--blur-radius must be a finite number in [0, 8192]"),
+    "infinite blur": (["--blur-radius", "inf", "--blur-every", "1"], "--blur-radius must be a finite number in [0, "
+                                                                     "8192], got inf"),
+    "nan blur": (["--blur-radius", "nan"], "--blur-radius must be a finite number in [0, 8192], got nan"),
+    "huge blur": (["--blur-radius", "1e9", "--blur-every", "1"], "--blur-radius must be a finite number in [0, 8192]"),
+    "negative blur every": (["--blur-every", "-2"], "--blur-every must be an integer >= 0"),
+    "zero iterations": (["--max-iter", "0"], "--max-iter must be an integer in [1, 100000000], got 0"),
+    "huge iterations": (["--max-iter", BIG], f"--max-iter must be an integer in [1, 100000000], got {BIG}"),
+    "unknown start": (["--start-at", "sideways"], "--start-at must be one of mean_plus_rand, randu, mean"),
+    "unknown policy": (["--lr-policy", "fast"], "argument --lr-policy: invalid choice: 'fast'"),
+    "unreadable mean": (["--mean", "'no_such_mean.npy'"], "--mean: cannot read mean file 'no_such_mean.npy'"),
+    "mean tuple of two": (["--mean", "(1, 2)"], "--mean: a per-channel mean needs 3 finite numbers"),
+    "infinite mean": (["--mean", "(1e400, 0, 0)"], "--mean must be None, a tuple of per-channel finite numbers"),
+    "nan mean": (["--mean", "(nan, 0, 0)"], "--mean: '(nan, 0, 0)' is not a Python literal"),
+    "bad data size": (["--data-size", "(0,8)"], "--data-size must be a tuple of 2 integers in [1, 8192]"),
+    "huge data size": (["--data-size", "(100000000,100000000)"], "--data-size must be a tuple of 2 integers in [1, "
+                                                                 "8192]"),
     "bad device": (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
-    "bad channel swap": (["--channel-swap-to-rgb", "(0,0,1)"], "must be a permutation"),
-    "zero push dir": (["--push-dir", "0"], "push_dir must be non-zero"),
+    "bad channel swap": (["--channel-swap-to-rgb", "(0,0,1)"], "--channel-swap-to-rgb must be a permutation"),
+    "zero push dir": (["--push-dir", "0"], "--push-dir must be non-zero"),
+    "infinite push dir": (["--push-dir", "inf"], "--push-dir must be a finite number, got inf"),
+    "nan push dir": (["--push-dir", "nan"], "--push-dir must be a finite number, got nan"),
     "caffe half given": (["--deploy-proto", "x.prototxt"], "--deploy-proto and --net-weights go together"),
     "unknown model": (["--model", "resnet9000"], "--model 'resnet9000' is unknown; did you mean "),
     "bad template": (["--output-template", "%(p.nope)s"], "unknown field %(p.nope)s"),
     "not a unit": (["--push-channel", "one"], "--push-channel 'one': cannot read 'one'"),
     "empty unit list": (["--push-channel", "5:5"], "names no unit"),
     "unit list out of range": (["--push-channel", "1,2,9"], "unit 9 is out of range; the layer has 5 channels"),
-    "batch size 0": (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    "infinite lr": (["--lr-params", "{'lr': 1e400}"], "must be finite and > 0, got lr=inf"),
+    "batch size 0": (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    "batch size negative": (["--batch-size", "-1"], "--batch-size must be an integer >= 1, got -1"),
+    "stats every 0": (["--stats-every", "0"], "--stats-every must be an integer >= 1, got 0"),
+    "negative seed": (["--rand-seed", "-1"], "--rand-seed must be an integer in [0, 4294967295], got -1"),
+    "huge seed": (["--rand-seed", "4294967296"], "--rand-seed must be an integer in [0, 4294967295]"),
+    "infinite lr": (["--lr-params", "{'lr': 1e400}"], "--lr-params must be a dict of names to finite numbers"),
+    "infinite extra lr param": (["--lr-params", "{'lr': 1, 'x': -1e400}"], "--lr-params must be a dict of names to "
+                                                                            "finite numbers"),
     "negative max_lr": (["--lr-policy", "progress", "--lr-params", "{'max_lr': -1, 'desired_prog': 2.0}"],
-                        "must be finite and > 0, got max_lr=-1"),
+                        "--lr-params for --lr-policy 'progress' must be finite and > 0, got max_lr=-1"),
     "zero late_prog_mult": (["--lr-policy", "progress01", "--lr-params",
                              "{'max_lr': 1, 'early_prog': 0.1, 'late_prog_mult': 0}"], "late_prog_mult=0"),
-    "bad image dtype": (["--image-dtype", "float16"], "invalid choice: 'float16'"),
+    "bad image dtype": (["--image-dtype", "float16"], "argument --image-dtype: invalid choice: 'float16'"),
     "factory import raises": (["--model", "tests.models.user_models_broken:factory"],
                               "--model tests.models.user_models_broken:factory: cannot import "
                               "tests.models.user_models_broken: RuntimeError: this module is broken on import"),
@@ -138,22 +167,90 @@ BAD_INPUTS = {
                                 "needs_args() raised TypeError: needs_args() missing 1 required positional argument"),
     "trust flag in yaml": (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")],
                            "sets trust_model_file: it is an opt-in to run code, given only on the command line"),
+    "infinite input mean": (["--input-mean", "(1e400,0,0)"], "--input-mean must be 3 finite numbers (RGB, 0..1 "
+                                                             "scale), got '(1e400,0,0)'"),
+    "nan input std": (["--input-std", "(nan,1,1)"], "--input-std: '(nan,1,1)' is not a Python literal"),
+    "input std of two": (["--input-std", "(1,1)"], "--input-std must be 3 finite numbers"),
+    # non-finite numbers from a YAML config and from settings_local.py
+    "yaml nan input mean": (["--config", "c.yaml"], "--input-mean must be 3 finite numbers (RGB, 0..1 scale), got "
+                                                    "[nan, 0.5, 0.5]", {"c.yaml": "input-mean: [.nan, 0.5, 0.5]\n"}),
+    "yaml infinite input std": (["--config", "c.yaml"], "--input-std must be 3 finite numbers",
+                                {"c.yaml": "input-std: [0.2, .inf, 0.2]\n"}),
+    "yaml nan decay": (["--config", "c.yaml"], "--decay must be a finite number in [0, 1], got nan",
+                       {"c.yaml": "decay: .nan\n"}),
+    "yaml infinite push dir": (["--config", "c.yaml"], "--push-dir must be a finite number, got -inf",
+                               {"c.yaml": "push-dir: -.inf\n"}),
+    "yaml infinite lr": (["--config", "c.yaml"], "--lr-params: \"{'lr': inf}\" is not a Python literal",
+                         {"c.yaml": "lr-params: {lr: .inf}\n"}),
+    "yaml nan mean": (["--config", "c.yaml"], "--mean: '(nan, 1, 2)' is not a Python literal",
+                      {"c.yaml": "mean: [.nan, 1, 2]\n"}),
+    "settings infinite input mean": ([], "--input-mean must be 3 finite numbers (RGB, 0..1 scale), got (inf, 0, 0)",
+                                     {"settings_local.py": "input_mean = (1e400, 0, 0)\n"}),
+    "settings infinite blur": ([], "--blur-radius must be a finite number in [0, 8192], got inf",
+                               {"settings_local.py": "blur_radius = 1e400\n"}),
+    "settings infinite data mean": ([], "--mean: '(inf, 0, 0)' is not a Python literal",
+                                    {"settings_local.py": "caffevis_data_mean = (1e400, 0, 0)\n"}),
+    # --layout: malformed, and not fitting the layer it names
+    "layout grid without width": (["--layout", "fc8=NTC:grid=14x"], "--layout 'fc8=NTC:grid=14x': grid is HxW, "
+                                                                   "two integers >= 1"),
+    "layout grid without height": (["--layout", "fc8=NTC:grid=x14"], "--layout 'fc8=NTC:grid=x14': grid is HxW"),
+    "layout grid 0x0": (["--layout", "fc8=NTC:grid=0x0"], "--layout 'fc8=NTC:grid=0x0': grid is HxW, two "
+                                                         "integers >= 1"),
+    "layout grid of three": (["--layout", "fc8=NTC:grid=2x2x2"], "--layout 'fc8=NTC:grid=2x2x2': grid is HxW"),
+    "layout grid of letters": (["--layout", "fc8=NTC:grid=axb"], "--layout 'fc8=NTC:grid=axb': grid is HxW"),
+    "layout grid huge": (["--layout", f"fc8=NTC:grid={BIG}x2"], "grid is HxW, two integers >= 1 (at most 1000000)"),
+    "layout empty prefix": (["--layout", "fc8=NTC:prefix="], "--layout 'fc8=NTC:prefix=': prefix is P, an integer "
+                                                            ">= 0"),
+    "layout negative prefix": (["--layout", "fc8=NTC:prefix=-1"], "--layout 'fc8=NTC:prefix=-1': prefix is P"),
+    "layout prefix huge": (["--layout", f"fc8=NTC:prefix={BIG}"], "prefix is P, an integer >= 0 (at most 1000000)"),
+    "layout prefix twice": (["--layout", "fc8=NTC:prefix=1:prefix=2"], "--layout 'fc8=NTC:prefix=1:prefix=2': only "
+                                                                      "NTC takes options, each at most once"),
+    "layout option on NC": (["--layout", "fc8=NC:prefix=1"], "only NTC takes options"),
+    "layout unknown option": (["--layout", "fc8=NTC:rows=2"], "only NTC takes options"),
+    "layout unknown kind": (["--layout", "fc8=NHCW"], "--layout 'fc8=NHCW': write NAME=KIND"),
+    "layout without kind": (["--layout", "fc8="], "--layout 'fc8=': write NAME=KIND"),
+    "layout without name": (["--layout", "=NC"], "--layout '=NC': write NAME=KIND"),
+    "layout layer twice": (["--layout", "fc8=NC", "--layout", "fc8=NC"], "--layout gives layer 'fc8' twice"),
+    "layout unknown layer": (["--layout", "fc9=NC"], "--layout: 'fc9' is not a layer of the model"),
+    "layout NC on a grid": (["--layout", "conv1=NC"], "--layout: layer 'conv1' is declared NC but its output has "
+                                                      "shape (1, 4, 8, 8)"),
+    "layout tokens on a grid": (["--layout", "conv1=NTC:grid=2x2"], "--layout: layer 'conv1' is declared NTC "
+                                                                    "(prefix 0, grid 2x2) but its output has shape"),
+    "layout grid on the pushed fc layer": (["--layout", "fc8=NCHW"], "--layout: layer 'fc8' is declared NCHW but its "
+                                                                     "output has shape (1, 5)"),
+    "layout tokens on the pushed fc layer": (["--layout", "fc8=NTC"], "--layout: layer 'fc8' is declared NTC"),
 }
+
+
+def folder_state(folder):
+    """Every file and folder under ``folder``: relative path -> (bytes, mtime) for files, None for folders."""
+    state = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs:
+            state[os.path.relpath(os.path.join(root, name), folder)] = None
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                state[os.path.relpath(path, folder)] = (handle.read(), os.stat(path).st_mtime_ns)
+    return state
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_one_line_exit_2_nothing_written(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    flags, expected = BAD_INPUTS[case]
-    argparse_refuses = case in ("unknown policy", "bad image dtype")
-    with pytest.raises(SystemExit) if argparse_refuses else _no_raise() as exc:
-        status = run(tmp_path, *flags)
-    status = exc.value.code if argparse_refuses else status
+    flags, expected, files = (BAD_INPUTS[case] + ({},))[:3]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    before = folder_state(tmp_path)
+    try:
+        status = run(tmp_path, *flags, settings_dirs=[tmp_path])
+    except SystemExit as exc:  # argparse's own refusals (OneLineErrorParser: one line, status 2)
+        status = exc.code
     err = capsys.readouterr().err
     assert status == 2
-    assert expected in err, err
+    assert err.startswith("optimize_image.py: error: ") and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "HACKED").exists()
+    assert folder_state(tmp_path) == before and not (tmp_path / "HACKED").exists()
 
 
 def test_mean_of_wrong_shape_and_unwritable_folder(tmp_path, capsys):
@@ -166,14 +263,6 @@ def test_mean_of_wrong_shape_and_unwritable_folder(tmp_path, capsys):
     assert main(argv, settings_dirs=[]) == 2
     err = capsys.readouterr().err
     assert "cannot write results to folder" in err and len(err.strip().splitlines()) == 1
-
-
-class _no_raise:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_settings_local_is_read_without_running_it(tmp_path):

@@ -169,35 +169,63 @@ def test_help_shows_defaults():
         assert expected in text, expected
 
 
+BIG = "99999999999999999999999"
+# (flags, the line's expected text (naming the flag)[, files to put in the folder first: name -> text])
 BAD = [
     (["--no-resize", "--size", "12"], "--no-resize: the model cannot take 12x12 images"),
     (["--objective", "fc8:2 *"], "at the end"),
     (["--objective", "fc9:2"], "fc9"),
     (["--objective", "fc8:2 * fc8:1"], "cannot be multiplied"),
     (["--objective", "import os"], "cannot read"),
-    (["--param", "cppn"], "invalid choice"),
-    (["--steps", "0"], "--steps must be >= 1"),
-    (["--thresholds", "4,2"], "strictly increasing"),
-    (["--thresholds", "a,b"], "comma-separated integers"),
-    (["--batch", "0"], "--batch must be >= 1"),
-    (["--size", "-3"], "--size must be >= 1"),
+    (["--param", "cppn"], "argument --param: invalid choice"),
+    (["--steps", "0"], "--steps must be an integer in [1, 100000000], got 0"),
+    (["--steps", BIG], f"--steps must be an integer in [1, 100000000], got {BIG}"),
+    (["--thresholds", "4,2"], "--thresholds must be strictly increasing"),
+    (["--thresholds", "a,b"], "--thresholds must be comma-separated integers"),
+    (["--thresholds", f"1,{BIG}"], "--thresholds must be strictly increasing integers in [1, 100000000]"),
+    (["--thresholds", "0,2"], "--thresholds must be strictly increasing integers in [1, 100000000]"),
+    (["--batch", "0"], "--batch must be an integer in [1, 4096], got 0"),
+    (["--batch", "9999999999"], "--batch must be an integer in [1, 4096], got 9999999999"),
+    (["--views", "0"], "--views must be an integer in [1, 4096], got 0"),
+    (["--views", "99999999999"], "--views must be an integer in [1, 4096]"),
+    (["--size", "-3"], "--size must be an integer in [1, 8192], got -3"),
+    (["--size", "100000"], "--size must be an integer in [1, 8192], got 100000"),
+    (["--size", BIG], "--size must be an integer in [1, 8192]"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 18446744073709551615], got -1"),
+    (["--seed", BIG], "--seed must be an integer in [0, 18446744073709551615]"),
+    (["--lowres-factor", "0", "--param", "lowres"], "--lowres-factor must be an integer >= 1, got 0"),
     (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--lr", "1e400"], "--lr must be a finite number, got inf"),
     (["--decay-power", "-1"], "--decay-power must be >= 0 and finite"),
     (["--decay-power", "nan"], "--decay-power must be >= 0 and finite"),
+    (["--decay-power", "inf"], "--decay-power must be >= 0 and finite, got inf"),
     (["--decay-power", "2", "--param", "pixel"], "--decay-power shapes the Fourier spectrum: it needs --param fft"),
     (["--decay", "0.1"], "need --param dvt"),
-    (["--param", "dvt", "--decay", "2"], "decay must be <= 1"),
-    (["--param", "dvt", "--small-norm-percentile", "100"], "small_norm_percentile must be in"),
-    (["--lr-policy", "progress"], "needs lr_params max_lr, desired_prog"),
+    (["--param", "dvt", "--decay", "2"], "--decay must be a finite number in [0, 1], got 2.0"),
+    (["--param", "dvt", "--decay", "nan"], "--decay must be a finite number in [0, 1], got nan"),
+    (["--param", "dvt", "--blur-radius", "inf", "--blur-every", "1"], "--blur-radius must be a finite number in [0, "
+                                                                      "8192], got inf"),
+    (["--param", "dvt", "--blur-every", "-1"], "--blur-every must be an integer >= 0, got -1"),
+    (["--param", "dvt", "--small-norm-percentile", "100"], "--small-norm-percentile must be in [0, 100)"),
+    (["--param", "dvt", "--px-benefit-percentile", "nan"], "--px-benefit-percentile must be a finite number >= 0"),
+    (["--lr-policy", "progress"], "--lr-policy 'progress' needs --lr-params max_lr, desired_prog"),
     (["--lr-params", "{'lr': 1}"], "--lr-params needs --lr-policy"),
-    (["--lr-policy", "constant", "--lr-params", "__import__('os')"], "not a Python literal"),
+    (["--lr-policy", "constant", "--lr-params", "__import__('os')"], "--lr-params: \"__import__('os')\" is not a "
+                                                                     "Python literal"),
+    (["--lr-policy", "constant", "--lr-params", "{'lr': 1e400}"], "--lr-params must be a dict of names to finite "
+                                                                  "numbers"),
+    (["--lr-policy", "progress", "--lr-params", "{'max_lr': 0, 'desired_prog': 1}"],
+     "--lr-params for --lr-policy 'progress' must be finite and > 0, got max_lr=0"),
+    (["--accent-coef", "nan"], "--accent-coef needs --start-image"),
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
     (["--model", "nope"], "--model 'nope' is unknown"),
-    (["--transforms", "lucent"], "invalid choice"),
-    (["--steps", "x"], "invalid int value"),
+    (["--transforms", "lucent"], "argument --transforms: invalid choice"),
+    (["--steps", "x"], "argument --steps: invalid int value"),
     (["--output-prefix", "a/b"], "--output-prefix must be a file name prefix"),
-    (["--config", "/nonexistent.yaml"], "cannot read"),
-    (["--recipe", "fancy"], "invalid choice"),
+    (["--config", "/nonexistent.yaml"], "--config: cannot read"),
+    (["--recipe", "fancy"], "argument --recipe: invalid choice"),
     (["--model", "tests.models.user_models_broken:factory"], "--model tests.models.user_models_broken:factory: cannot "
      "import tests.models.user_models_broken: RuntimeError: this module is broken on import"),
     (["--model", "tests.models.user_models:raises"], "--model tests.models.user_models:raises: raises() raised "
@@ -206,15 +234,64 @@ BAD = [
      "required positional argument"),
     (["--config", os.path.join(os.path.dirname(__file__), "..", "data", "trusts.yaml")],
      "sets trust_model_file: it is an opt-in to run code, given only on the command line"),
+    (["--input-mean", "(1e400,0,0)"], "--input-mean must be 3 finite numbers (RGB, 0..1 scale), got '(1e400,0,0)'"),
+    (["--input-std", "(0.2,-1e400,0.2)"], "--input-std must be 3 finite numbers"),
+    (["--input-mean", "(nan,0,0)"], "--input-mean: '(nan,0,0)' is not a Python literal"),
+    # from a YAML config
+    (["--config", "c.yaml"], "--input-mean must be 3 finite numbers (RGB, 0..1 scale), got [nan, 0.5, 0.5]",
+     {"c.yaml": "input-mean: [.nan, 0.5, 0.5]\n"}),
+    (["--config", "c.yaml"], "--input-std must be 3 finite numbers", {"c.yaml": "input-std: [.inf, 1, 1]\n"}),
+    (["--config", "c.yaml"], "--lr must be a finite number, got inf", {"c.yaml": "lr: .inf\n"}),
+    (["--config", "c.yaml"], "--decay-power must be >= 0 and finite, got nan", {"c.yaml": "decay-power: .nan\n"}),
+    (["--config", "c.yaml", "--param", "dvt"], "--decay must be a finite number in [0, 1], got nan",
+     {"c.yaml": "decay: .nan\n"}),
+    (["--config", "c.yaml"], "--size must be an integer in [1, 8192], got 100000", {"c.yaml": "size: 100000\n"}),
+    # --layout: malformed, and not fitting the layer it names (checked before any file)
+    (["--layout", "fc8=NTC:grid=14x"], "--layout 'fc8=NTC:grid=14x': grid is HxW, two integers >= 1"),
+    (["--layout", "fc8=NTC:grid=x14"], "--layout 'fc8=NTC:grid=x14': grid is HxW"),
+    (["--layout", "fc8=NTC:grid=0x0"], "--layout 'fc8=NTC:grid=0x0': grid is HxW"),
+    (["--layout", "fc8=NTC:prefix="], "--layout 'fc8=NTC:prefix=': prefix is P, an integer >= 0"),
+    (["--layout", f"fc8=NTC:prefix={BIG}"], "prefix is P, an integer >= 0 (at most 1000000)"),
+    (["--layout", "fc8=NTC:grid=2x2:grid=2x2"], "only NTC takes options, each at most once"),
+    (["--layout", "fc8=NC", "--layout", "fc8=NCHW"], "--layout gives layer 'fc8' twice"),
+    (["--layout", "fc9=NC"], "--layout: 'fc9' is not a layer of the model"),
+    (["--layout", "conv1=NTC:grid=3x3", "--objective", "conv1:1"], "--layout: layer 'conv1' is declared NTC (prefix "
+                                                                  "0, grid 3x3) but its output has shape (1, 4, 8, 8)"),
+    (["--layout", "conv1=NC", "--objective", "conv1:1"], "--layout: layer 'conv1' is declared NC but its output has "
+                                                         "shape (1, 4, 8, 8)"),
+    (["--layout", "conv1=NC"], "--layout: layer 'conv1' is declared NC"),
+    (["--layout", "fc8=NHWC"], "--layout: layer 'fc8' is declared NHWC but its output has shape (1, 5)"),
 ]
 
 
-@pytest.mark.parametrize("flags, message", BAD, ids=[" ".join(f) for f, _ in BAD])
-def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, flags, message):
+def _bad_id(row):
+    return " ".join(row[0]) + (" " + " ".join(row[2].values()).strip() if len(row) > 2 else "")
+
+
+def folder_state(folder):
+    """Every file and folder under ``folder``: relative path -> (bytes, mtime) for files, None for folders."""
+    state = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs:
+            state[os.path.relpath(os.path.join(root, name), folder)] = None
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                state[os.path.relpath(path, folder)] = (handle.read(), os.stat(path).st_mtime_ns)
+    return state
+
+
+@pytest.mark.parametrize("row", BAD, ids=[_bad_id(row) for row in BAD])
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch, row):
+    flags, message, files = (tuple(row) + ({},))[:3]
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    before = folder_state(tmp_path)
     assert run(tmp_path, *flags) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("visualize.py: error: ") and message in err, err
-    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in err and folder_state(tmp_path) == before
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -141,3 +141,93 @@ def test_a_damaged_best_x_image_is_a_one_line_usage_error(tmp_path, folder, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"image {str(best)!r} is truncated or damaged" in err, err
     assert not (copy / "index.html").exists()
+
+
+def _copy_with(source, target, name, content):
+    """``source``'s results copied to ``target``, with ``name`` made: bytes (a file) or None (a folder)."""
+    shutil.copytree(source, target)
+    path = target / name
+    if path.is_file():
+        path.unlink()
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    return target
+
+
+# name -> (the command line after the program, given the tmp folder and the results folder; the line's text)
+BAD_GALLERY_INPUTS = {
+    "missing folder": (lambda tmp, results: [str(tmp / "missing")], "does not exist or is not a folder"),
+    "a file, not a folder": (lambda tmp, results: [str(_file(tmp))], "does not exist or is not a folder"),
+    "empty folder": (lambda tmp, results: [str(_empty(tmp))], "no results in"),
+    "binary info.txt": (lambda tmp, results: [str(_copy_with(results, tmp / "r", "opt_fc8_0001_0_info.txt",
+                                                             bytes(range(256))))],
+                        "cannot read " + "{r}/opt_fc8_0001_0_info.txt: 'utf-8' codec can't decode"),
+    "info.txt of something else": (lambda tmp, results: [str(_copy_with(results, tmp / "r", "notes_info.txt",
+                                                                        b"hello\n"))],
+                                   "{r}/notes_info.txt is not an optimize_image.py info.txt"),
+    "info.txt with a non-number unit": (lambda tmp, results: [str(_copy_with(
+        results, tmp / "r", "x_info.txt", b"FindParams:\n  push_layer: fc8\n  push_channel: one\n  rand_seed: 0\n"))],
+        "{r}/x_info.txt is not an optimize_image.py info.txt"),
+    "foreign index.html": (lambda tmp, results: [str(_copy_with(results, tmp / "r", "index.html", b"mine"))],
+                           "cowardly refusing to overwrite {r}/index.html, which dvtoolbox did not write"),
+    "index.html not text": (lambda tmp, results: [str(_copy_with(results, tmp / "r", "index.html", b"\xff\xfe"))],
+                            "cannot read {r}/index.html"),
+    "gui tile 0": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"), "--gui-tile", "0"],
+                   "--gui-tile must be an integer in [1, 8192], got 0"),
+    "gui tile huge": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"), "--gui-tile", "10**9"],
+                      "argument --gui-tile: invalid int value"),
+    "gui tile too large": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"), "--gui-tile", "9000"],
+                           "--gui-tile must be an integer in [1, 8192], got 9000"),
+    "gui layer units 0": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"), "--gui-layer-units",
+                                                "0"], "--gui-layer-units must be an integer in [1, 4294836225], got 0"),
+    "gui layer units huge": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"), "--gui-layer-units",
+                                                   "9" * 30], "--gui-layer-units must be an integer in [1, "),
+    "gui layer units too many for a JPEG": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"),
+                                                                  "--gui-layer-units", "100000000"],
+                                            "--gui-layer-units 100000000 with tiles of 8 pixels make whole_layer.jpg"),
+    "gui layer units below the units": (lambda tmp, results: [str(results), "--gui-dir", str(tmp / "gui"),
+                                                              "--gui-layer-units", "2"],
+                                        "--gui-layer-units 2: the results have unit 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GALLERY_INPUTS))
+def test_bad_gallery_input_is_one_line_exit_2_and_writes_nothing(folder, tmp_path, capsys, case):
+    make, expected = BAD_GALLERY_INPUTS[case]
+    argv = make(tmp_path, folder)
+    before, results_before = _tree(tmp_path), _tree(folder)
+    try:
+        status = gallery_main(argv)
+    except SystemExit as exc:  # argparse's own refusals (one line, status 2)
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m dvtoolbox.cli.gallery: error: ") and err.count("\n") == 1, err
+    assert expected.format(r=tmp_path / "r") in err and "Traceback" not in err, err
+    assert _tree(tmp_path) == before and _tree(folder) == results_before
+
+
+def test_a_damaged_run_summary_in_the_folder_is_only_linked(folder, tmp_path, capsys):
+    """The page is built from the info.txt files: a summary there, damaged or not, is a link, never read."""
+    results = _copy_with(folder, tmp_path / "r", "opt_fc8_summary.json", bytes(range(256)))
+    (results / "index.html").unlink()
+    assert gallery_main([str(results)]) == 0
+    text = (results / "index.html").read_text()
+    assert '<a href="opt_fc8_summary.json">opt_fc8_summary.json</a>' in text and len(cells_of(text)) == len(UNITS)
+
+
+def _file(tmp):
+    (tmp / "afile").write_text("x")
+    return tmp / "afile"
+
+
+def _empty(tmp):
+    (tmp / "empty").mkdir()
+    return tmp / "empty"
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
+            for p in Path(root).rglob("*")}

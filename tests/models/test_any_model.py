@@ -157,3 +157,21 @@ def test_timm_default_weights_offline_is_one_line(monkeypatch):
                         else nn.Linear(1, 1))
     with pytest.raises(UsageError, match="cannot get timm's pretrained weights for vit_tiny_patch16_224 .*offline"):
         create_model("timm:vit_tiny_patch16_224")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(input_mean=(float("nan"), 0.5, 0.5)), r"input_mean must be 3 finite numbers, got \(nan, 0.5, 0.5\)"),
+    (dict(input_mean=(0.5, float("inf"), 0.5)), "input_mean must be 3 finite numbers"),
+    (dict(input_mean=(0.5, 0.5)), "input_mean must be 3 finite numbers"),
+    (dict(input_mean="0.5"), "input_mean must be 3 finite numbers"),
+    (dict(input_std=(0.2, 0.2, float("-inf"))), "input_std must be 3 finite numbers"),
+    (dict(input_std=(0.2, 0.2, np.float32("nan"))), "input_std must be 3 finite numbers"),
+    (dict(input_std=(0.2, True, 0.2)), "input_std must be 3 finite numbers"),
+    (dict(input_std=(0.2, -0.1, 0.2)), "input_std must be > 0"),
+])
+def test_the_library_refuses_non_finite_input_mean_and_std(kwargs, message):
+    """What the command lines refuse in --input-mean / --input-std, the library refuses too (as_model, wrap)."""
+    with pytest.raises(UsageError, match=message) as info:
+        as_model(tiny_sequential(), **kwargs)
+    assert info.value.fields == (next(iter(kwargs)),)
+    assert as_model(tiny_sequential(), input_std=(0.2, np.float32(0.25), 1)).input_contract.size == (224, 224)

@@ -128,10 +128,62 @@ def test_parse_layout(text, name, layout):
     assert parse_layout(text) == (name, layout)
 
 
-@pytest.mark.parametrize("text", ["stages.1", "x=NWHC", "x=NHWC:prefix=1", "x=NTC:grid=14", "x=NTC:size=3"])
-def test_parse_layout_rejects(text):
-    with pytest.raises(UsageError, match="layout"):
+BIG = "99999999999999999999999"
+BAD_LAYOUT_TEXTS = [  # (text, what the one line says after "layout '<text>': ")
+    ("stages.1", "write NAME=KIND"), ("x=NWHC", "write NAME=KIND"), ("=NC", "write NAME=KIND"),
+    ("x=", "write NAME=KIND"), ("x=NHWC:prefix=1", "only NTC takes options"), ("x=NTC:size=3", "only NTC takes"),
+    ("x=NTC:prefix=1:prefix=1", "each at most once"), ("x=NTC:grid=14", "grid is HxW, two integers >= 1"),
+    ("x=NTC:grid=14x", "grid is HxW"), ("x=NTC:grid=x14", "grid is HxW"), ("x=NTC:grid=0x0", "grid is HxW"),
+    ("x=NTC:grid=0x4", "grid is HxW"), ("x=NTC:grid=2x2x2", "grid is HxW"), ("x=NTC:grid=axb", "grid is HxW"),
+    ("x=NTC:grid=", "grid is HxW"), (f"x=NTC:grid={BIG}x1", "(at most 1000000)"), ("x=NTC:prefix=", "prefix is P"),
+    ("x=NTC:prefix=-1", "prefix is P"), ("x=NTC:prefix=1.5", "prefix is P"), (f"x=NTC:prefix={BIG}", "prefix is P"),
+    ("x=NTC:prefix=1000001", "(at most 1000000)"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_LAYOUT_TEXTS, ids=[t for t, _ in BAD_LAYOUT_TEXTS])
+def test_parse_layout_rejects(text, expected):
+    with pytest.raises(UsageError) as info:
         parse_layout(text)
+    message = str(info.value)
+    assert message.startswith(f"layout {text!r}: ") and expected in message and "\n" not in message
+    assert info.value.fields == ("layout",)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(kind="NTC", prefix=-1), "prefix must be an integer >= 0, got -1"),
+    (dict(kind="NTC", prefix=1.5), "prefix must be an integer >= 0, got 1.5"),
+    (dict(kind="NTC", prefix=True), "prefix must be an integer >= 0, got True"),
+    (dict(kind="NTC", grid=(0, 4)), r"grid must be \(h, w\), two integers >= 1, got \(0, 4\)"),
+    (dict(kind="NTC", grid=(4,)), r"grid must be \(h, w\)"),
+    (dict(kind="NTC", grid="4x4"), r"grid must be \(h, w\)"),
+    (dict(kind="NHWC", grid=(4, 4)), "only an NTC layout has a prefix and a grid"),
+    (dict(kind="NC", prefix=1), "only an NTC layout has a prefix and a grid"),
+    (dict(kind="NTHC"), "layout must be one of NCHW, NC, NHWC, NTC"),
+])
+def test_layout_refuses_what_cannot_be_a_layout(kwargs, expected):
+    with pytest.raises(UsageError, match=expected):
+        Layout(**kwargs)
+
+
+def test_a_grid_given_as_a_list_is_a_tuple():
+    assert Layout("NTC", prefix=1, grid=[4, 4]) == Layout("NTC", prefix=1, grid=(4, 4))
+
+
+@pytest.mark.parametrize("declared, expected", [
+    (Layout("NTC", prefix=1, grid=(3, 3)), "layer 'blocks' has 17 tokens, which is not 1 prefix tokens and a 3x3 grid"),
+    (Layout("NTC", prefix=17), "layer 'blocks' has 17 tokens, which leaves none after 17 prefix tokens"),
+    (Layout("NTC", prefix=40, grid=(4, 4)), "layer .blocks. has 17 tokens, which leaves none after 40 prefix tokens"),
+    (Layout("NHWC"), r"layer 'blocks' is declared NHWC but its output has shape \(1, 17, 6\)"),
+    (Layout("NC"), r"layer 'blocks' is declared NC but its output has shape \(1, 17, 6\)"),
+])
+def test_a_declared_layout_that_does_not_fit_its_layer_is_refused_by_the_survey(declared, expected):
+    """Declared layouts are checked against the layers' real shapes once, when the model is surveyed (before any
+    work or file), whether or not the layer is used."""
+    with pytest.raises(UsageError, match="^layouts: " + expected) as info:
+        model_layouts(Tokens(), (S, S), {"blocks": declared})
+    assert info.value.fields == ("layouts",)
+    assert model_layouts(Tokens(), (S, S), {"blocks": Layout("NTC", prefix=1, grid=(4, 4))})["blocks"].grid == (4, 4)
 
 
 def test_wrong_or_unknown_layouts_are_one_line_errors():

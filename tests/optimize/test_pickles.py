@@ -337,8 +337,10 @@ def test_load_original_with_regularizers_set_and_integer_values(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(push_channel=-1), "push_channel must be >= 0"),
-    (dict(decay=2.0), "decay must be <= 1"),
+    (dict(push_channel=-1), "push_channel must be an integer >= 0, got -1"),
+    (dict(decay=2.0), "decay must be a finite number in [0, 1], got 2.0"),
+    (dict(push_dir=float("inf")), "push_dir must be a finite number, got inf"),
+    (dict(blur_radius=float("nan")), "blur_radius must be a finite number in [0, 8192], got nan"),
     (dict(lr_policy="progress01"), "lr_policy 'progress01' needs lr_params"),
     (dict(push_units=(1, 0, 0)), "unknown field(s) push_units"),
     (dict(max_iter=None), "max_iter must be an integer"),
@@ -527,16 +529,86 @@ def test_cli_refuses_two_inputs_writing_the_same_names(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"not a pickle", "is not a pickled (FindParams, FindResults) pair"),
-    (b"cos\nsystem\n(S'true'\ntR.", "refusing to load the global os.system"),
-    (None, "cannot read"),
-])
-def test_cli_bad_input_exits_2_with_one_line(original_files, tmp_path, capsys, content, message):
+def _params_without(name):
+    params = FindParams()
+    del params.__dict__[name]
+    return params
+
+
+def _params_with(**state):
+    params = FindParams()
+    params.__dict__.update(state)
+    return params
+
+
+def _results_with(state):
+    results = FindResults()
+    results.__dict__.update(state)
+    return results
+
+
+def _own_pair_bytes(params, results):
+    return pickle.dumps((params, results))
+
+
+def _truncated_own(folder):
+    path = folder / "truncated.pkl"
+    path.write_bytes(pickle.dumps((FindParams(), FindResults()))[:-20])
+    return path
+
+
+# name -> (what the second file is: bytes, a function of the tmp folder giving its path, or None for no file; the
+# line's text)
+BAD_INSPECT_INPUTS = {
+    "missing file": (None, "cannot read"),
+    "a folder": (lambda folder: folder, "cannot read"),
+    "empty file": (b"", "Ran out of input"),
+    "not a pickle": (b"not a pickle", "is not a pickled (FindParams, FindResults) pair"),
+    "JPEG bytes": (b"\xff\xd8\xff\xe0 a JPEG", "invalid load key"),
+    "truncated pickle": (lambda folder: _truncated_own(folder), "pickle data was truncated"),
+    "bytes after the pickle": (pickle.dumps((FindParams(), FindResults())) + b"x", "1 bytes follow the pickle"),
+    "a pickled list": (pickle.dumps([1, 2]), "holds a list, expected"),
+    "a pickled dict": (pickle.dumps({"params": 1}), "holds a dict, expected"),
+    "pair in the wrong order": (pickle.dumps((FindResults(), FindParams())), "holds a tuple (FindResults, FindParams)"),
+    "os.system global": (b"cos\nsystem\n(S'true'\ntR.", "refusing to load the global os.system"),
+    "builtins.eval global": (b"cbuiltins\neval\n(S'1'\ntR.", "refusing to load the global builtins.eval"),
+    "subprocess global": (b"\x80\x04csubprocess\nPopen\n.", "refusing to load the global subprocess.Popen"),
+    "deeply nested tuples": (b"(" * 200000 + b"t" * 200000 + b".", "holds a tuple (tuple), expected"),
+    "params missing a field": (_own_pair_bytes(_params_without("decay"), FindResults()),
+                               "its FindParams has missing field(s) decay"),
+    "params with an extra field": (_own_pair_bytes(_params_with(colour="red"), FindResults()),
+                                   "its FindParams has unknown field(s) colour"),
+    "results with a number as a name": (_own_pair_bytes(FindParams(), _results_with({7: "seven"})),
+                                        "its FindResults has non-text attribute names [7]"),
+    "results with a one-value array": (_own_pair_bytes(FindParams(), _results_with({"x0": np.zeros(1)})),
+                                       "cannot show what it holds as info.txt (IndexError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INSPECT_INPUTS))
+def test_cli_bad_input_exits_2_with_one_line(original_files, tmp_path, capsys, case):
+    content, message = BAD_INSPECT_INPUTS[case]
     path = tmp_path / "bad.pkl"
-    if content is not None:
+    if callable(content):
+        path = content(tmp_path)
+    elif content is not None:
         path.write_bytes(content)
-    assert main([str(original_files["big"]), str(path)]) == 2
+    before = _tree(tmp_path)
+    assert main([str(original_files["big"]), str(path), "--save-images", str(tmp_path / "images")]) == 2
     out, err = capsys.readouterr()
     assert out == ""  # every file is read before anything is printed
-    assert err.count("\n") == 1 and err.startswith(f"{PROG}: error: ") and message in err and str(path) in err
+    assert err.count("\n") == 1 and err.startswith(f"{PROG}: error: ") and message in err and str(path) in err, err
+    assert "Traceback" not in err and _tree(tmp_path) == before
+
+
+def test_cli_save_images_under_a_file_is_one_line(original_files, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main([str(original_files["big"]), "--save-images", str(tmp_path / "afile" / "images")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and f"--save-images {tmp_path / 'afile' / 'images'}: " in err
+    assert f"{tmp_path / 'afile'} is not a folder" in err
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
+            for p in folder.rglob("*")}

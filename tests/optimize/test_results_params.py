@@ -1,6 +1,7 @@
 """FindParams / FindResults: the original's printed layout, trimming, pickling and validation."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -82,16 +83,27 @@ def test_params_print_like_the_original():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(push_channel=-1), "push_channel must be >= 0"),
+    (dict(push_channel=-1), "push_channel must be an integer >= 0, got -1"),
     (dict(push_channel=1.5), "push_channel must be an integer"),
     (dict(push_spatial=(1,)), "push_spatial must be None or a tuple"),
     (dict(lr_policy="progress", lr_params={"max_lr": 1}), "desired_prog"),
-    (dict(rand_seed=2**32), "rand_seed must be <= 4294967295"),
-    (dict(decay=float("nan")), "decay must be a number"),
+    (dict(rand_seed=2**32), "rand_seed must be an integer in [0, 4294967295], got 4294967296"),
+    (dict(decay=float("nan")), "decay must be a finite number in [0, 1], got nan"),
+    (dict(decay=float("inf")), "decay must be a finite number in [0, 1], got inf"),
+    (dict(blur_radius=float("inf")), "blur_radius must be a finite number in [0, 8192], got inf"),
+    (dict(blur_radius=1e9), "blur_radius must be a finite number in [0, 8192], got 1000000000.0"),
+    (dict(small_val_percentile=float("nan")), "small_val_percentile must be a finite number >= 0, got nan"),
+    (dict(push_dir=float("inf")), "push_dir must be a finite number, got inf"),
+    (dict(push_dir=float("nan")), "push_dir must be a finite number, got nan"),
+    (dict(push_dir=True), "push_dir must be a finite number, got True"),
+    (dict(max_iter=10**8 + 1), "max_iter must be an integer in [1, 100000000], got 100000001"),
+    (dict(lr_params={"lr": float("inf")}), "must be finite and > 0, got lr=inf"),
 ])
 def test_params_reject_bad_values(kwargs, message):
-    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    """The library refuses what the command line refuses, with the field's name (the CLI shows its flag)."""
+    with pytest.raises(UsageError, match=re.escape(message)) as info:
         FindParams(**kwargs)
+    assert next(iter(kwargs)) in info.value.fields
 
 
 def test_from_dict_rejects_unknown_fields():

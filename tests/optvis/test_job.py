@@ -40,14 +40,27 @@ def test_the_objective_is_parsed_once_and_checked_against_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message, fields", [
-    (dict(batch=0), "batch must be >= 1, got 0", ("batch",)),
+    (dict(batch=0), r"batch must be an integer in \[1, 4096\], got 0", ("batch",)),
+    (dict(batch=1.5), r"batch must be an integer in \[1, 4096\], got 1.5", ("batch",)),
+    (dict(views=10**6), r"views must be an integer in \[1, 4096\], got 1000000", ("views",)),
+    (dict(size=10**5), r"size must be an integer in \[1, 8192\], got 100000", ("size",)),
+    (dict(seed=2**64), r"seed must be an integer in \[0, 18446744073709551615\]", ("seed",)),
+    (dict(seed=-1), r"seed must be an integer in \[0, 18446744073709551615\], got -1", ("seed",)),
+    (dict(lr=float("inf")), "lr must be a finite number, got inf", ("lr",)),
+    (dict(lr=float("nan")), "lr must be a finite number, got nan", ("lr",)),
+    (dict(lr="0.1"), "lr must be a finite number, got '0.1'", ("lr",)),
+    (dict(decay_power=float("inf")), "decay_power must be >= 0 and finite, got inf", ("decay_power",)),
+    (dict(lr_policy="constant", lr_params={"lr": float("nan")}), "must be finite and > 0, got lr=nan",
+     ("lr_params", "lr_policy")),
+    (dict(thresholds=(10**9,)), r"thresholds must be strictly increasing integers in \[1, 100000000\]",
+     ("thresholds",)),
     (dict(param="fancy"), "param must be one of fft, pixel, lowres, dvt", ("param",)),
     (dict(regularizers=Regularizers(decay=0.1)), "regularizers need param dvt, got param fft",
      ("regularizers", "param")),
     (dict(alpha=True, batch=2), "alpha cannot be combined with batch 2", ("alpha", "batch", "lr")),
     (dict(background="noise"), "background needs alpha", ("background", "alpha")),
     (dict(lr_params={"lr": 1.0}), "lr_params needs lr_policy", ("lr_params", "lr_policy")),
-    (dict(thresholds=(3, 2)), "thresholds must be strictly increasing", ()),
+    (dict(thresholds=(3, 2)), "thresholds must be strictly increasing", ("thresholds",)),
 ])
 def test_bad_settings_name_the_field(kwargs, message, fields):
     with pytest.raises(UsageError, match=message) as info:

@@ -130,7 +130,7 @@ def test_errors():
         FeatureViz(model=model, objective="mixed4a:97")
     fv = FeatureViz(model=model, objective="conv1:1")
     for bad in ([], [3, 2], [0], (5, 5), [1.5]):
-        with pytest.raises(UsageError, match="thresholds must be strictly increasing integers >= 1"):
+        with pytest.raises(UsageError, match=r"thresholds must be strictly increasing integers in \[1, 100000000\]"):
             fv.visualize(thresholds=bad)
     fv = FeatureViz(model=model, objective=lambda acts: acts["conv1"][:, 0].mean((1, 2)))
     with pytest.raises(UsageError, match=r"returned shape \(1,\), not a scalar"):

@@ -253,7 +253,7 @@ def test_cli_views_and_strong_transforms_write_the_library_image(tmp_path):
     assert "views: 3" in config and "transforms: strong" in config
 
 
-@pytest.mark.parametrize("flags, message", [(("--views", "0"), "--views must be >= 1"),
+@pytest.mark.parametrize("flags, message", [(("--views", "0"), r"--views must be an integer in \[1, 4096\], got 0"),
                                             (("--views", "2", "--alpha"), r"--views must be 1 with --alpha, got 2")])
 def test_cli_views_errors(tmp_path, capsys, flags, message):
     import re

@@ -156,11 +156,13 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)
-    if job.resume:
-        summary_file = summary.summary_path(job.output_prefix, job.params.push_layer)
-        summary.check_same_settings(summary_file, settings)
+    summary_file = summary.summary_path(job.output_prefix, job.params.push_layer)
+    if job.resume:  # a damaged summary or rank part: one line before any work, nothing redone or written
+        summary.check_resumable(job.output_prefix, job.params.push_layer, settings, shape3d[0])
         remove_stale_temps(summary_file)
         remove_stale_temps(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank))
+    elif not single:  # another run's summary is not replaced without brave
+        prep.context.check_outputs([summary_file])
     todo, prefixes = plan_outputs(job, mine)
     distributed.start(prep.device, rank)
     all_results, written, entries = [], [], {}

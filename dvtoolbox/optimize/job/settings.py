@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE, check_int, check_sequence
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.input_size import npy_image_size
@@ -80,6 +81,10 @@ class OptimizeJob:
         self.execution  # validated now
         if isinstance(self.stats_every, bool) or not isinstance(self.stats_every, int) or self.stats_every < 1:
             raise UsageError(f"stats_every must be an integer >= 1, got {self.stats_every!r}", "stats_every")
+        check_int("batch_size", self.batch_size, 1)
+        if self.data_size is not None:
+            for side in check_sequence("data_size", self.data_size, 2):
+                check_int("data_size", side, 1, MAX_IMAGE_SIDE)
         if self.objective is not None:  # parsed once, here; its layers are checked once the model is built
             self.parsed_objective = create_objective(self.objective)
 

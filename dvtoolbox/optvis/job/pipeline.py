@@ -18,7 +18,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb, resize_center_crop
 from dvtoolbox.models.capture import layer_shapes
 from dvtoolbox.models.input_size import probe_size
-from dvtoolbox.models.layouts import Layout, survey_layers
+from dvtoolbox.models.layouts import Layout, model_layouts, survey_layers
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.objectives.expression import is_single_unit
@@ -42,6 +42,8 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
     objective = create_objective(job.parsed_objective, model=model)
+    if job.layouts:  # each declared layout fits its layer, before any file
+        model_layouts(model, tuple(model.input_contract.size), job.layouts)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
     else:  # a model that refuses its own input size: one line, before any file

@@ -18,6 +18,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from dvtoolbox.checks import MAX_IMAGE_SIDE, MAX_IMAGES, MAX_SEED, check_int, check_real
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.registry import DEFAULT_MODEL
@@ -132,15 +133,16 @@ class VisualizeJob:
         for name, valid in choices:
             if getattr(self, name) not in valid:
                 raise UsageError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}", name)
-        for name, low in (("batch", 1), ("size", 1), ("views", 1), ("lowres_factor", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise UsageError(f"{name} must be >= {low}, got {value}", name)
+        for name, low, high in (("batch", 1, MAX_IMAGES), ("size", 1, MAX_IMAGE_SIDE), ("views", 1, MAX_IMAGES),
+                                ("lowres_factor", 1, None), ("seed", 0, MAX_SEED)):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low, high)
         if not (math.isfinite(self.decay_power) and self.decay_power >= 0):
             raise UsageError(f"decay_power must be >= 0 and finite, got {self.decay_power}", "decay_power")
         if self.decay_power != 1.0 and self.param != "fft":
             raise UsageError(f"decay_power shapes the Fourier spectrum: it needs param fft, got {self.param}",
                              "decay_power", "param")
+        check_real("lr", self.lr)
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}", "lr")
         if self.lr_params is not None and self.lr_policy is None:
