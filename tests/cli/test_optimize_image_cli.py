@@ -11,6 +11,7 @@ import yaml
 from dvtoolbox.cli.optimize_image import get_parser, main
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
+from tests.folder_state import folder_state
 
 ORIGINAL_FLAGS = [
     "--caffe-root", "--deploy-proto", "--net-weights", "--mean", "--channel-swap-to-rgb", "--data-size",
@@ -220,19 +221,6 @@ BAD_INPUTS = {
                                                                      "output has shape (1, 5)"),
     "layout tokens on the pushed fc layer": (["--layout", "fc8=NTC"], "--layout: layer 'fc8' is declared NTC"),
 }
-
-
-def folder_state(folder):
-    """Every file and folder under ``folder``: relative path -> (bytes, mtime) for files, None for folders."""
-    state = {}
-    for root, dirs, names in os.walk(folder):
-        for name in dirs:
-            state[os.path.relpath(os.path.join(root, name), folder)] = None
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                state[os.path.relpath(path, folder)] = (handle.read(), os.stat(path).st_mtime_ns)
-    return state
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))

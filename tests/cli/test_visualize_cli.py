@@ -16,6 +16,7 @@ from dvtoolbox.optvis import FeatureViz, get_image
 from dvtoolbox.optvis.alpha import render_transparent
 from tests.conftest import make_tiny
 from tests.io.image_files import BAD_FILES, BAD_IDS, LIMIT
+from tests.folder_state import folder_state
 
 
 @pytest.fixture(autouse=True)
@@ -266,19 +267,6 @@ BAD = [
 
 def _bad_id(row):
     return " ".join(row[0]) + (" " + " ".join(row[2].values()).strip() if len(row) > 2 else "")
-
-
-def folder_state(folder):
-    """Every file and folder under ``folder``: relative path -> (bytes, mtime) for files, None for folders."""
-    state = {}
-    for root, dirs, names in os.walk(folder):
-        for name in dirs:
-            state[os.path.relpath(os.path.join(root, name), folder)] = None
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                state[os.path.relpath(path, folder)] = (handle.read(), os.stat(path).st_mtime_ns)
-    return state
 
 
 @pytest.mark.parametrize("row", BAD, ids=[_bad_id(row) for row in BAD])
