@@ -129,7 +129,7 @@ class LayerTracker:
 
     def __init__(self, layer: str, kind: str, units: int, n_top: int, device="cpu"):
         if not (isinstance(n_top, int) and n_top >= 1):
-            raise UsageError(f"N must be an integer >= 1, got {n_top!r}", "N")
+            raise UsageError(f"n_top must be an integer >= 1, got {n_top!r}", "n_top")
         start = empty_maxes(layer, kind, units, n_top)
         self.layer, self.kind, self.n_top = layer, kind, n_top
         self.values = torch.from_numpy(start.values).to(device)
