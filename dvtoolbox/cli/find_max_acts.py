@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Optional, Sequence
 
 from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, layouts_from_args, model_options,
@@ -98,3 +99,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run find_max_acts.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
     return run_command(PROG, lambda: _main(argv), interrupted="interrupted; nothing was written", flags=FLAGS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
