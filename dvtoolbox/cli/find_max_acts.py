@@ -57,6 +57,11 @@ def get_parser() -> argparse.ArgumentParser:
                      help="float32 (true float32), tf32 (CUDA's TF32 tensor cores) or bf16 (bfloat16 autocast).")
     run.add_argument("--progress", default=None, action=argparse.BooleanOptionalAction,
                      help="A progress bar with images/s on stderr. (default: when stderr is a terminal)")
+    run.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
+                     help="Write the running top N to OUTFILE.part every K batches (0: never), so that --resume "
+                          "takes up after a kill.")
+    run.add_argument("--resume", action="store_true",
+                     help="Take up from OUTFILE.part (each torchrun rank from its own part), counting no image twice.")
     add_brave_argument(run)
     run.add_argument("-v", "--verbose", action="store_true", help="Log the plan and the throughput.")
     return parser
@@ -86,7 +91,8 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
     return FindMaxesJob(choice, datadir, outfile, filelist, n_top=args.n_top, layers=layers,
                         batch_size=args.batch_size, workers=args.workers, device=args.device,
                         precision=args.precision, brave=args.brave, layouts=layouts_from_args(args),
-                        include_prefix=args.include_prefix, progress=args.progress)
+                        include_prefix=args.include_prefix, progress=args.progress,
+                        checkpoint_every=args.checkpoint_every, resume=args.resume)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
@@ -98,7 +104,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run find_max_acts.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
-    return run_command(PROG, lambda: _main(argv), interrupted="interrupted; nothing was written", flags=FLAGS)
+    return run_command(PROG, lambda: _main(argv), interrupted="interrupted; the outfile was not written (the checkpoint "
+                       "OUTFILE.part, if any, lets --resume take up)", flags=FLAGS)
 
 
 if __name__ == "__main__":

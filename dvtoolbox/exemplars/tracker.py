@@ -150,6 +150,16 @@ class LayerTracker:
             torch.cat((self.images, images), 1),
             torch.cat((self.positions, positions.transpose(0, 1).to(self.positions.device)), 1), self.n_top)
 
+    def restore(self, saved: LayerMaxes) -> None:
+        """Take up from a saved result of this layer (a checkpoint)."""
+        if (saved.kind, saved.values.shape) != (self.kind, tuple(self.values.shape)):
+            raise ValueError(f"layer {self.layer!r}: the saved result is {saved.kind} {saved.values.shape}, the "
+                             f"tracker {self.kind} {tuple(self.values.shape)}")
+        device = self.values.device
+        self.values = torch.from_numpy(saved.values.astype(np.float32)).to(device)
+        self.images = torch.from_numpy(saved.images.astype(np.int64)).to(device)
+        self.positions = torch.from_numpy(saved.positions.astype(np.int64)).to(device)
+
     def result(self) -> LayerMaxes:
         return LayerMaxes(self.layer, self.kind, self.values.cpu().numpy().astype(np.float32),
                           self.images.cpu().numpy().astype(np.int64), self.positions.cpu().numpy().astype(np.int64))
@@ -170,6 +180,13 @@ class MaxesTracker:
     @property
     def skipped_nan(self) -> int:
         return sum(t.skipped_nan for t in self.layers.values())
+
+    def restore(self, saved: Mapping[str, LayerMaxes]) -> None:
+        """Take up from a saved result of the same layers (a checkpoint)."""
+        if list(saved) != list(self.layers):
+            raise ValueError(f"the saved result has layers {list(saved)}, the tracker {list(self.layers)}")
+        for name, tracker in self.layers.items():
+            tracker.restore(saved[name])
 
     def result(self) -> Dict[str, LayerMaxes]:
         return {name: tracker.result() for name, tracker in self.layers.items()}
