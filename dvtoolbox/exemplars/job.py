@@ -34,6 +34,7 @@ from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, 
 from dvtoolbox.exemplars.checkpoint import (Shard, barrier, current_shard, leave, list_digest, load_part,
                                             merge_parts, part_path, remove_parts, save_part)
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
+from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
 from dvtoolbox.models.layouts import Layout, canonical, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.run.context import ModelChoice, open_run
@@ -205,6 +206,9 @@ def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Shard, tracker
     """The counts to start from: a checkpoint's (resume, restoring the tracker), else zeros. A checkpoint left
     by an interrupted run is not overwritten without brave."""
     counts = {"images_done": 0, "unreadable": 0, "skipped_nan": 0}
+    remove_stale_temps(part)  # what a writer killed mid-write left (this rank's part is this process's alone)
+    if shard.rank == 0:
+        remove_stale_temps(job.outfile)
     if not os.path.exists(part):
         if job.resume:
             log.info("find_max_acts: no checkpoint %s to resume; starting from the first image", part)
