@@ -9,7 +9,9 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
 ALLOWED = {  # package -> the dvtoolbox packages it may import (checks: the number checks, as basic as errors)
-    "cli": {"checks", "device", "errors", "io", "models", "objectives", "optimize", "optvis", "regularizers", "run"},
+    "cli": {"checks", "device", "errors", "exemplars", "io", "models", "objectives", "optimize", "optvis", "regularizers",
+            "run"},
+    "exemplars": {"checks", "device", "errors", "io", "models", "objectives", "run"},
     "optimize": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
     "optvis": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
     "run": {"checks", "device", "errors", "io", "models"},
