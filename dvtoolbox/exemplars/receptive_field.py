@@ -343,3 +343,18 @@ def max_crop_size(geometry: LayerGeometry, field_of=None) -> Pair:
         return geometry.size
     field_of = field_of or (lambda y, x: geometric_field(geometry, y, x))
     return field_of(geometry.grid[0] // 2, geometry.grid[1] // 2).size
+
+
+def field_function(model: nn.Module, layer: str, size: Pair, layout: Optional[Layout] = None,
+                   method: str = "auto") -> Tuple[LayerGeometry, "callable"]:
+    """(the layer's geometry, (y, x) -> Region) with the method decided once for the layer (see receptive_field):
+    "auto" checks the centre unit once, then uses the geometry or the gradient for every unit."""
+    if method not in ("auto", "geometry", "gradient"):
+        raise ValueError(f"method must be 'auto', 'geometry' or 'gradient', got {method!r}")
+    geometry = layer_geometry(model, layer, size, layout)
+    if method == "geometry" or (method == "auto" and geometry_agrees(model, layer, geometry, layout)):
+        return geometry, lambda y, x: geometric_field(geometry, y, x)
+    whole = Region(0, size[0], 0, size[1])
+    if geometry.grid is None:
+        return geometry, lambda y, x: whole
+    return geometry, lambda y, x: gradient_field(model, layer, y, x, size, layout) or whole
