@@ -17,8 +17,12 @@ Two ways to find it:
   gradient where the two differ. A dilated layer is taken as its bounding box (its field has holes).
 - ``gradient_field``: for any model, the bounding box of the nonzero rows / columns of d unit / d input, summed over
   a batch of seeded random inputs (a random combination of the channels at (y, x), so no channel is dead on all of
-  them). A lower bound: a pixel whose every path has zero weight, a ReLU inactive or a max-pool not selecting it on
-  every input of the batch is missed.
+  them). By default the backward pass is made structural (``StructuralBackward``): ReLUs (``relu``, ``relu6``,
+  ``hardtanh``) pass the gradient everywhere and max pooling spreads it over its whole window as average pooling
+  does, so that the support no longer depends on which units the random input switched on. A lower bound all the
+  same: a pixel whose every path has zero weight (or whose contributions cancel) is missed; with
+  ``structural=False`` (the plain gradient), also a pixel that an inactive ReLU or an unselected max-pool input
+  hides on every input of the batch.
 
 A token layer (a transformer's NTC layout on its patch grid): the field of token (y, x) is its patch, the geometric
 box through the patch embedding. Attention mixes the tokens, so the true field is the whole image; we return the
@@ -31,12 +35,16 @@ of the centre unit's field, and a field cut by the image edge is padded with zer
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import LayerCapture, resolve_layer
@@ -260,12 +268,70 @@ def geometric_field(geometry: LayerGeometry, y: int, x: int) -> Region:
     return push_down(geometry.steps, Region(y, y + 1, x, x + 1))
 
 
+class _PassThroughReLU(torch.autograd.Function):
+    """relu / hardtanh forward (the function given), the gradient unchanged backward."""
+
+    @staticmethod
+    def forward(ctx, x, func, kwargs):
+        return func(x, **kwargs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None
+
+
+class _MaxWithAverageBackward(torch.autograd.Function):
+    """max_pool2d forward, avg_pool2d's backward (the gradient spread evenly over each window)."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding, ceil_mode):
+        ctx.args, ctx.shape = (kernel, stride, padding, ceil_mode), x.shape
+        return F.max_pool2d(x, kernel, stride, padding, 1, ceil_mode)
+
+    @staticmethod
+    def backward(ctx, grad):
+        kernel, stride, padding, ceil_mode = ctx.args
+        with torch.enable_grad():
+            probe = torch.zeros(ctx.shape, dtype=grad.dtype, device=grad.device, requires_grad=True)
+            (spread,) = torch.autograd.grad(F.avg_pool2d(probe, kernel, stride, padding, ceil_mode), probe, grad)
+        return spread, None, None, None, None
+
+
+class StructuralBackward(TorchFunctionMode):
+    """Inside it, ReLUs pass every gradient and max pooling (``F.max_pool2d`` without dilation or indices) spreads
+    it over its windows: the backward pass reaches every input pixel that some path of nonzero weights reaches."""
+
+    _ACTIVATIONS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu6,
+                    F.hardtanh, F.hardtanh_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._ACTIVATIONS and args and torch.is_tensor(args[0]):
+            kwargs.pop("inplace", None)
+            plain = {F.relu_: F.relu, torch.relu_: torch.relu, torch.Tensor.relu_: torch.relu,
+                     torch.Tensor.relu: torch.relu, F.hardtanh_: F.hardtanh}.get(func, func)
+            extra = dict(zip(("min_val", "max_val"), args[1:3])) if plain is F.hardtanh else {}
+            return _PassThroughReLU.apply(args[0], plain, {**extra, **kwargs})
+        if func is F.max_pool2d:
+            spread = self._spread_args(*args, **kwargs)
+            if spread is not None:
+                return _MaxWithAverageBackward.apply(args[0], *spread)
+        return func(*args, **kwargs)
+
+    @staticmethod
+    def _spread_args(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        if return_indices or _pair(dilation) != (1, 1):
+            return None
+        return kernel_size, stride if stride else kernel_size, padding, ceil_mode
+
+
 def gradient_field(model: nn.Module, layer: str, y: int, x: int, size: Pair, layout: Optional[Layout] = None,
-                   n_inputs: int = 8, seed: int = 0) -> Optional[Region]:
+                   n_inputs: int = 2, seed: int = 0, structural: bool = True) -> Optional[Region]:
     """Bounding box of the support of d unit / d input at (y, x) (see the module docstring), over ``n_inputs``
-    seeded random inputs of ``size``; None where the gradient is zero everywhere."""
+    seeded random inputs of ``size``, through the structural backward unless ``structural`` is False; None where
+    the gradient is zero everywhere."""
     inputs = _input_like(model, size, n_inputs, seed).requires_grad_(True)
-    with LayerCapture(model, [layer]) as cap:
+    with LayerCapture(model, [layer]) as cap, (StructuralBackward() if structural else contextlib.nullcontext()):
         model(inputs)
     out = cap.outputs[layer]
     grid = canonical(out, layout or _default_layout(tuple(out.shape)), layer)
@@ -357,4 +423,9 @@ def field_function(model: nn.Module, layer: str, size: Pair, layout: Optional[La
     whole = Region(0, size[0], 0, size[1])
     if geometry.grid is None:
         return geometry, lambda y, x: whole
-    return geometry, lambda y, x: gradient_field(model, layer, y, x, size, layout) or whole
+
+    @functools.lru_cache(maxsize=None)
+    def by_gradient(y: int, x: int) -> Region:  # one backward pass per position, not per crop
+        return gradient_field(model, layer, y, x, size, layout) or whole
+
+    return geometry, by_gradient

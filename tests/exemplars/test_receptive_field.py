@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dvtoolbox.exemplars.receptive_field import (GeometryUnavailable, Region, crop_box, geometric_field,
+from dvtoolbox.exemplars.receptive_field import (GeometryUnavailable, Region, crop_box, field_function, geometric_field,
                                                  gradient_field, layer_geometry, max_crop_size, receptive_field)
 from dvtoolbox.models.caffe import load_caffe_model
 from dvtoolbox.models.layouts import Layout
@@ -28,15 +28,35 @@ def tiny_conv_net():
     return net.eval()
 
 
+@pytest.mark.parametrize("structural", [True, False])
 @pytest.mark.parametrize("layer", ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4"])
-def test_geometric_field_equals_gradient_support_everywhere(layer):
+def test_geometric_field_equals_gradient_support_everywhere(layer, structural):
+    """The plain gradient needs many inputs to switch every ReLU and max-pool input on; the structural one, one."""
     net = tiny_conv_net()
     geometry = layer_geometry(net, layer, (20, 19))
     h, w = geometry.grid
     for y in range(h):
         for x in range(w):
-            expected = gradient_field(net, layer, y, x, (20, 19), n_inputs=48, seed=y * w + x)
+            expected = gradient_field(net, layer, y, x, (20, 19), n_inputs=1 if structural else 48, seed=y * w + x,
+                                      structural=structural)
             assert geometric_field(geometry, y, x) == expected, (layer, y, x)
+
+
+def test_the_structural_backward_sees_what_one_plain_gradient_misses():
+    """One channel through a 3x3 max-pool: the plain gradient reaches the one maximum, the field is the window."""
+    net = nn.Sequential(nn.Conv2d(3, 1, 1), nn.ReLU(), nn.MaxPool2d(3)).eval()
+    plain = gradient_field(net, "2", 1, 1, (6, 6), n_inputs=1, structural=False)
+    assert plain is None or plain.size == (1, 1)
+    assert gradient_field(net, "2", 1, 1, (6, 6), n_inputs=1) == Region(3, 6, 3, 6)
+
+
+def test_structural_backward_keeps_the_forward_values():
+    from dvtoolbox.exemplars.receptive_field import StructuralBackward
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU6(), nn.Hardtanh(-0.5, 0.5)).eval()
+    x = torch.randn(2, 3, 9, 9)
+    with StructuralBackward():
+        got = net(x)
+    torch.testing.assert_close(got, net(x), rtol=0, atol=0)
 
 
 def test_auto_uses_the_geometry_of_a_chain_and_the_gradient_of_a_branch():
@@ -155,3 +175,21 @@ def test_caffenet_geometry_agrees_with_the_gradient_at_conv3(caffenet_conv):
     geometry = layer_geometry(caffenet_conv, "conv3", (227, 227))
     for y, x in [(0, 0), (6, 6), (12, 3)]:
         assert geometric_field(geometry, y, x) == gradient_field(caffenet_conv, "conv3", y, x, (227, 227), n_inputs=4)
+
+
+def test_googlenet_inception_branches_fall_back_to_the_gradient():
+    """inception_3a's branches (1x1, 3x3, 5x5, pool + 1x1) all keep the 28x28 grid, so the sizes chain, but the field
+    is the widest branch's, not all of them in series: auto sees the difference and takes the gradient, which
+    equals the field through the 5x5 branch alone at every position tried."""
+    from dvtoolbox.exemplars.receptive_field import push_down, record_steps
+    net = load_caffe_model(os.path.join(DATA, "bvlc-googlenet-deploy.prototxt"), None)
+    layer, size = "inception_3a/output", (224, 224)
+    steps, _ = record_steps(net, layer, size)
+    widest = [s for s in steps if not s.name.startswith("layers.inception_3a/")
+              or s.name.endswith(("/5x5_reduce", "/5x5"))]
+    geometry = layer_geometry(net, layer, size)
+    _, field_of = field_function(net, layer, size)
+    for y, x in [(0, 0), (27, 3)]:
+        expected = push_down(widest, Region(y, y + 1, x, x + 1))
+        assert field_of(y, x) == expected == receptive_field(net, layer, y, x, size)
+        assert geometric_field(geometry, y, x) != expected
