@@ -172,9 +172,10 @@ def unit_images(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tup
         if name in draw or name + "_norm" in draw:
             grad, value = unit_input_gradient(model, x, top.layer, (unit,) + tuple(yx), layout,
                                               deconv=name == "deconv")
-            recorded = float(top.values[unit, rank])
-            if abs(value - recorded) > 0.1:
-                log.warning("layer %s unit %d rank %d: recorded value %g, reproduced %g: is the image list the same?",
-                            top.layer, unit, rank, recorded, value)
             out[name], out[name + "_norm"] = grad, channel_norm(grad)
+    if "deconv" in out or "backprop" in out:
+        recorded = float(top.values[unit, rank])
+        if abs(value - recorded) > 0.1:
+            log.warning("layer %s unit %d rank %d: recorded value %g, reproduced %g: is the image list the same?",
+                        top.layer, unit, rank, recorded, value)
     return out

@@ -129,3 +129,18 @@ def test_deconv_of_a_net_without_relus_is_refused_before_any_file(tmp_path):
     assert os.listdir(tmp_path) == []
     run(tmp_path, top, what=("backprop", "info"), net=net)   # backprop needs no ReLU
     assert (tmp_path / "1" / "unit_0001" / "backprop_000.png").exists()
+
+
+def test_a_value_the_model_does_not_reproduce_is_warned_once(tmp_path, caplog):
+    top = relu_top()
+    xs, wts = inputs(), fixed_weights()
+    from tests.exemplars.test_patches import np_conv
+    true = np.maximum(np_conv(xs[2], wts["w1"], wts["b1"]), 0)[1, 0, 5]
+    values = top.values.copy()
+    values[1, 0] = true + 0.05      # within the original's 0.1: silent
+    values[1, 1] = 100.0            # not reproduced: one warning
+    caplog.set_level("WARNING", logger="dvtoolbox.exemplars.unit_pages")
+    run(tmp_path, TopN("relu", True, values, top.images, top.positions), begin=1, end=2, num_top=2,
+        what=("deconv", "backprop"))
+    warned = [r.getMessage() for r in caplog.records if "reproduced" in r.getMessage()]
+    assert len(warned) == 1 and "unit 1 rank 1: recorded value 100" in warned[0]
