@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch.distributed as dist
@@ -25,26 +24,10 @@ import torch.distributed as dist
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes, merge, save_maxes
+from dvtoolbox.run.ranks import Rank
 
 
-@dataclass(frozen=True)
-class Shard:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.world > 1
-
-
-def current_shard() -> Shard:
-    """This process's place among torchrun's processes (RANK, WORLD_SIZE, LOCAL_RANK; rank 0 of 1 without)."""
-    env = os.environ
-    return Shard(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
-
-
-def part_path(outfile: str, shard: Shard) -> str:
+def part_path(outfile: str, shard: Rank) -> str:
     return outfile + (f".rank{shard.rank}of{shard.world}.part" if shard.is_distributed else ".part")
 
 
@@ -54,14 +37,14 @@ def list_digest(images: ImageList) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def save_part(path: str, maxes: Dict[str, LayerMaxes], images: ImageList, identity: dict, shard: Shard,
+def save_part(path: str, maxes: Dict[str, LayerMaxes], images: ImageList, identity: dict, shard: Rank,
               images_done: int, unreadable: int, skipped_nan: int, complete: bool) -> None:
     save_maxes(path, maxes, images, {"complete": complete, "images_done": images_done, "unreadable": unreadable,
                                      "skipped_nan": skipped_nan, "shard": [shard.rank, shard.world],
                                      "identity": identity})
 
 
-def load_part(path: str, identity: dict, shard: Shard) -> Tuple[dict, Dict[str, LayerMaxes]]:
+def load_part(path: str, identity: dict, shard: Rank) -> Tuple[dict, Dict[str, LayerMaxes]]:
     """A part file of this run and shard (else a one-line UsageError saying what differs)."""
     meta, _, maxes = load_maxes(path)
     if meta.get("shard") != [shard.rank, shard.world] or "identity" not in meta:
@@ -74,7 +57,7 @@ def load_part(path: str, identity: dict, shard: Shard) -> Tuple[dict, Dict[str, 
     return meta, maxes
 
 
-def barrier(shard: Shard) -> None:
+def barrier(shard: Rank) -> None:
     """Wait for every rank (torch.distributed with gloo, joined on first use); nothing when not distributed."""
     if not shard.is_distributed:
         return
@@ -83,7 +66,7 @@ def barrier(shard: Shard) -> None:
     dist.barrier()
 
 
-def leave(shard: Shard) -> None:
+def leave(shard: Rank) -> None:
     if shard.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -92,7 +75,7 @@ def merge_parts(outfile: str, world: int, identity: dict) -> Tuple[Dict[str, Lay
     """Rank 0: every rank's complete part merged; returns the merged maxes and the summed counts."""
     merged, counts = None, {"images_done": 0, "unreadable": 0, "skipped_nan": 0}
     for rank in range(world):
-        shard = Shard(rank, world)
+        shard = Rank(rank, world)
         meta, maxes = load_part(part_path(outfile, shard), identity, shard)
         if not meta.get("complete"):
             raise UsageError(f"{part_path(outfile, shard)} is not complete: rank {rank} did not finish")

@@ -31,13 +31,14 @@ from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
-from dvtoolbox.exemplars.checkpoint import (Shard, barrier, current_shard, leave, list_digest, load_part,
+from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
                                             merge_parts, part_path, remove_parts, save_part)
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
 from dvtoolbox.models.layouts import Layout, canonical, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.run.context import ModelChoice, open_run
+from dvtoolbox.run.ranks import Rank, current_rank
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     """Run ``job`` (see the module docstring). Returns a summary: images, unreadable, seconds, images_per_s (this
     process's images this session), layers {name: kind}."""
     images = read_images(job)
-    shard = current_shard()
+    shard = current_rank()
     context = open_run(job.model, job.device, Execution("eager", job.precision), job.brave,
                        local_rank=shard.local_rank if shard.is_distributed else None)
     context.check_outputs([job.outfile])
@@ -187,7 +188,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
         if shard.rank == 0:
             merged, totals = merge_parts(job.outfile, shard.world, identity)
             save_maxes(job.outfile, merged, images, {**meta, **totals})
-            remove_parts([part_path(job.outfile, Shard(r, shard.world)) for r in range(shard.world)])
+            remove_parts([part_path(job.outfile, Rank(r, shard.world)) for r in range(shard.world)])
         barrier(shard)
         leave(shard)
     else:
@@ -202,7 +203,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     return summary
 
 
-def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Shard, tracker: MaxesTracker) -> Dict[str, int]:
+def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Rank, tracker: MaxesTracker) -> Dict[str, int]:
     """The counts to start from: a checkpoint's (resume, restoring the tracker), else zeros. A checkpoint left
     by an interrupted run is not overwritten without brave."""
     counts = {"images_done": 0, "unreadable": 0, "skipped_nan": 0}

@@ -20,6 +20,7 @@ from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.job.settings import OptimizeJob
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
+from dvtoolbox.run.ranks import Rank
 from dvtoolbox.optimize.writers import output_prefix, planned_files, uses_results, write_results
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def run_settings(job: OptimizeJob, prep: "Prepared") -> Dict[str, object]:
 
 
 
-def update_summary(job: OptimizeJob, settings, entries, rank: distributed.Rank) -> None:
+def update_summary(job: OptimizeJob, settings, entries, rank: Rank) -> None:
     if rank.is_distributed:
         summary.write_summary(summary.summary_path(job.output_prefix, job.params.push_layer, rank.rank), settings,
                               entries)
@@ -117,7 +118,7 @@ def update_summary(job: OptimizeJob, settings, entries, rank: distributed.Rank) 
         summary.write_summary(path, settings, units)
 
 
-def finish_summary(job: OptimizeJob, settings, entries, device, rank: distributed.Rank) -> str:
+def finish_summary(job: OptimizeJob, settings, entries, device, rank: Rank) -> str:
     path = summary.summary_path(job.output_prefix, job.params.push_layer)
     if not rank.is_distributed:
         if not os.path.exists(path):

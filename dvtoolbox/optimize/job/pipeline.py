@@ -37,6 +37,7 @@ from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
 from dvtoolbox.optimize.units import batches, is_single_unit, parse_channels
 from dvtoolbox.run.context import RunContext, open_run
+from dvtoolbox.run.ranks import Rank, current_rank
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Prepared:
         return self.context.execution
 
 
-def prepare(job: OptimizeJob, rank: distributed.Rank = distributed.Rank()) -> Prepared:
+def prepare(job: OptimizeJob, rank: Rank = Rank()) -> Prepared:
     """Open the job's run (this rank's GPU under torchrun) and settle data size, mean, channel swap and layers."""
     context = open_run(job.model_choice, job.device, job.execution, job.brave,
                        rank.local_rank if rank.is_distributed else None)
@@ -145,7 +146,7 @@ def check_unit(params: FindParams, prep: Prepared, check_channel: bool = True) -
 
 def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     """Run one job end to end (this rank's share of its units); returns the results and the files written."""
-    rank = distributed.current_rank()
+    rank = current_rank()
     prep = prepare(job, rank)
     single = is_single_unit(job.unit_spec) and not job.resume and not rank.is_distributed
     job = replace(job, params=resolve_token(job.params, prep, job.push_token), push_token=None)
