@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dvtoolbox.device import Execution
+from dvtoolbox.checks import check_int
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
@@ -43,10 +44,6 @@ from dvtoolbox.run.ranks import Rank, current_rank
 log = logging.getLogger(__name__)
 
 ORIGINAL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "prob")
-
-
-def _is_count(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,11 @@ class FindMaxesJob:
     resume: bool = False
 
     def __post_init__(self):
-        if not _is_count(self.n_top, 1):
-            raise UsageError(f"n_top must be an integer >= 1, got {self.n_top!r}", "n_top")
-        if not _is_count(self.batch_size, 1):
-            raise UsageError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", "batch_size")
-        if not _is_count(self.checkpoint_every, 0):
-            raise UsageError(f"checkpoint_every must be an integer >= 0 (0: never), got {self.checkpoint_every!r}",
-                             "checkpoint_every")
-        if self.workers is not None and not _is_count(self.workers, 0):
-            raise UsageError(f"workers must be an integer >= 0, got {self.workers!r}", "workers")
+        check_int("n_top", self.n_top, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("checkpoint_every", self.checkpoint_every, 0)  # 0: never
+        if self.workers is not None:
+            check_int("workers", self.workers, 0)
         if self.layers is not None:
             if isinstance(self.layers, str) or not self.layers or not all(isinstance(n, str) and n
                                                                           for n in self.layers):
