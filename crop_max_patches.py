@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The original's entry point: ./crop_max_patches.py [flags] paths. All the work is in dvtoolbox.cli.crop_max_patches."""
+"""The original's entry point: ./crop_max_patches.py [flags] paths. The work is in dvtoolbox.cli.crop_max_patches."""
 
 import os
 import sys

@@ -82,7 +82,7 @@ class CropJob:
             raise UsageError(f"layer must be a layer name, got {self.layer!r}", "layer")
 
 
-def layer_top(nmt: str, meta: dict, maxes: Mapping[str, LayerMaxes], layer: str) -> TopN:
+def layer_top(nmt: str, maxes: Mapping[str, LayerMaxes], layer: str) -> TopN:
     """The layer's top N as ``unit_pages.TopN``; a layer the tracker file does not hold is a one-line error."""
     if layer not in maxes:
         raise UsageError(f"layer {layer!r} is not in the tracker file {nmt}, which holds {', '.join(maxes) or 'none'}",
@@ -157,7 +157,7 @@ def run_crop_patches(job: CropJob) -> List[str]:
         meta, recorded, maxes = load_maxes(job.nmt)
     except UsageError as exc:
         raise UsageError(f"nmt (the tracker file): {exc}") from None
-    top = layer_top(job.nmt, meta, maxes, job.layer)
+    top = layer_top(job.nmt, maxes, job.layer)
     n_units, n_saved = top.values.shape
     idx_end = n_units if job.idx_end is None else job.idx_end
     n_top = n_saved if job.n_top is None else job.n_top
