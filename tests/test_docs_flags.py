@@ -6,15 +6,16 @@ import re
 
 import pytest
 
-from dvtoolbox.cli import find_max_acts, gallery, inspect_results, optimize_image, visualize
+from dvtoolbox.cli import crop_max_patches, find_max_acts, gallery, inspect_results, optimize_image, visualize
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PARSERS = {"optimize_image": optimize_image.get_parser, "visualize": visualize.get_parser,
            "gallery": gallery.get_parser, "inspect_results": inspect_results.get_parser,
-           "find_max_acts": find_max_acts.get_parser}
+           "find_max_acts": find_max_acts.get_parser, "crop_max_patches": crop_max_patches.get_parser}
 # a command's name as the docs write it -> its parser; bench_visualize.py and friends are other programs
-COMMAND = re.compile(r"(?<![\w/])(?:\./)?(optimize_image|visualize|find_max_acts)\.py\b|dvtoolbox-(optimize-image|"
-                     r"visualize|inspect-results|find-max-acts)\b|dvtoolbox\.cli\.(gallery|inspect_results)\b")
+COMMAND = re.compile(r"(?<![\w/])(?:\./)?(optimize_image|visualize|find_max_acts|crop_max_patches)\.py\b|"
+                     r"dvtoolbox-(optimize-image|visualize|inspect-results|find-max-acts|crop-max-patches)\b|"
+                     r"dvtoolbox\.cli\.(gallery|inspect_results)\b")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 END = re.compile(r"\||;\s|`\s|\)\s|\. [A-Z]|\s#\s|\btorchrun\b")  # where a command's flags end on a line
 DOCS = ["README.md"] + sorted(glob.glob(os.path.join(ROOT, "doc", "*.md")))

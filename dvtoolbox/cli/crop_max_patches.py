@@ -1,0 +1,114 @@
+"""crop_max_patches.py: the crops, deconv and backprop images of each unit's top N (the original's
+``find_maxes/crop_max_patches.py``).
+
+    crop_max_patches.py [--do-*] nmt_pkl net_prototxt net_weights datadir filelist outdir layer   # a Caffe net
+    crop_max_patches.py [--do-*] [--model NAME] nmt datadir [filelist] outdir layer              # any model
+
+The work is ``dvtoolbox.exemplars.crop_job.run_crop_patches``; the folders it writes are described in
+``dvtoolbox.exemplars.unit_pages`` and doc/exemplars.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, layouts_from_args, model_options,
+                                     new_parser)
+from dvtoolbox.cli.exit_status import run_command
+from dvtoolbox.errors import UsageError
+from dvtoolbox.exemplars.crop_job import CropJob, run_crop_patches
+from dvtoolbox.exemplars.tracker import load_maxes
+from dvtoolbox.models.registry import DEFAULT_MODEL, list_models
+from dvtoolbox.run.context import ModelChoice
+
+PROG = "crop_max_patches.py"
+FLAGS = {"n_top": "--N", "N": "--N", "weights": "--model-weights", "layouts": "--layout", "output_prefix": "outdir",
+         "filelist": "filelist", "datadir": "datadir", "layer": "layer", "what": "--do-*", "do": "--do-*"}
+DO_FLAGS = (("maxes", "--do-maxes", "Output max patches (the crop of the image input: maxim_%%03d.png)."),
+            ("deconv", "--do-deconv", "Output deconv patches (deconv_%%03d.png)."),
+            ("deconv_norm", "--do-deconv-norm", "Output deconv-norm patches (deconvnorm_%%03d.png)."),
+            ("backprop", "--do-backprop", "Output backprop patches (backprop_%%03d.png)."),
+            ("backprop_norm", "--do-backprop-norm", "Output backprop-norm patches (backpropnorm_%%03d.png)."),
+            ("info", "--do-info", "Output info.txt: the value, image and position of each rank."))
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = new_parser(PROG, "Write, for units idx_begin..idx_end-1 of one layer, the crops of their top N images "
+                              "(the unit's receptive field) and their deconv and backprop images, in the original's "
+                              "layout outdir/layer/unit_%04d/ (doc/exemplars.md), from the tracker file "
+                              "find_max_acts.py wrote.")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="nmt_pkl net_prototxt net_weights datadir filelist outdir layer (the original's form, "
+                             "a Caffe net), or nmt datadir [filelist] outdir layer (with --model). nmt: the tracker "
+                             "file (find_max_acts.py's, or the original's maxes.pkl); datadir: the folder the "
+                             "images are under; filelist: must be the same filelist used to produce the tracker "
+                             "(required for the original's maxes.pkl; default: the list the tracker file records); "
+                             "layer: one layer of the tracker file.")
+    parser.add_argument("--N", dest="n_top", type=int, default=None, metavar="N",
+                        help="Crop the top N of each unit. (default: the tracker file's N, 9 as the original's)")
+    for dest, flag, text in DO_FLAGS:
+        parser.add_argument(flag, dest="do_" + dest, action="store_true", help=text)
+    parser.add_argument("--idx-begin", type=int, default=0, help="Start at this unit.")
+    parser.add_argument("--idx-end", type=int, default=None,
+                        help="End at this unit (exclusive). (default: the layer's number of units)")
+    net = parser.add_argument_group("the network (when the paths do not name a Caffe net)")
+    add_model_arguments(net, " (default: the model the tracker file records, if registered, else "
+                             f"{DEFAULT_MODEL})")
+    parser.set_defaults(model=None)
+    run = parser.add_argument_group("the run")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    add_brave_argument(run)
+    run.add_argument("-v", "--verbose", action="store_true", help="Log the plan and each unit written.")
+    return parser
+
+
+def recorded_model(nmt: str) -> Optional[str]:
+    """The registered model name the tracker file records, or None (the original's pickle, a Caffe net, a file)."""
+    meta = load_maxes(nmt)[0]
+    name = meta.get("model")
+    return name if isinstance(name, str) and name in list_models() else None
+
+
+def job_from_args(args: argparse.Namespace) -> CropJob:
+    paths = list(args.paths)
+    if len(paths) == 7:
+        if args.model is not None:
+            raise UsageError("the seven-path form names a Caffe net (nmt_pkl net_prototxt net_weights datadir "
+                             "filelist outdir layer); with --model give nmt datadir [filelist] outdir layer", "model")
+        choice = ModelChoice(deploy_proto=paths[1], net_weights=paths[2])
+        nmt, datadir, filelist, outdir, layer = paths[0], paths[3], paths[4], paths[5], paths[6]
+    elif len(paths) in (4, 5):
+        nmt, datadir = paths[0], paths[1]
+        filelist, outdir, layer = (paths[2] if len(paths) == 5 else None), paths[-2], paths[-1]
+        options = model_options(args)
+        model = args.model or recorded_model(nmt) or DEFAULT_MODEL
+        choice = ModelChoice(model, options["weights"], options["input_mean"], options["input_std"],
+                             trust_model_file=options["trust_model_file"])
+    else:
+        raise UsageError("expected nmt_pkl net_prototxt net_weights datadir filelist outdir layer, or nmt datadir "
+                         f"[filelist] outdir layer; got {len(paths)} paths")
+    what = tuple(dest for dest, _, _ in DO_FLAGS if getattr(args, "do_" + dest))
+    if not what:
+        raise UsageError("nothing to do: give at least one of " + ", ".join(flag for _, flag, _ in DO_FLAGS))
+    return CropJob(choice, nmt, datadir, outdir, layer, what, filelist, idx_begin=args.idx_begin,
+                   idx_end=args.idx_end, n_top=args.n_top, device=args.device, brave=args.brave,
+                   layouts=layouts_from_args(args))
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    run_crop_patches(job_from_args(args))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run crop_max_patches.py; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
+    return run_command(PROG, lambda: _main(argv), flags=FLAGS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

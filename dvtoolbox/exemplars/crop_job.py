@@ -1,0 +1,189 @@
+"""One crop_max_patches run: ``CropJob`` (validated once) and ``run_crop_patches(job)``.
+
+    job = CropJob(ModelChoice("tiny_test"), "maxes.npz", datadir="photos", outdir="out", layer="conv1",
+                  what=("maxes", "info"), idx_begin=0, idx_end=4)
+    paths = run_crop_patches(job)
+
+The run: 1. the tracker file (``tracker.load_maxes``) and the layer's top N; 2. the image list: the one the tracker
+file records, its paths under ``datadir`` (the dataset may have moved), or the filelist's, which must be the same
+list line for line (the original's "Must be the same filelist used to produce the NetMaxTracker"; its pickle records
+no paths, so there the filelist is required); 3. the request checked and every output planned against the overwrite
+rule, and every image it needs checked to exist, before the model is loaded; 4. the model through the run context
+(``open_run``), the layer's layout as find_max_acts read it (the model's, ``layouts`` declared, the tracker's
+include_prefix) checked against the one the tracker file records; 5. ``unit_pages.write_unit_pages`` with each
+image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import List, Mapping, Optional, Tuple
+
+import torch
+
+from dvtoolbox.device import Execution
+from dvtoolbox.errors import UsageError
+from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist
+from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
+from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
+from dvtoolbox.io.images import load_image_rgb
+from dvtoolbox.io.outputs import check_writable
+from dvtoolbox.models.layouts import Layout, canonical_shape, survey_layers, with_include_prefix
+from dvtoolbox.run.context import ModelChoice, open_run
+
+log = logging.getLogger(__name__)
+
+
+def _is_count(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+@dataclass(frozen=True)
+class CropJob:
+    """What crop_max_patches runs. nmt: the tracker file (dvtoolbox's or the original's maxes.pkl); datadir: the
+    folder the image paths are relative to; filelist: the original's ``path [label]`` list (None: the tracker
+    file's list; required for the original's pickle); outdir: where ``<layer>/unit_%04d/`` go; what: a subset of
+    ``unit_pages.WHAT`` (maxes, deconv, deconv_norm, backprop, backprop_norm, info); idx_begin, idx_end: units
+    idx_begin .. idx_end - 1 (idx_end None: the layer's last unit + 1); n_top: ranks 0 .. n_top - 1 (None: the
+    tracker's N); layouts: declared layouts {layer: Layout} (as find_max_acts's --layout)."""
+
+    model: ModelChoice
+    nmt: str
+    datadir: str
+    outdir: str
+    layer: str
+    what: Tuple[str, ...]
+    filelist: Optional[str] = None
+    idx_begin: int = 0
+    idx_end: Optional[int] = None
+    n_top: Optional[int] = None
+    device: Optional[str] = None
+    brave: bool = False
+    layouts: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "what", tuple(self.what))
+        if not self.what:
+            raise UsageError("nothing to do: give at least one of do_maxes, do_deconv, do_deconv_norm, "
+                             "do_backprop, do_backprop_norm, do_info", "do_maxes")
+        unknown = sorted(set(self.what) - set(WHAT))
+        if unknown:
+            raise UsageError(f"unknown outputs {unknown}: choose among {', '.join(WHAT)}", "what")
+        if not _is_count(self.idx_begin, 0):
+            raise UsageError(f"idx_begin must be an integer >= 0, got {self.idx_begin!r}", "idx_begin")
+        if self.idx_end is not None and not _is_count(self.idx_end, self.idx_begin + 1):
+            raise UsageError(f"idx_end must be an integer > idx_begin ({self.idx_begin}), got {self.idx_end!r}",
+                             "idx_end")
+        if self.n_top is not None and not _is_count(self.n_top, 1):
+            raise UsageError(f"n_top must be an integer >= 1, got {self.n_top!r}", "n_top")
+        if not isinstance(self.layer, str) or not self.layer:
+            raise UsageError(f"layer must be a layer name, got {self.layer!r}", "layer")
+
+
+def layer_top(nmt: str, maxes: Mapping[str, LayerMaxes], layer: str) -> TopN:
+    """The layer's top N as ``unit_pages.TopN``; a layer the tracker file does not hold is a one-line error."""
+    if layer not in maxes:
+        raise UsageError(f"layer {layer!r} is not in the tracker file {nmt}, which holds {', '.join(maxes) or 'none'}",
+                         "layer")
+    m = maxes[layer]
+    return TopN(layer, m.kind != "fc", m.values, m.images, m.positions)
+
+
+def image_list(job: CropJob, recorded: ImageList) -> ImageList:
+    """The image list of the run (see the module docstring): the recorded paths under datadir, or the filelist's,
+    which must equal the recorded list line for line where the tracker file records one."""
+    if not os.path.isdir(job.datadir):
+        raise UsageError(f"datadir {job.datadir} is not a folder", "datadir")
+    if job.filelist is None:
+        if not recorded.paths:
+            raise UsageError(f"{job.nmt} is the original's NetMaxTracker pickle, which records no image paths: give "
+                             "the filelist it was made from", "filelist")
+        return ImageList(list(recorded.paths), list(recorded.labels), job.datadir, recorded.description)
+    listed = read_filelist(job.datadir, job.filelist)
+    if recorded.paths:
+        for number, (path, label, saved_path, saved_label) in enumerate(
+                zip(listed.paths, listed.labels, recorded.paths, recorded.labels), 1):
+            if (path, label) != (saved_path, saved_label):
+                raise UsageError(f"filelist {job.filelist} image {number} is {path!r} label {label}, but the tracker "
+                                 f"file {job.nmt} recorded {saved_path!r} label {saved_label}: it must be the same "
+                                 "list that find_max_acts ran on", "filelist")
+        if len(listed) != len(recorded):
+            raise UsageError(f"filelist {job.filelist} names {len(listed)} images, but the tracker file {job.nmt} "
+                             f"recorded {len(recorded)}: it must be the same list that find_max_acts ran on",
+                             "filelist")
+    return listed
+
+
+def needed_images(top: TopN, idx_begin: int, idx_end: int, n_top: int) -> List[int]:
+    """The image indices the request draws, sorted (empty slots left out)."""
+    chosen = top.images[idx_begin:idx_end, :n_top]
+    return sorted({int(i) for i in chosen.ravel() if i >= 0})
+
+
+def check_images(images: ImageList, needed: List[int], job: CropJob) -> None:
+    """Every image the request draws is in the list and exists under datadir (before any work)."""
+    for index in needed:
+        if index >= len(images):
+            raise UsageError(f"the tracker file {job.nmt} names image {index}, but the list has {len(images)} "
+                             "images: give the filelist find_max_acts ran on", "filelist")
+        if not os.path.isfile(images.full_path(index)):
+            raise UsageError(f"image {index} {images.paths[index]!r} is not under datadir {job.datadir}: give the "
+                             "folder find_max_acts read", "datadir")
+
+
+def layer_layout(model: torch.nn.Module, job: CropJob, meta: dict, top: TopN) -> Layout:
+    """The layer's layout as find_max_acts read it; it must read as the tracker file recorded it, with as many
+    units."""
+    shapes, layouts = survey_layers(model, tuple(model.input_contract.size), dict(job.layouts), "size")
+    if job.layer not in layouts or job.layer not in shapes:
+        raise UsageError(f"layer {job.layer!r} is not a layer of the model (or produces no tensor)", "layer")
+    layout = with_include_prefix(layouts[job.layer], bool(meta.get("include_prefix", False)))
+    recorded = meta.get("layouts", {}).get(job.layer)
+    if recorded is not None and recorded != str(layout):
+        raise UsageError(f"layer {job.layer!r} reads as {layout} here, but the tracker file {job.nmt} recorded "
+                         f"{recorded}: declare it with layouts", "layouts")
+    units = canonical_shape(shapes[job.layer], layout, job.layer)[0]
+    if units != top.values.shape[0]:
+        raise UsageError(f"layer {job.layer!r} has {units} units in this model, but the tracker file {job.nmt} "
+                         f"recorded {top.values.shape[0]}: give the model find_max_acts ran", "model")
+    return layout
+
+
+def run_crop_patches(job: CropJob) -> List[str]:
+    """Run ``job`` (see the module docstring); returns the paths written."""
+    try:
+        meta, recorded, maxes = load_maxes(job.nmt)
+    except UsageError as exc:
+        raise UsageError(f"nmt (the tracker file): {exc}") from None
+    top = layer_top(job.nmt, maxes, job.layer)
+    n_units, n_saved = top.values.shape
+    idx_end = n_units if job.idx_end is None else job.idx_end
+    n_top = n_saved if job.n_top is None else job.n_top
+    if n_top > n_saved:
+        raise UsageError(f"n_top {n_top}: the tracker file {job.nmt} holds the top {n_saved} of each unit; ask for "
+                         f"1 .. {n_saved}", "n_top")
+    check_request(top, job.idx_begin, idx_end, n_top, job.what)
+    draws = any(w != "info" for w in job.what)
+    if draws and maxes[job.layer].kind == "tokens":
+        raise UsageError(f"layer {job.layer!r} was read over all its tokens (include_prefix), without a grid: no "
+                         "crop; run find_max_acts without it, or ask for do_info only", "do_maxes")
+    images = image_list(job, recorded)
+    check_images(images, needed_images(top, job.idx_begin, idx_end, n_top), job)
+    planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, job.what)
+    if not job.brave and any(os.path.exists(p) for p in planned):
+        check_writable(planned, job.brave)  # refuses before the model is loaded
+    context = open_run(job.model, job.device, Execution("eager", "float32"), job.brave)
+    model = context.model
+    layout = layer_layout(model, job, meta, top)
+    preprocess = preprocess_for(model)
+
+    def load_input(index: int) -> torch.Tensor:
+        return preprocess(load_image_rgb(images.full_path(index)))[None].to(context.device)
+
+    log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images", job.layer, job.idx_begin,
+             idx_end - 1, n_top - 1, ", ".join(job.what), len(images))
+    return write_unit_pages(model, top, images.paths, images.labels, load_input, job.outdir, job.idx_begin, idx_end,
+                            n_top, job.what, job.brave, layout)
+
