@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 from dvtoolbox.cli.arguments import new_parser
 from dvtoolbox.cli.exit_status import run_command
-from dvtoolbox.io.gallery import write_gallery
+from dvtoolbox.io.gallery import load_exemplars, scan_folder, write_gallery
 from dvtoolbox.io.gui_layout import IMAGE_CHOICES, write_gui_layout
 
 FLAGS = {"image": "--gui-image", "layer": "--gui-layer", "layer_units": "--gui-layer-units", "tile": "--gui-tile"}
@@ -58,6 +58,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _write(args: argparse.Namespace) -> int:
+    if args.exemplars is not None:  # every folder checked against the exemplars before any page is written
+        for folder in args.folders:
+            load_exemplars(folder, args.exemplars, scan_folder(folder))
     for folder in args.folders:
         print(write_gallery(folder, brave=args.brave, exemplars=args.exemplars))
     if args.gui_dir is not None:

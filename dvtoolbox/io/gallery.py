@@ -263,7 +263,8 @@ def _rank_html(rank: ExemplarRank, name: str, href: str) -> str:
                      if prefix in rank.files)
     title = f' title="{esc(rank.image)}"' if rank.image else ""
     data_value = "" if rank.value is None else repr(rank.value)
-    return (f'<figure class="exm" data-rank="{rank.rank}" data-value="{data_value}"{title}>{thumb}<figcaption>#{rank.rank} <b>{esc(rank.value_text)}</b> {links}</figcaption></figure>')
+    return (f'<figure class="exm" data-rank="{rank.rank}" data-value="{data_value}"{title}>{thumb}'
+            f'<figcaption>#{rank.rank} <b>{esc(rank.value_text)}</b> {links}</figcaption></figure>')
 
 
 def _float_or_none(text: Optional[str]) -> Optional[float]:

@@ -311,8 +311,8 @@ def test_missing_crops_and_info_files_show_what_exists(exemplified, tmp_path):
     assert [(f[0], f[1]) for f in figures] == [(rank, value) for rank, (value, _) in enumerate(rows)]
     assert figures[1][2] is None and figures[0][2] == "../out%20dir/fc8/unit_0001/maxim_000.png"
     assert '<div class="missing" style="width:50px;height:50px">no crop</div>' in text
-    assert [(f[0], f[1], f[3]) for f in figures_of(text, 2)] == [(0, "?", ["backprop"]), (1, "?", ["deconv", "backprop"]),
-                                                                 (2, "?", ["deconv", "backprop"])]
+    assert [(f[0], f[1], f[3]) for f in figures_of(text, 2)] == [
+        (0, "?", ["backprop"]), (1, "?", ["deconv", "backprop"]), (2, "?", ["deconv", "backprop"])]
     assert figures_of(text, 3) == [] and 'data-unit="3"' in text
 
 
@@ -325,6 +325,14 @@ def test_exemplars_of_another_layer_are_refused_in_one_line(exemplified, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--exemplars folder {str(other)!r} is of layer 'conv1'" in err, err
     assert "holds layer(s) fc8" in err and _tree(results) == before
+    conv = tmp_path / "conv"           # two folders, the second without fc8: neither page is written
+    conv.mkdir()
+    (conv / "x_info.txt").write_text("FindParams:\n  push_layer: conv1\n  push_channel: 0\n  rand_seed: 0\n")
+    before = _tree(tmp_path), _tree(results)
+    assert gallery_main([str(results), str(conv), "--exemplars", str(crops)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is of layer 'fc8' but {str(conv)!r} holds layer(s) conv1" in err, err
+    assert (_tree(tmp_path), _tree(results)) == before
 
 
 def _exemplars_with(crops, target, name, content):
