@@ -12,6 +12,12 @@ JavaScript; the page also honours ``index.html#sort=obj-desc`` (or ``?sort=``; k
 The page is a view of the folder, rebuilt rather than kept: it holds no timestamp, and is rewritten only when its
 text changes. An ``index.html`` that this module did not write (no ``generator`` meta tag) is never overwritten
 without ``brave``.
+
+With ``exemplars`` (crop_max_patches.py's ``outdir/<layer>`` folder, read by ``gallery_exemplars``), each cell of that
+layer also shows its unit's natural exemplars: the ``maxim_%03d.png`` crops as thumbnails in rank order, each with
+its value from the unit's info.txt and links to its deconv / backprop images that exist; a unit whose exemplars
+exist but which has no synthetic image gets a cell of its own (exemplars only). Their paths are relative to
+index.html. The exemplars' layer (the folder's name) must be one of the results' layers.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from urllib.parse import quote
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
+from dvtoolbox.io.gallery_exemplars import RANK_FILES, ExemplarRank, ExemplarUnit, read_exemplars
 from dvtoolbox.io.images import load_image_rgb
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,16 @@ THUMB_PX = 160
 LINKS = (("best_X", "best_X.jpg"), ("best_Xpm", "best_Xpm.jpg"), ("last_X", "last_X.jpg"),
          ("last_Xpm", "last_Xpm.jpg"), ("info.txt", "info.txt"), ("curve", "curve.png"))
 SORT_KEYS = ("unit", "obj-desc", "obj-asc")
+EXEMPLAR_PX = 50
+
+
+@dataclass
+class Exemplars:
+    """A layer's natural exemplars as the page links them: ``href`` the exemplars folder relative to index.html."""
+
+    layer: str
+    href: str
+    units: Dict[int, ExemplarUnit]
 
 
 @dataclass
@@ -115,29 +132,48 @@ def scan_folder(folder: str) -> List[UnitCell]:
     return sorted((read_cell(p) for p in paths), key=lambda c: c.sort_key)
 
 
-def gallery_html(cells: List[UnitCell], title: str, extra_links: Tuple[str, ...] = ()) -> str:
-    """The page's text: a grid of ``cells`` in the given order (that order is the 'unit' sort)."""
+def gallery_html(cells: List[UnitCell], title: str, extra_links: Tuple[str, ...] = (),
+                 exemplars: Optional[Exemplars] = None) -> str:
+    """The page's text: a grid of ``cells`` in the given order (that order is the 'unit' sort), with the units of
+    ``exemplars`` that have no cell placed among them by unit."""
     esc = html.escape
     layers = sorted({c.layer for c in cells})
     head = (f"{len(cells)} unit{'s' if len(cells) != 1 else ''} of layer{'s' if len(layers) != 1 else ''} "
             f"{', '.join(layers)}")
+    if exemplars is not None:
+        head += f"; natural exemplars of {exemplars.layer} units from {exemplars.href}/"
     links = "".join(f' &middot; <a href="{esc(quote(name))}">{esc(name)}</a>' for name in extra_links)
     buttons = "".join(f'<button type="button" data-sort="{key}">{label}</button>'
                       for key, label in zip(SORT_KEYS, ("unit", "best obj &darr;", "best obj &uarr;")))
-    body = "\n".join(_cell_html(i, c) for i, c in enumerate(cells))
+    body = "\n".join(render(i) for i, render in enumerate(_cell_renderers(cells, exemplars)))
     return _PAGE.format(generator=GENERATOR, title=esc(title), head=esc(head), links=links, buttons=buttons,
                         cells=body, script=_SCRIPT)
 
 
-def write_gallery(folder: str, brave: bool = False) -> str:
-    """Build ``<folder>/index.html`` from the folder's results; returns its path. Rewrites it only when its text
-    changes; refuses (UsageError) to replace an index.html that this module did not write, unless ``brave``."""
+def load_exemplars(folder: str, exemplars_dir: str, cells: List[UnitCell]) -> Exemplars:
+    """The exemplars of ``exemplars_dir`` for the page in ``folder``; UsageError when their layer is none of the
+    cells' layers."""
+    layer, units = read_exemplars(exemplars_dir)
+    layers = sorted({c.layer for c in cells})
+    if layer not in layers:
+        raise UsageError(f"exemplars folder {exemplars_dir!r} is of layer {layer!r} but {folder!r} holds layer(s) "
+                         f"{', '.join(layers)}; give crop_max_patches.py's OUTDIR/<layer> of the same layer",
+                         "exemplars")
+    href = os.path.relpath(os.path.abspath(exemplars_dir), os.path.abspath(folder)).replace(os.sep, "/")
+    return Exemplars(layer=layer, href=href, units=units)
+
+
+def write_gallery(folder: str, brave: bool = False, exemplars: Optional[str] = None) -> str:
+    """Build ``<folder>/index.html`` from the folder's results (and the natural exemplars of crop_max_patches.py's
+    ``exemplars`` folder, ``outdir/<layer>``); returns its path. Rewrites it only when its text changes; refuses
+    (UsageError) to replace an index.html that this module did not write, unless ``brave``."""
     cells = scan_folder(folder)
+    found = None if exemplars is None else load_exemplars(folder, exemplars, cells)
     path = os.path.join(folder, INDEX_NAME)
     summaries = tuple(sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(folder),
                                                                                  "*_summary.json"))))
     name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
-    text = gallery_html(cells, f"dvtoolbox results: {name}", summaries)
+    text = gallery_html(cells, f"dvtoolbox results: {name}", summaries, found)
     old = _read_text(path)
     if old == text:
         log.info("%s is up to date", path)
@@ -150,7 +186,23 @@ def write_gallery(folder: str, brave: bool = False) -> str:
     return path
 
 
-def _cell_html(order: int, cell: UnitCell) -> str:
+def _cell_renderers(cells: List[UnitCell], exemplars: Optional[Exemplars]) -> List:
+    """One function order -> cell HTML per cell, in page order: the synthetic cells (with their unit's exemplars)
+    and the exemplars-only units, by (layer, unit)."""
+    def shown(cell):
+        if exemplars is None or cell.layer != exemplars.layer:
+            return None
+        return exemplars.units.get(cell.channel)
+    href = "" if exemplars is None else exemplars.href
+    entries = [(c.sort_key, lambda i, c=c: _cell_html(i, c, shown(c), href)) for c in cells]
+    if exemplars is not None:
+        have = {c.channel for c in cells if c.layer == exemplars.layer}
+        entries += [((exemplars.layer, unit, "", -1, ""), lambda i, u=unit: _exemplars_only_html(i, exemplars, u))
+                    for unit in exemplars.units if unit not in have]
+    return [render for _, render in sorted(entries, key=lambda e: e[0])]
+
+
+def _cell_html(order: int, cell: UnitCell, exemplars: Optional[ExemplarUnit] = None, href: str = "") -> str:
     esc = html.escape
     name = f"{cell.layer} unit {cell.channel}"
     if cell.spatial not in ("", "(0, 0)"):
@@ -173,7 +225,46 @@ def _cell_html(order: int, cell: UnitCell) -> str:
             f'data-layer="{esc(cell.layer)}" data-unit="{cell.channel}" data-seed="{cell.seed}">{thumb}'
             f'<div class="name">{esc(name)}, seed {cell.seed}</div>'
             f'<div class="obj">best obj <b>{esc(obj)}</b> (iteration {esc(cell.best_ii)})</div>'
-            f'<div class="meta {meta_class}">{esc(meta)}</div><div class="links">{links}</div></div>')
+            f'<div class="meta {meta_class}">{esc(meta)}</div><div class="links">{links}</div>'
+            f'{"" if exemplars is None else _exemplars_html(exemplars, name, href)}</div>')
+
+
+def _exemplars_only_html(order: int, exemplars: Exemplars, unit: int) -> str:
+    esc = html.escape
+    name = f"{exemplars.layer} unit {unit}"
+    return (f'<div class="cell exonly" id="exemplars_{esc(exemplars.layer)}_{unit:04d}" data-order="{order}" '
+            f'data-obj="" data-layer="{esc(exemplars.layer)}" data-unit="{unit}" data-seed="">'
+            f'<div class="name">{esc(name)}: no synthetic image</div>'
+            f'{_exemplars_html(exemplars.units[unit], name, exemplars.href)}</div>')
+
+
+def _exemplars_html(unit: ExemplarUnit, name: str, href: str) -> str:
+    """A unit's natural exemplars: one figure per rank (crop thumbnail, value, links), rank 0 first."""
+    figures = "".join(_rank_html(rank, name, href) for rank in unit.ranks)
+    return (f'<div class="ex" data-unit="{unit.unit}"><div class="exlabel">natural exemplars'
+            f'{"" if figures else ": none"}</div>{figures}</div>')
+
+
+def _rank_html(rank: ExemplarRank, name: str, href: str) -> str:
+    esc = html.escape
+
+    def url(path):
+        return esc(quote(f"{href}/{path}"))
+    if rank.size is not None:
+        width, height = rank.size
+        scale = EXEMPLAR_PX / max(width, height)
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        pixelated = ' class="px"' if scale > 1 else ""
+        thumb = (f'<a href="{url(rank.files["maxim"])}"><img src="{url(rank.files["maxim"])}" width="{w}" '
+                 f'height="{h}"{pixelated} alt="{esc(name)}, exemplar {rank.rank}"></a>')
+    else:
+        thumb = f'<div class="missing" style="width:{EXEMPLAR_PX}px;height:{EXEMPLAR_PX}px">no crop</div>'
+    links = " ".join(f'<a href="{url(rank.files[prefix])}">{esc(label)}</a>' for prefix, label in RANK_FILES[1:]
+                     if prefix in rank.files)
+    title = f' title="{esc(rank.image)}"' if rank.image else ""
+    data_value = "" if rank.value is None else repr(rank.value)
+    return (f'<figure class="exm" data-rank="{rank.rank}" data-value="{data_value}"{title}>{thumb}'
+            f'<figcaption>#{rank.rank} <b>{esc(rank.value_text)}</b> {links}</figcaption></figure>')
 
 
 def _float_or_none(text: Optional[str]) -> Optional[float]:
@@ -244,6 +335,10 @@ h1 {{ font-size: 17px; margin: 0 0 4px; }}
 .meta.ok {{ color: #1a7f37; }}
 .meta.fail {{ color: #b35900; }}
 .links a {{ margin-right: 3px; }}
+.ex {{ margin-top: 4px; border-top: 1px solid #ccc; padding-top: 3px; display: flex; flex-wrap: wrap; gap: 2px; }}
+.exlabel {{ width: 100%; }}
+.exm {{ width: 54px; margin: 0; font-size: 10px; text-align: center; overflow-wrap: anywhere; }}
+.exm img {{ margin: 0 auto; }}
 </style>
 </head>
 <body>

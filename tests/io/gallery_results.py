@@ -13,3 +13,29 @@ def make_results(folder, *flags):
     argv = ["--model", "tiny_test", "--max-iter", "6", "--push-channel", "0:4", "--batch-size", "4",
             "--device", "cpu", "--output-prefix", str(folder / "opt"), *ROW1, *flags]
     return main(argv, settings_dirs=[])
+
+
+EXEMPLAR_UNITS = (0, 1, 2, 3, 4)   # fc8 has 5 units: unit 4 has exemplars but no synthetic image
+N_TOP = 3
+
+
+def make_exemplars(folder):
+    """find_max_acts.py then crop_max_patches.py on 5 seeded photographs (tiny_test, fc8, N 3): the crops, deconv,
+    backprop and info.txt of units 0..4 under folder/crops/fc8/unit_NNNN/; returns folder/crops/fc8."""
+    import numpy as np
+    from PIL import Image
+
+    from dvtoolbox.cli.crop_max_patches import main as crop_main
+    from dvtoolbox.cli.find_max_acts import main as find_main
+
+    data = folder / "photos"
+    data.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (8 + i, 10, 3), dtype=np.uint8)).save(data / f"p{i}.png")
+    nmt = folder / "maxes.npz"
+    assert find_main(["--device", "cpu", "--workers", "0", "--model", "tiny_test", "--N", str(N_TOP), "--layers",
+                      "fc8", str(data), str(nmt)]) == 0
+    assert crop_main(["--device", "cpu", "--model", "tiny_test", "--do-maxes", "--do-deconv", "--do-backprop",
+                      "--do-info", str(nmt), str(data), str(folder / "crops"), "fc8"]) == 0
+    return folder / "crops" / "fc8"

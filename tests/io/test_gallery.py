@@ -2,6 +2,7 @@
 
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ from dvtoolbox.cli.gallery import main as gallery_main
 from dvtoolbox.cli.optimize_image import main as optimize_main
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.gallery import parse_info_text, scan_folder, write_gallery
-from tests.io.gallery_results import ROW1, UNITS, make_results
+from tests.io.gallery_results import EXEMPLAR_UNITS, N_TOP, ROW1, UNITS, make_exemplars, make_results
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,3 +232,151 @@ def _empty(tmp):
 def _tree(root):
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
             for p in Path(root).rglob("*")}
+
+
+# --exemplars: crop_max_patches.py's crops beside the synthetic images
+
+@pytest.fixture(scope="module")
+def exemplified(tmp_path_factory):
+    """(results folder of fc8 units 0..3, crop_max_patches' crops/fc8 of units 0..4, N 3), under one root."""
+    root = tmp_path_factory.mktemp("exemplified")
+    (root / "res").mkdir()
+    assert make_results(root / "res") == 0
+    return root / "res", make_exemplars(root)
+
+
+def info_rows(unit_dir):
+    """(value text, image name) per row of a crop_max_patches info.txt, restated: the header, then
+    ``is_conv val image_idx image_class [i j] filename``."""
+    lines = (unit_dir / "info.txt").read_text().splitlines()
+    assert lines[0].startswith("# is_conv val")
+    return [(line.split()[1], line.split()[-1]) for line in lines[1:]]
+
+
+def figures_of(text, unit):
+    """(rank, value text, maxim src or None, [link labels]) of each exemplar of ``unit``'s cell, in page order."""
+    cell = re.search(rf'<div class="cell[^"]*" [^>]*data-unit="{unit}".*?</div></div>\n', text + "\n", re.S)
+    figures = re.findall(r'<figure class="exm" data-rank="(\d+)"[^>]*>(.*?)</figure>', cell.group(0) if cell else "")
+    out = []
+    for rank, body in figures:
+        src = re.search(r'<img src="([^"]*)"', body)
+        value = re.search(r"<figcaption>#\d+ <b>([^<]*)</b>", body).group(1)
+        out.append((int(rank), value, src and src.group(1), re.findall(r'<a href="[^"]*">([^<]*)</a>',
+                                                                      body.split("<figcaption>")[1])))
+    return out
+
+
+def test_exemplars_show_each_units_crops_in_rank_order_with_their_values(exemplified, tmp_path):
+    results, crops = exemplified
+    copy = tmp_path / "res"
+    shutil.copytree(results, copy)
+    assert gallery_main([str(copy), "--exemplars", str(crops)]) == 0
+    text = (copy / "index.html").read_text()
+    assert [int(u) for u in re.findall(r'<div class="cell[^"]*" [^>]*data-unit="(\d+)"', text)] == list(
+        EXEMPLAR_UNITS)
+    assert re.search(r'<div class="cell exonly" [^>]*data-unit="4"', text)  # exemplars, no synthetic image
+    assert "fc8 unit 4: no synthetic image" in text
+    for unit in EXEMPLAR_UNITS:
+        rows = info_rows(crops / f"unit_{unit:04d}")
+        assert len(rows) == N_TOP
+        figures = figures_of(text, unit)
+        assert [(f[0], f[1]) for f in figures] == [(rank, value) for rank, (value, _) in enumerate(rows)]
+        values = [float(v) for v, _ in rows]
+        assert values == sorted(values, reverse=True) and len(set(values)) == N_TOP  # the order means something
+        for rank, _, src, labels in figures:
+            assert src == f"{os.path.relpath(crops, copy)}/unit_{unit:04d}/maxim_{rank:03d}.png"
+            assert (copy / src).resolve() == (crops / f"unit_{unit:04d}" / f"maxim_{rank:03d}.png").resolve()
+            assert labels == ["deconv", "backprop"]  # the norms were not asked of crop_max_patches
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    before = ((copy / "index.html").read_bytes(), (copy / "index.html").stat().st_mtime_ns)
+    assert write_gallery(str(copy), exemplars=str(crops)) == str(copy / "index.html")
+    assert ((copy / "index.html").read_bytes(), (copy / "index.html").stat().st_mtime_ns) == before
+    assert gallery_main([str(copy)]) == 0  # without the flag: the page of the synthetic images alone
+    assert "exemplar" not in (copy / "index.html").read_text()
+
+
+def test_missing_crops_and_info_files_show_what_exists(exemplified, tmp_path):
+    results, crops = exemplified
+    copy, layer = tmp_path / "res", tmp_path / "out dir" / "fc8"
+    shutil.copytree(results, copy)
+    shutil.copytree(crops, layer)
+    (layer / "unit_0001" / "maxim_001.png").unlink()       # --do-maxes not run for this rank
+    (layer / "unit_0002" / "info.txt").unlink()            # --do-info not run: ranks from the crops, values unknown
+    (layer / "unit_0002" / "deconv_000.png").unlink()
+    shutil.rmtree(layer / "unit_0003")                     # a unit crop_max_patches did not reach
+    assert gallery_main([str(copy), "--exemplars", str(layer)]) == 0
+    text = (copy / "index.html").read_text()
+    rows = info_rows(crops / "unit_0001")
+    figures = figures_of(text, 1)
+    assert [(f[0], f[1]) for f in figures] == [(rank, value) for rank, (value, _) in enumerate(rows)]
+    assert figures[1][2] is None and figures[0][2] == "../out%20dir/fc8/unit_0001/maxim_000.png"
+    assert '<div class="missing" style="width:50px;height:50px">no crop</div>' in text
+    assert [(f[0], f[1], f[3]) for f in figures_of(text, 2)] == [
+        (0, "?", ["backprop"]), (1, "?", ["deconv", "backprop"]), (2, "?", ["deconv", "backprop"])]
+    assert figures_of(text, 3) == [] and 'data-unit="3"' in text
+
+
+def test_exemplars_of_another_layer_are_refused_in_one_line(exemplified, tmp_path, capsys):
+    results, crops = exemplified
+    other = tmp_path / "conv1"
+    shutil.copytree(crops, other)
+    before = _tree(results)
+    assert gallery_main([str(results), "--exemplars", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--exemplars folder {str(other)!r} is of layer 'conv1'" in err, err
+    assert "holds layer(s) fc8" in err and _tree(results) == before
+    conv = tmp_path / "conv"           # two folders, the second without fc8: neither page is written
+    conv.mkdir()
+    (conv / "x_info.txt").write_text("FindParams:\n  push_layer: conv1\n  push_channel: 0\n  rand_seed: 0\n")
+    before = _tree(tmp_path), _tree(results)
+    assert gallery_main([str(results), str(conv), "--exemplars", str(crops)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is of layer 'fc8' but {str(conv)!r} holds layer(s) conv1" in err, err
+    assert (_tree(tmp_path), _tree(results)) == before
+
+
+def _exemplars_with(crops, target, name, content):
+    """A copy of the crops folder ``crops`` at ``target`` with ``name`` made: bytes, or None (removed)."""
+    shutil.copytree(crops, target)
+    if content is None:
+        shutil.rmtree(target / name) if (target / name).is_dir() else (target / name).unlink()
+    else:
+        (target / name).write_bytes(content)
+    return target
+
+
+# name -> (the --exemplars folder, given the tmp folder and crops/fc8; the line's text)
+BAD_EXEMPLARS = {
+    "missing folder": (lambda tmp, crops: tmp / "fc8", "--exemplars folder '{t}/fc8' does not exist or is not a "
+                                                       "folder"),
+    "a file": (lambda tmp, crops: _file(tmp), "--exemplars folder '{t}/afile' does not exist or is not a folder"),
+    "no unit folders": (lambda tmp, crops: _empty(tmp), "--exemplars folder '{t}/empty' holds no unit_NNNN folder"),
+    "the outdir, not its layer": (lambda tmp, crops: _exemplars_with(crops.parent, tmp / "crops", "x", b""),
+                                  "--exemplars folder '{t}/crops' holds no unit_NNNN folder"),
+    "another layer": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc7", "x", b""),
+                      "--exemplars folder '{t}/fc7' is of layer 'fc7' but"),
+    "binary info.txt": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc8", "unit_0001/info.txt",
+                                                           bytes(range(256))),
+                        "cannot read {t}/fc8/unit_0001/info.txt: 'utf-8' codec can't decode"),
+    "info.txt row not a number": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc8", "unit_0002/info.txt",
+                                                                     b"# is_conv val\n0 big 1 -1 p1.png\n"),
+                                  "{t}/fc8/unit_0002/info.txt line 2 is not a crop_max_patches.py info.txt row"),
+    "info.txt row short": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc8", "unit_0002/info.txt",
+                                                              b"# is_conv val\n1 0.5 1 -1 p1.png\n"),
+                           "{t}/fc8/unit_0002/info.txt line 2 is not a crop_max_patches.py info.txt row"),
+    "damaged crop": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc8", "unit_0000/maxim_002.png", b"\x89PNG"),
+                     "image '{t}/fc8/unit_0000/maxim_002.png'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EXEMPLARS))
+def test_bad_exemplars_input_is_one_line_exit_2_and_writes_nothing(exemplified, tmp_path, capsys, case):
+    results, crops = exemplified
+    make, expected = BAD_EXEMPLARS[case]
+    argv = [str(results), "--exemplars", str(make(tmp_path, crops))]
+    before, results_before = _tree(tmp_path), _tree(results.parent)
+    assert gallery_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m dvtoolbox.cli.gallery: error: ") and err.count("\n") == 1, err
+    assert expected.format(t=tmp_path) in err and "Traceback" not in err, err
+    assert _tree(tmp_path) == before and _tree(results.parent) == results_before

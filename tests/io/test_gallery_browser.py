@@ -1,20 +1,23 @@
-"""index.html in a real headless Chromium: the screenshot shows every unit's best_X thumbnail, and the page's
-JavaScript sorts the grid as #sort= / ?sort= ask.
+"""index.html in a real headless Chromium: the screenshot shows every unit's best_X thumbnail, the page's
+JavaScript sorts the grid as #sort= / ?sort= ask, and with --exemplars every crop loads.
 
 Skipped when no Chromium is installed, unless the environment variable CI is set: then it fails (install it with
 ``apt-get install -y chromium``)."""
 
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
+import urllib.parse
 
 import numpy as np
 import pytest
 
 from dvtoolbox.io.images import load_image_rgb
-from tests.io.gallery_results import UNITS, make_results
+from dvtoolbox.cli.gallery import main as gallery_main
+from tests.io.gallery_results import EXEMPLAR_UNITS, N_TOP, UNITS, make_exemplars, make_results
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WINDOW = (900, 700)
@@ -107,3 +110,38 @@ def test_the_pages_javascript_sorts_by_unit_and_by_obj(browser, folder, tmp_path
     assert dom_order(browser, tmp_path, url + "#sort=obj-asc") == ("obj-asc", by_obj)
     assert dom_order(browser, tmp_path, url + "?sort=obj-asc") == ("obj-asc", by_obj)
     assert dom_order(browser, tmp_path, url + "#sort=nonsense") == ("unit", list(UNITS))
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var seen = Array.prototype.map.call(document.images, function (img) {
+    return [img.getAttribute("src"), img.complete, img.naturalWidth, img.naturalHeight]; });
+  document.body.setAttribute("data-images", JSON.stringify(seen));
+});
+</script>
+</body>"""
+
+
+def test_exemplar_crops_load_beside_the_synthetic_images(browser, tmp_path_factory, tmp_path):
+    """A page built with --exemplars: every <img> (synthetic thumbnails and crops, in their relative folders) is
+    loaded by the browser with its file's size. The page is read through a copy beside it, with a probe script."""
+    root = tmp_path_factory.mktemp("exemplars browser")
+    (root / "res").mkdir()
+    assert make_results(root / "res") == 0
+    crops = make_exemplars(root)
+    assert gallery_main([str(root / "res"), "--exemplars", str(crops)]) == 0
+    text = (root / "res" / "index.html").read_text()
+    assert text.count("</body>") == 1
+    (root / "res" / "probe.html").write_text(text.replace("</body>", PROBE))
+    dom = chromium(browser, tmp_path, "--virtual-time-budget=3000", "--dump-dom",
+                   (root / "res" / "probe.html").as_uri())
+    found = re.search(r'<body [^>]*data-images="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    seen = json.loads(html.unescape(found.group(1)))
+    srcs = [s[0] for s in seen]
+    expected = [f"opt_fc8_{u:04d}_0_best_X.jpg" for u in UNITS]
+    expected += [f"../crops/fc8/unit_{u:04d}/maxim_{r:03d}.png" for u in EXEMPLAR_UNITS for r in range(N_TOP)]
+    assert sorted(srcs) == sorted(expected) and len(srcs) == len(UNITS) + len(EXEMPLAR_UNITS) * N_TOP
+    for src, complete, width, height in seen:
+        shown = load_image_rgb(str(root / "res" / urllib.parse.unquote(src)))
+        assert complete and width > 0 and (width, height) == (shown.shape[1], shown.shape[0]), src

@@ -1,0 +1,109 @@
+"""A layer's natural exemplars for the gallery: crop_max_patches.py's ``outdir/<layer>`` folder, read as plain files.
+
+The folder holds ``unit_%04d/`` folders (crop_max_patches' layout): ``maxim_%03d.png`` (the crop of rank k, 0 the
+highest), ``deconv_%03d.png``, ``deconvnorm_%03d.png``, ``backprop_%03d.png``, ``backpropnorm_%03d.png`` and
+``info.txt`` (``# is_conv val image_idx image_class [i j] filename``, one row per rank). The layer is the folder's
+name. A unit's ranks are its info.txt rows (values and image names known); without info.txt, its ``maxim_*.png``
+files (values unknown). Nothing is unpickled; bad files raise one-line ``UsageError`` naming ``exemplars``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from dvtoolbox.errors import UsageError
+from dvtoolbox.io.images import load_image_rgb
+
+UNIT_DIR = re.compile(r"unit_(\d{4,})")
+RANK_FILES = (("maxim", "maxim"), ("deconv", "deconv"), ("deconvnorm", "deconv norm"), ("backprop", "backprop"),
+              ("backpropnorm", "backprop norm"))
+"""(file prefix, link label) of a rank's images; ``maxim`` is the thumbnail."""
+
+
+@dataclass
+class ExemplarRank:
+    """One rank of a unit: value None when no info.txt gives it; files: file prefix -> path relative to the
+    exemplars folder, for the files that exist; size: (width, height) of the maxim crop, None when it is missing."""
+
+    rank: int
+    value: Optional[float]
+    image: str
+    value_text: str = "?"
+    files: Dict[str, str] = field(default_factory=dict)
+    size: Optional[Tuple[int, int]] = None
+
+
+@dataclass
+class ExemplarUnit:
+    """One unit's exemplars in rank order (0 the highest)."""
+
+    unit: int
+    ranks: List[ExemplarRank]
+
+
+def read_exemplars(folder: str) -> Tuple[str, Dict[int, ExemplarUnit]]:
+    """(layer, {unit: ExemplarUnit}) of crop_max_patches' ``outdir/<layer>`` folder; UsageError when it is not one."""
+    if not os.path.isdir(folder):
+        raise UsageError(f"exemplars folder {folder!r} does not exist or is not a folder", "exemplars")
+    layer = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+    units = {}
+    for name in sorted(os.listdir(folder)):
+        match = UNIT_DIR.fullmatch(name)
+        if match and os.path.isdir(os.path.join(folder, name)):
+            units[int(match.group(1))] = read_unit(folder, name, int(match.group(1)))
+    if not units:
+        raise UsageError(f"exemplars folder {folder!r} holds no unit_NNNN folder of crop_max_patches.py; give its "
+                         "OUTDIR/<layer>", "exemplars")
+    return layer, units
+
+
+def read_unit(folder: str, name: str, unit: int) -> ExemplarUnit:
+    """The ranks of ``folder/name`` (a ``unit_%04d`` folder)."""
+    unit_path = os.path.join(folder, name)
+    info = os.path.join(unit_path, "info.txt")
+    if os.path.isfile(info):
+        rows = parse_unit_info(info)
+    else:
+        found = sorted(int(m.group(1)) for m in (re.fullmatch(r"maxim_(\d{3,})\.png", f)
+                                                 for f in os.listdir(unit_path)) if m)
+        rows = [(rank, None, "?", "") for rank in found]
+    ranks = []
+    for rank, value, value_text, image in rows:
+        files = {prefix: f"{name}/{prefix}_{rank:03d}.png" for prefix, _ in RANK_FILES
+                 if os.path.isfile(os.path.join(unit_path, f"{prefix}_{rank:03d}.png"))}
+        size = None
+        if "maxim" in files:
+            img = load_image_rgb(os.path.join(folder, files["maxim"]))
+            size = (img.shape[1], img.shape[0])
+        ranks.append(ExemplarRank(rank=rank, value=value, image=image, value_text=value_text, files=files,
+                                  size=size))
+    return ExemplarUnit(unit=unit, ranks=ranks)
+
+
+def parse_unit_info(path: str) -> List[Tuple[int, float, str, str]]:
+    """(rank, value, its text, image file name) of each row of a crop_max_patches info.txt, the rows in rank order."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            is_conv = int(line.split(" ", 1)[0])
+            fields = line.split(" ", 6 if is_conv else 4)
+            value = float(fields[1])
+            image = fields[-1]
+            if is_conv not in (0, 1) or len(fields) != (7 if is_conv else 5):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise UsageError(f"{path} line {number} is not a crop_max_patches.py info.txt row "
+                             "(is_conv val image_idx image_class [i j] filename)") from None
+        rank = len(rows)
+        rows.append((rank, value, fields[1], image))
+    return rows
