@@ -83,10 +83,7 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
     elif len(paths) in (4, 5):
         nmt, datadir = paths[0], paths[1]
         filelist, outdir, layer = (paths[2] if len(paths) == 5 else None), paths[-2], paths[-1]
-        options = model_options(args)
-        model = args.model or recorded_model(nmt) or DEFAULT_MODEL
-        choice = ModelChoice(model, options["weights"], options["input_mean"], options["input_std"],
-                             trust_model_file=options["trust_model_file"])
+        choice = ModelChoice(args.model or recorded_model(nmt) or DEFAULT_MODEL, **model_options(args))
     else:
         raise UsageError("expected nmt_pkl net_prototxt net_weights datadir filelist outdir layer, or nmt datadir "
                          f"[filelist] outdir layer; got {len(paths)} paths")

@@ -76,9 +76,7 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
         choice = ModelChoice(deploy_proto=paths[0], net_weights=paths[1])
         datadir, filelist, outfile = paths[2:]
     elif len(paths) in (2, 3):
-        options = model_options(args)
-        choice = ModelChoice(args.model or DEFAULT_MODEL, options["weights"], options["input_mean"], options["input_std"],
-                             trust_model_file=options["trust_model_file"])
+        choice = ModelChoice(args.model or DEFAULT_MODEL, **model_options(args))
         datadir, filelist, outfile = paths[0], (paths[1] if len(paths) == 3 else None), paths[-1]
     else:
         raise UsageError(f"expected net_prototxt net_weights datadir filelist outfile, or datadir [filelist] outfile; "

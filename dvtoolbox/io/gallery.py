@@ -207,15 +207,9 @@ def _cell_html(order: int, cell: UnitCell, exemplars: Optional[ExemplarUnit] = N
     name = f"{cell.layer} unit {cell.channel}"
     if cell.spatial not in ("", "(0, 0)"):
         name += f" at {cell.spatial}"
-    if "best_X" in cell.files:
-        width, height = cell.thumb_size
-        scale = THUMB_PX / max(width, height)
-        w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        pixelated = ' class="px"' if scale > 1 else ""
-        thumb = (f'<a href="{esc(quote(cell.files["best_X"]))}"><img src="{esc(quote(cell.files["best_X"]))}" '
-                 f'width="{w}" height="{h}"{pixelated} alt="{esc(name)}, best_X"></a>')
-    else:
-        thumb = f'<div class="missing" style="width:{THUMB_PX}px;height:{THUMB_PX}px">no best_X.jpg</div>'
+    best = cell.files.get("best_X")
+    thumb = _thumbnail_html(esc(quote(best)) if best else None, cell.thumb_size, THUMB_PX, f"{name}, best_X",
+                            "no best_X.jpg")
     obj = "none" if cell.best_obj is None else f"{cell.best_obj:g}"
     meta = cell.meta_result.replace("Metaresult: ", "")
     meta_class = "ok" if meta == "majority success" else "fail"
@@ -227,6 +221,19 @@ def _cell_html(order: int, cell: UnitCell, exemplars: Optional[ExemplarUnit] = N
             f'<div class="obj">best obj <b>{esc(obj)}</b> (iteration {esc(cell.best_ii)})</div>'
             f'<div class="meta {meta_class}">{esc(meta)}</div><div class="links">{links}</div>'
             f'{"" if exemplars is None else _exemplars_html(exemplars, name, href)}</div>')
+
+
+def _thumbnail_html(url: Optional[str], size: Optional[Tuple[int, int]], box_px: int, alt: str,
+                    missing: str) -> str:
+    """An image scaled to fit ``box_px`` (its larger side), linked to itself (``url``: quoted and escaped), or a box
+    saying ``missing`` when there is none (url None); enlarged images are drawn pixelated."""
+    if url is None:
+        return f'<div class="missing" style="width:{box_px}px;height:{box_px}px">{missing}</div>'
+    width, height = size
+    scale = box_px / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    pixelated = ' class="px"' if scale > 1 else ""
+    return (f'<a href="{url}"><img src="{url}" width="{w}" height="{h}"{pixelated} alt="{html.escape(alt)}"></a>')
 
 
 def _exemplars_only_html(order: int, exemplars: Exemplars, unit: int) -> str:
@@ -250,15 +257,8 @@ def _rank_html(rank: ExemplarRank, name: str, href: str) -> str:
 
     def url(path):
         return esc(quote(f"{href}/{path}"))
-    if rank.size is not None:
-        width, height = rank.size
-        scale = EXEMPLAR_PX / max(width, height)
-        w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        pixelated = ' class="px"' if scale > 1 else ""
-        thumb = (f'<a href="{url(rank.files["maxim"])}"><img src="{url(rank.files["maxim"])}" width="{w}" '
-                 f'height="{h}"{pixelated} alt="{esc(name)}, exemplar {rank.rank}"></a>')
-    else:
-        thumb = f'<div class="missing" style="width:{EXEMPLAR_PX}px;height:{EXEMPLAR_PX}px">no crop</div>'
+    thumb = _thumbnail_html(url(rank.files["maxim"]) if rank.size is not None else None, rank.size, EXEMPLAR_PX,
+                            f"{name}, exemplar {rank.rank}", "no crop")
     links = " ".join(f'<a href="{url(rank.files[prefix])}">{esc(label)}</a>' for prefix, label in RANK_FILES[1:]
                      if prefix in rank.files)
     title = f' title="{esc(rank.image)}"' if rank.image else ""

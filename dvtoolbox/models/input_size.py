@@ -15,7 +15,7 @@
 4. 224 x 224.
 
 ``size_errors(model, size, setting)`` is the context of every probe forward pass (``layouts.survey_layers``, which
-FeatureViz, the optimize job and both ``--list-layers`` run; ``probe_size``, visualize's check before any file): an
+FeatureViz, the optimize job, visualize's check before any file and both ``--list-layers`` run): an
 AssertionError or RuntimeError the model raises there (torchvision's "Wrong image height! Expected 32 but got 224!",
 timm's "Input height (224) doesn't match model (32)", a matrix product of the wrong shape) becomes one UsageError
 naming the size used, the size the model expects where it is known, and ``setting``, the name of the setting to
@@ -31,7 +31,6 @@ import re
 from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
-import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
@@ -149,14 +148,6 @@ def size_errors(model: nn.Module, size: HW, setting: str = "size") -> Iterator[N
         yield
     except (AssertionError, RuntimeError) as exc:
         raise size_error(model, tuple(size), setting, exc) from None
-
-
-def probe_size(model: nn.Module, size: HW, setting: str = "size") -> None:
-    """One forward pass of zeros (1, 3, *size) on the model's device, before any work: a model that refuses the size
-    is ``size_error``'s one line."""
-    parameter = next(iter(list(model.parameters()) + list(model.buffers())), None)
-    with torch.no_grad(), size_errors(model, size, setting):
-        model(torch.zeros((1, 3) + tuple(size), device=parameter.device if parameter is not None else "cpu"))
 
 
 def _as_setting(hw: HW, setting: str) -> str:

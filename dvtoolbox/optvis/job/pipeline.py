@@ -17,7 +17,6 @@ import torch
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb, resize_center_crop
 from dvtoolbox.models.capture import layer_shapes
-from dvtoolbox.models.input_size import probe_size
 from dvtoolbox.models.layouts import Layout, model_layouts, survey_layers
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.objectives import Objective, create_objective
@@ -42,13 +41,10 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
     objective = create_objective(job.parsed_objective, model=model)
-    if job.layouts:  # each declared layout fits its layer, before any file
-        model_layouts(model, tuple(model.input_contract.size), job.layouts)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
-    else:  # a model that refuses its own input size: one line, before any file
-        probe_size(model, tuple(model.input_contract.size))
     if job.alpha:
+        check_model_survey(job, model)
         return run_transparent(job, context)
     h, w = image_size(job, model.input_contract)
     kwargs = render_kwargs(job)
@@ -56,16 +52,23 @@ def run_visualize(job: VisualizeJob) -> List[str]:
         param_f, objective = accentuation(job, model, objective, kwargs, h, w)
     else:
         param_f = PARAMETERISATIONS[job.param](job, model.input_contract, h, w)
+    # its survey, before any file: the model takes its own input size, each declared layout fits its layer
+    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts, fit=job.fit,
+                    programs=context.programs)
     paths, extra = image_paths(job), extra_paths(job)
     context.check_outputs([p for group in paths.values() for p in group] + list(extra.values()) + side_paths(job))
     warn_if_too_few_steps(job.recipe, job.thresholds[-1])
 
-    fv = FeatureViz(model, objective, resize_to_contract=job.resize_to_contract, layouts=job.layouts, fit=job.fit,
-                    programs=context.programs)
     start = time.perf_counter()
     images = fv.visualize(param_f, device=context.device, show_progress=job.progress, execution=context.execution,
                           **kwargs)
     return write_render(job, context, fv, images, param_f, time.perf_counter() - start)
+
+
+def check_model_survey(job: VisualizeJob, model) -> None:
+    """Before any file (transparency, whose FeatureViz is made later): the model takes its own input size and each
+    declared layout fits its layer; one line otherwise."""
+    model_layouts(model, tuple(model.input_contract.size), job.layouts)
 
 
 def layer_table(job: VisualizeJob) -> List[Tuple[str, Tuple[int, ...], Layout]]:
