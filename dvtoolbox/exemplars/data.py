@@ -169,9 +169,24 @@ class ImageDataset(Dataset):
         return x, index, error
 
 
+WORKER_NICENESS = 10
+
+
+def lower_priority(_worker_id: int = 0) -> None:
+    """A decoding worker's start: its scheduling priority lowered (``os.nice``, where the system has it), so that it
+    runs on what the network leaves idle of the cores instead of taking them from the network's threads."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:  # a system that refuses: the worker runs at the normal priority
+            pass
+
+
 def image_batches(images: ImageList, indices: Sequence[int], preprocess: Preprocess, batch_size: int,
-                  workers: int) -> DataLoader:
+                  workers: int, pin_memory: bool = False) -> DataLoader:
     """Batches (inputs (B, 3, h, w), indices (B,) int64, errors: list of B strings) in list order, decoded by
-    ``workers`` processes (0: in this one)."""
+    ``workers`` processes at a lower priority (``lower_priority``; 0: in this one); pin_memory: page-locked
+    batches, for a copy to a GPU that overlaps the computation."""
     return DataLoader(ImageDataset(images, indices, preprocess), batch_size=batch_size, shuffle=False,
-                      num_workers=workers, persistent_workers=False)
+                      num_workers=workers, persistent_workers=False, pin_memory=pin_memory,
+                      worker_init_fn=lower_priority if workers else None)

@@ -153,14 +153,17 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
 
     with tqdm(total=len(indices), initial=counts["images_done"], unit="img", desc="find_max_acts",
               disable=None if job.progress is None else not job.progress) as bar:
-        batches = image_batches(images, todo, preprocess_for(model), job.batch_size, workers) if todo else ()
+        on_gpu = torch.device(context.device).type == "cuda"
+        batches = (image_batches(images, todo, preprocess_for(model), job.batch_size, workers, pin_memory=on_gpu)
+                   if todo else ())
         for number, (inputs, batch_indices, errors) in enumerate(batches, 1):
             ok = torch.tensor([not e for e in errors], dtype=torch.bool)
             if not ok.all():
                 counts["unreadable"] += int((~ok).sum())
                 first_error = first_error or next(e for e in errors if e)
             if ok.any():
-                outputs = forward_layers(model, plan, inputs[ok].to(context.device), job.precision)
+                inputs = inputs if ok.all() else inputs[ok]
+                outputs = forward_layers(model, plan, inputs.to(context.device, non_blocking=True), job.precision)
                 tracker.update(outputs, batch_indices[ok].to(context.device))
             counts["images_done"] += len(batch_indices)
             bar.update(len(batch_indices))
