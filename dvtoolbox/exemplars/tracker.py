@@ -32,10 +32,8 @@ original ran on gives them), and its meta has ``"format": "original NetMaxTracke
 
 from __future__ import annotations
 
-import copyreg
 import io
 import json
-import pickle
 import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -46,6 +44,7 @@ import torch
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList
 from dvtoolbox.io.atomic import atomic_open
+from dvtoolbox.io.restricted_pickle import RestrictedUnpickler, numpy_globals
 
 FORMAT = "dvtoolbox-max-tracker"
 VERSION = 1
@@ -304,58 +303,17 @@ class _OriginalNetMaxTracker:
     """Stand-in for ``max_tracker.NetMaxTracker``: ``__dict__`` has layers, is_conv, n_top, max_trackers, ..."""
 
 
-def _numpy_reconstructors() -> Dict[str, Any]:
-    """numpy's own unpickling callables, found through what its objects reduce to (no private import)."""
-    return {"_reconstruct": np.zeros(1).__reduce__()[0], "_frombuffer": np.zeros(1).__reduce_ex__(5)[0],
-            "scalar": np.float32(0).__reduce__()[0]}
-
-
-def _latin1_encode(text: str, encoding: str) -> bytes:
-    """``_codecs.encode`` as Python 3's pickle uses it below protocol 3: ``(text, 'latin1')`` only."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
-    return text.encode("latin-1")
-
-
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
-    numpy_funcs = _numpy_reconstructors()
-    allowed = {("max_tracker", "MaxTracker"): _OriginalMaxTracker,
-               ("max_tracker", "NetMaxTracker"): _OriginalNetMaxTracker,
-               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("_codecs", "encode"): _latin1_encode}
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(core + ".multiarray", "_reconstruct")] = numpy_funcs["_reconstruct"]
-        allowed[(core + ".multiarray", "scalar")] = numpy_funcs["scalar"]
-        allowed[(core + ".multiarray", "ndarray")] = np.ndarray
-        allowed[(core + ".multiarray", "dtype")] = np.dtype
-        allowed[(core + ".numeric", "_frombuffer")] = numpy_funcs["_frombuffer"]
-    for module in ("copy_reg", "copyreg"):
-        allowed[(module, "_reconstructor")] = copyreg._reconstructor
-    for module in ("__builtin__", "builtins"):
-        allowed[(module, "object")] = object
+    allowed = numpy_globals()
+    allowed.update({("max_tracker", "MaxTracker"): _OriginalMaxTracker,
+                    ("max_tracker", "NetMaxTracker"): _OriginalNetMaxTracker})
     return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: str):
-        super().__init__(file, encoding="latin1")  # Python 2 str (names, numpy's raw data) byte for byte
-        self.path = path
-        self.allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            refused = f"{module}.{name}"
-            refused = refused if refused.isprintable() else ascii(refused)
-            raise UsageError(f"{self.path}: refusing to load the global {refused}: a max-tracker pickle may only "
-                             "name max_tracker.MaxTracker, NetMaxTracker and numpy arrays (unpickling runs code)"
-                             ) from None
 
 
 def _load_original(path: str, data: bytes) -> Tuple[dict, ImageList, Dict[str, LayerMaxes]]:
     try:
-        loaded = _RestrictedUnpickler(io.BytesIO(data), path).load()
+        loaded = RestrictedUnpickler(io.BytesIO(data), path, _allowed_globals(), "a max-tracker pickle",
+                                     "max_tracker.MaxTracker, NetMaxTracker and numpy arrays").load()
     except UsageError:
         raise
     except Exception as exc:  # a damaged or foreign pickle fails in any way; all are bad input

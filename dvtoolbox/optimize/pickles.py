@@ -7,22 +7,20 @@ Both hold one pickled pair ``(params, results)``. The original's (``optimize/gra
 (numpy 1). ``load_info`` gives this project's FindParams and FindResults for either.
 
 Unpickling can run arbitrary code: a pickle names callables that the loader calls. So the loader resolves only an
-allowlist of names (the two classes under both spellings, numpy's array / dtype / scalar reconstructors, a few
-harmless builtins, and ``_codecs.encode`` limited to latin1, which Python 3 uses for bytes below protocol 3); any
-other name is refused before anything is imported or called.
+allowlist of names (``dvtoolbox.io.restricted_pickle``: numpy's array / dtype / scalar reconstructors, a few harmless
+builtins, ``_codecs.encode`` limited to latin1; here also the two classes under both spellings, ``set`` and
+``frozenset``); any other name is refused before anything is imported or called.
 """
 
 from __future__ import annotations
 
-import copyreg
 import io
-import pickle
 from dataclasses import fields
 from typing import Any, Dict, Tuple
 
-import numpy as np
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.io.restricted_pickle import RestrictedUnpickler, numpy_globals
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.regularizers.settings import PERCENTILE_FIELDS
 from dvtoolbox.optimize.results import FindResults
@@ -40,73 +38,21 @@ class _OriginalFindResults:
     """Stand-in for ``optimize.gradient_optimizer.FindResults``: BUILD fills ``__dict__`` with the original's state."""
 
 
-def _numpy_reconstructors() -> Dict[str, Any]:
-    """numpy's own unpickling callables, taken from what this numpy's objects reduce to (no private import, so no
-    ``numpy.core`` deprecation warning): ``_reconstruct`` (arrays, protocol < 5), ``_frombuffer`` (arrays, protocol
-    5) and ``scalar`` (numpy scalars)."""
-    array = np.zeros(1)
-    found = {
-        "_reconstruct": array.__reduce__()[0],
-        "_frombuffer": array.__reduce_ex__(5)[0],
-        "scalar": np.float32(0).__reduce__()[0],
-    }
-    for name, func in found.items():
-        if getattr(func, "__name__", None) != name:
-            raise ImportError(f"numpy {np.__version__} pickles with {func!r}, expected a function named {name}")
-    return found
-
-
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
-    numpy_funcs = _numpy_reconstructors()
-    allowed = {
+    allowed = numpy_globals()
+    allowed.update({
         ("optimize.gradient_optimizer", "FindParams"): _OriginalFindParams,
         ("optimize.gradient_optimizer", "FindResults"): _OriginalFindResults,
         ("dvtoolbox.optimize.params", "FindParams"): FindParams,
         ("dvtoolbox.optimize.results", "FindResults"): FindResults,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-    for core in ("numpy.core", "numpy._core"):
-        for name in ("_reconstruct", "scalar"):
-            allowed[(core + ".multiarray", name)] = numpy_funcs[name]
-        allowed[(core + ".multiarray", "ndarray")] = np.ndarray
-        allowed[(core + ".multiarray", "dtype")] = np.dtype
-        allowed[(core + ".numeric", "_frombuffer")] = numpy_funcs["_frombuffer"]
-    for module in ("copy_reg", "copyreg"):  # Python 2 and 3 spellings
-        allowed[(module, "_reconstructor")] = copyreg._reconstructor
+    })
     for module in ("__builtin__", "builtins"):
-        for builtin in (set, frozenset, object):
+        for builtin in (set, frozenset):
             allowed[(module, builtin.__name__)] = builtin
-    allowed[("_codecs", "encode")] = _latin1_encode  # how Python 3 pickles bytes (numpy's data) below protocol 3
     return allowed
 
 
-def _latin1_encode(text: str, encoding: str) -> bytes:
-    """``_codecs.encode`` restricted to what Python 3's pickle writes: ``(text, 'latin1')``."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} (only latin1 occurs in pickles)")
-    return text.encode("latin-1")
-
-
 _ALLOWED_GLOBALS = _allowed_globals()
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only ``_ALLOWED_GLOBALS``; ``path`` is named in the error."""
-
-    def __init__(self, file, path: str):
-        super().__init__(file, encoding="latin1")  # Python 2 str (names, numpy's raw data) -> str, byte for byte
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            refused = f"{module}.{name}"
-            refused = refused if refused.isprintable() else ascii(refused)  # one line, whatever the file says
-            raise UsageError(f"{self.path}: refusing to load the global {refused}: an info pickle may only "
-                             "name FindParams, FindResults and numpy arrays, dtypes and scalars "
-                             "(unpickling runs code)") from None
 
 
 def load_info(path: str) -> Tuple[FindParams, FindResults]:
@@ -130,7 +76,8 @@ def load_info(path: str) -> Tuple[FindParams, FindResults]:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     stream = io.BytesIO(data)
     try:
-        loaded = _RestrictedUnpickler(stream, path).load()
+        loaded = RestrictedUnpickler(stream, path, _ALLOWED_GLOBALS, "an info pickle",
+                                     "FindParams, FindResults and numpy arrays, dtypes and scalars").load()
     except UsageError:
         raise
     except Exception as exc:  # a damaged or foreign pickle can fail in any way; all of them are bad input
