@@ -1,5 +1,5 @@
-"""The layout promised in the README: imports flow one way (cli -> optimize / optvis -> run -> objectives /
-regularizers -> models -> io), the two engines never import each other, the model registry imports no model, and
+"""The layout promised in the README: imports flow one way (cli -> exemplars -> optimize / optvis -> run ->
+objectives / regularizers -> models -> io), the two engines never import each other, the model registry imports no model, and
 the run context is the only place where a job or a command line loads a model."""
 
 import ast
@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
 ALLOWED = {  # package -> the dvtoolbox packages it may import (checks: the number checks, as basic as errors)
     "cli": {"checks", "device", "errors", "exemplars", "io", "models", "objectives", "optimize", "optvis", "regularizers",
             "run"},
-    "exemplars": {"checks", "device", "errors", "io", "models", "objectives", "run"},
+    "exemplars": {"checks", "device", "errors", "io", "models", "objectives", "optimize", "run"},
     "optimize": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
     "optvis": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
     "run": {"checks", "device", "errors", "io", "models"},
