@@ -35,6 +35,7 @@ from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.optimize.job import OptimizeJob, run_job
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.units import UnitSpec, parse_channels
+from dvtoolbox.models.layouts import canonical_shape, survey_layers
 from dvtoolbox.run.context import ModelChoice, open_run
 
 log = logging.getLogger(__name__)
@@ -110,17 +111,24 @@ def check_outdir(job: LayerPageJob) -> None:
                          "allow it with brave", "outdir", "brave")
 
 
-def layer_units(job: LayerPageJob, find: FindMaxesJob) -> List[int]:
-    """The units the page shows, checked against the layer (the model surveyed once, before anything is written)."""
+def layer_survey(job: LayerPageJob, find: FindMaxesJob) -> Tuple[List[int], Optional[Tuple[int, int]]]:
+    """(the units the page shows, checked against the layer; the centre (y, x) of the layer's grid, None without
+    one), the model surveyed once, before anything is written."""
     context = open_run(job.model, job.device, Execution("eager"), job.brave)
-    (_, _, n_units), = plan_layers(context.model, find).values()
-    return parse_channels(job.units, n_units)
+    model = context.model
+    shapes, layouts = survey_layers(model, tuple(model.input_contract.size), dict(job.layouts), "size")
+    (layout, _, n_units), = plan_layers(model, find).values()
+    shape = canonical_shape(shapes[job.layer], layout, job.layer)
+    centre = (shape[1] // 2, shape[2] // 2) if len(shape) == 3 else None
+    return parse_channels(job.units, n_units), centre
 
 
-def synthetic_job(job: LayerPageJob, units: List[int]) -> OptimizeJob:
-    """The optimize_image job of the page's units: the README's first command's settings, the units batched."""
-    params = FindParams(push_layer=job.layer, push_channel=units[0], rand_seed=job.seed, max_iter=job.max_iter,
-                        **SYNTHETIC_SETTINGS)
+def synthetic_job(job: LayerPageJob, units: List[int], centre: Optional[Tuple[int, int]]) -> OptimizeJob:
+    """The optimize_image job of the page's units: the README's first command's settings, each unit pushed at the
+    centre of its grid (the original's advice: "(6,6) will maximize the center unit of the 13x13 spatial grid"),
+    the units batched."""
+    params = FindParams(push_layer=job.layer, push_channel=units[0], push_spatial=centre or (0, 0),
+                        rand_seed=job.seed, max_iter=job.max_iter, **SYNTHETIC_SETTINGS)
     return OptimizeJob(params, model=job.model.model, weights=job.model.weights, input_mean=job.model.input_mean,
                        input_std=job.model.input_std, deploy_proto=job.model.deploy_proto,
                        net_weights=job.model.net_weights, data_size=job.model.size, device=job.device,
@@ -136,8 +144,8 @@ def run_layer_page(job: LayerPageJob) -> str:
     find = FindMaxesJob(job.model, job.datadir, job.maxes_path, job.filelist, n_top=job.n_top, layers=(job.layer,),
                         batch_size=job.batch_size, workers=job.workers, device=job.device, brave=job.brave,
                         progress=job.progress, checkpoint_every=0, layouts=job.layouts)
-    units = layer_units(job, find)
-    optimize = synthetic_job(job, units)
+    units, centre = layer_survey(job, find)
+    optimize = synthetic_job(job, units, centre)
     os.makedirs(job.outdir, exist_ok=True)
     log.info("layer page 1/4: find_max_acts on %s", job.datadir)
     run_find_maxes(find)

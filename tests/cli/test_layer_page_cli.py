@@ -46,6 +46,8 @@ def test_one_command_makes_the_page(photos, tmp_path, capsys):
         for rank in range(3):
             assert f"../exemplars/conv1/unit_{unit:04d}/maxim_{rank:03d}.png" in html
     assert not (out / "exemplars" / "conv1" / "unit_0001").exists()
+    info = (out / "synthetic" / "opt_conv1_0002_0_info.txt").read_text()
+    assert "push_unit: (2, 4, 4)" in info  # the centre of conv1's 8 x 8 grid
     assert (out / "maxes.npz").is_file()
     # the crops are crop_max_patches.py's own
     alone = tmp_path / "alone"
