@@ -3,8 +3,9 @@
 The folder holds ``unit_%04d/`` folders (crop_max_patches' layout): ``maxim_%03d.png`` (the crop of rank k, 0 the
 highest), ``deconv_%03d.png``, ``deconvnorm_%03d.png``, ``backprop_%03d.png``, ``backpropnorm_%03d.png`` and
 ``info.txt`` (``# is_conv val image_idx image_class [i j] filename``, one row per rank). The layer is the folder's
-name. A unit's ranks are its info.txt rows (values and image names known); without info.txt, its ``maxim_*.png``
-files (values unknown). Nothing is unpickled; bad files raise one-line ``UsageError`` naming ``exemplars``.
+name. A unit's ranks are its info.txt rows (values and image names known); without info.txt, the ranks of its
+``maxim_*.png`` ... ``backpropnorm_*.png`` files (values unknown); other files (a histogram) are ignored. Nothing
+is unpickled; bad files raise one-line ``UsageError`` naming ``exemplars`` (or the setting the caller names).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ UNIT_DIR = re.compile(r"unit_(\d{4,})")
 RANK_FILES = (("maxim", "maxim"), ("deconv", "deconv"), ("deconvnorm", "deconv norm"), ("backprop", "backprop"),
               ("backpropnorm", "backprop norm"))
 """(file prefix, link label) of a rank's images; ``maxim`` is the thumbnail."""
+RANK_FILE = re.compile(r"(?:%s)_(\d{3,})\.png" % "|".join(prefix for prefix, _ in RANK_FILES))
 
 
 @dataclass
@@ -44,10 +46,12 @@ class ExemplarUnit:
     ranks: List[ExemplarRank]
 
 
-def read_exemplars(folder: str) -> Tuple[str, Dict[int, ExemplarUnit]]:
-    """(layer, {unit: ExemplarUnit}) of crop_max_patches' ``outdir/<layer>`` folder; UsageError when it is not one."""
+def read_exemplars(folder: str, setting: str = "exemplars") -> Tuple[str, Dict[int, ExemplarUnit]]:
+    """(layer, {unit: ExemplarUnit}) of crop_max_patches' ``outdir/<layer>`` folder; UsageError when it is not one
+    (naming ``setting``, the library name of the option that gave the folder). Files of a unit folder other than
+    its rank images and info.txt are ignored."""
     if not os.path.isdir(folder):
-        raise UsageError(f"exemplars folder {folder!r} does not exist or is not a folder", "exemplars")
+        raise UsageError(f"{setting} folder {folder!r} does not exist or is not a folder", setting)
     layer = os.path.basename(os.path.normpath(os.path.abspath(folder)))
     units = {}
     for name in sorted(os.listdir(folder)):
@@ -55,8 +59,8 @@ def read_exemplars(folder: str) -> Tuple[str, Dict[int, ExemplarUnit]]:
         if match and os.path.isdir(os.path.join(folder, name)):
             units[int(match.group(1))] = read_unit(folder, name, int(match.group(1)))
     if not units:
-        raise UsageError(f"exemplars folder {folder!r} holds no unit_NNNN folder of crop_max_patches.py; give its "
-                         "OUTDIR/<layer>", "exemplars")
+        raise UsageError(f"{setting} folder {folder!r} holds no unit_NNNN folder of crop_max_patches.py; give its "
+                         "OUTDIR/<layer>", setting)
     return layer, units
 
 
@@ -67,8 +71,7 @@ def read_unit(folder: str, name: str, unit: int) -> ExemplarUnit:
     if os.path.isfile(info):
         rows = parse_unit_info(info)
     else:
-        found = sorted(int(m.group(1)) for m in (re.fullmatch(r"maxim_(\d{3,})\.png", f)
-                                                 for f in os.listdir(unit_path)) if m)
+        found = sorted({int(m.group(1)) for m in (RANK_FILE.fullmatch(f) for f in os.listdir(unit_path)) if m})
         rows = [(rank, None, "?", "") for rank in found]
     ranks = []
     for rank, value, value_text, image in rows:
