@@ -5,7 +5,8 @@
     paths = run_crop_patches(job)
 
 The run: 1. the tracker file (``tracker.load_maxes``) and the layer's top N; 2. the image list: the one the tracker
-file records, its paths under ``datadir`` (the dataset may have moved), or the filelist's, which must be the same
+file records, its paths under ``datadir`` (the dataset may have moved; tar shards: ``shards.with_members`` finds
+each image's member again), or the filelist's, which must be the same
 list line for line (the original's "Must be the same filelist used to produce the NetMaxTracker"; its pickle records
 no paths, so there the filelist is required); 3. the request checked and every output planned against the overwrite
 rule, and every image it needs checked to exist, before the model is loaded; 4. the model through the run context
@@ -25,10 +26,10 @@ import torch
 
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
-from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist
+from dvtoolbox.exemplars import shards
+from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
-from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.layouts import Layout, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.run.context import ModelChoice, open_run
@@ -93,7 +94,10 @@ def layer_top(nmt: str, maxes: Mapping[str, LayerMaxes], layer: str) -> TopN:
 
 def image_list(job: CropJob, recorded: ImageList) -> ImageList:
     """The image list of the run (see the module docstring): the recorded paths under datadir, or the filelist's,
-    which must equal the recorded list line for line where the tracker file records one."""
+    which must equal the recorded list line for line where the tracker file records one. Tar shards: the
+    recorded list under the shards datadir names (``shards.recorded_list``)."""
+    if recorded.description.get("kind") == "tar":
+        return shards.recorded_list(job.datadir, job.filelist, recorded)
     if not os.path.isdir(job.datadir):
         raise UsageError(f"datadir {job.datadir} is not a folder", "datadir")
     if job.filelist is None:
@@ -128,7 +132,7 @@ def check_images(images: ImageList, needed: List[int], job: CropJob) -> None:
         if index >= len(images):
             raise UsageError(f"the tracker file {job.nmt} names image {index}, but the list has {len(images)} "
                              "images: give the filelist find_max_acts ran on", "filelist")
-        if not os.path.isfile(images.full_path(index)):
+        if images.members is None and not os.path.isfile(images.full_path(index)):
             raise UsageError(f"image {index} {images.paths[index]!r} is not under datadir {job.datadir}: give the "
                              "folder find_max_acts read", "datadir")
 
@@ -170,7 +174,10 @@ def run_crop_patches(job: CropJob) -> List[str]:
         raise UsageError(f"layer {job.layer!r} was read over all its tokens (include_prefix), without a grid: no "
                          "crop; run find_max_acts without it, or ask for do_info only", "do_maxes")
     images = image_list(job, recorded)
-    check_images(images, needed_images(top, job.idx_begin, idx_end, n_top), job)
+    needed = needed_images(top, job.idx_begin, idx_end, n_top)
+    if images.description.get("kind") == "tar":
+        images = shards.with_members(images, needed, job.datadir)
+    check_images(images, needed, job)
     planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, job.what)
     if not job.brave and any(os.path.exists(p) for p in planned):
         check_writable(planned, job.brave)  # refuses before the model is loaded
@@ -180,7 +187,7 @@ def run_crop_patches(job: CropJob) -> List[str]:
     preprocess = preprocess_for(model)
 
     def load_input(index: int) -> torch.Tensor:
-        return preprocess(load_image_rgb(images.full_path(index)))[None].to(context.device)
+        return preprocess(read_rgb(images, index))[None].to(context.device)
 
     log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images", job.layer, job.idx_begin,
              idx_end - 1, n_top - 1, ", ".join(job.what), len(images))
