@@ -5,14 +5,16 @@
     paths = run_crop_patches(job)
 
 The run: 1. the tracker file (``tracker.load_maxes``) and the layer's top N; 2. the image list: the one the tracker
-file records, its paths under ``datadir`` (the dataset may have moved; tar shards: ``shards.with_members`` finds
-each image's member again), or the filelist's, which must be the same
+file records, its paths under ``datadir`` (the dataset may have moved), or the filelist's, which must be the same
 list line for line (the original's "Must be the same filelist used to produce the NetMaxTracker"; its pickle records
 no paths, so there the filelist is required); 3. the request checked and every output planned against the overwrite
 rule, and every image it needs checked to exist, before the model is loaded; 4. the model through the run context
 (``open_run``), the layer's layout as find_max_acts read it (the model's, ``layouts`` declared, the tracker's
 include_prefix) checked against the one the tracker file records; 5. ``unit_pages.write_unit_pages`` with each
 image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``).
+
+Tar shards (``exemplars.shards``): the recorded list under the shards datadir names; ``shards.with_members`` finds
+each drawn image's member again (step 3), and ``data.read_rgb`` reads it.
 """
 
 from __future__ import annotations

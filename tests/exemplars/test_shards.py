@@ -11,8 +11,8 @@ from PIL import Image
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import TarMember, read_member, read_rgb
-from dvtoolbox.exemplars.shards import (expand_braces, index_shard, read_shards, sample_image, samples,
-                                        shard_files)
+from dvtoolbox.exemplars.shards import (expand_braces, index_shard, plain_index, read_shards, sample_image,
+                                        samples, shard_files, tarfile_index)
 
 
 def write_tar(path, members, fmt=tarfile.USTAR_FORMAT):
@@ -135,3 +135,47 @@ def test_what_datadir_names(tmp_path, layout, named):
     with pytest.raises(UsageError, match=named):
         shard_files(datadir)
     assert shard_files(str(tmp_path / "t-{0..0}.tar")) == (str(tmp_path), ["t-0.tar"])
+
+
+def test_the_plain_index_equals_tarfile_or_leaves_the_shard_to_it(tmp_path):
+    """plain_index == tarfile_index on ustar headers (a prefix-split long name, a folder, a symlink, an old-style
+    regular file); None (tarfile reads it) for pax and GNU long-name headers, a truncated or damaged shard."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "u.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, kind, data in [("dir", tarfile.DIRTYPE, b""), ("p" * 90 + "/" + "q" * 90 + ".jpg", tarfile.REGTYPE,
+                                 rng.bytes(900)), ("link.jpg", tarfile.SYMTYPE, b""),
+                                 ("old.png", tarfile.AREGTYPE, rng.bytes(512)), ("z.cls", tarfile.REGTYPE, b"5")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, len(data)
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "old.png"
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    size = os.path.getsize(path)
+    plain = plain_index(str(path), size)
+    assert plain == tarfile_index(str(path), size) and [e[0] for e in plain] == [
+        "p" * 90 + "/" + "q" * 90 + ".jpg", "old.png", "z.cls"]
+    long_name = [("d" * 120 + "/k.jpg", b"x")]
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        other = write_tar(tmp_path / f"f{fmt}.tar", long_name, fmt)
+        assert plain_index(str(other), os.path.getsize(other)) is None
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[:plain[0][1] + 100])
+    assert plain_index(str(cut), os.path.getsize(cut)) is None
+    damaged = bytearray(data)
+    damaged[plain[1][1] - 512 + 100] ^= 1
+    cut.write_bytes(bytes(damaged))
+    assert plain_index(str(cut), os.path.getsize(cut)) is None
+
+
+def test_a_label_cut_off_by_a_truncated_shard_is_minus_one(tmp_path):
+    one, _ = png_bytes(1)
+    path = write_tar(tmp_path / "s.tar", [("a.png", one), ("a.cls", b"12345678")])
+    cls_offset = index_shard(str(path))[1][1]
+    path.write_bytes(path.read_bytes()[:cls_offset + 3])
+    images = read_shards(str(path))
+    assert images.paths == ["s.tar/a.png"] and images.labels == [-1]
+    write_tar(path, [("a.png", one), ("a.cls", b"1" * 65)])  # longer than any label
+    with pytest.raises(UsageError, match="not an integer"):
+        read_shards(str(path))
