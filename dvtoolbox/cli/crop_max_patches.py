@@ -44,7 +44,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="nmt_pkl net_prototxt net_weights datadir filelist outdir layer (the original's form, "
                              "a Caffe net), or nmt datadir [filelist] outdir layer (with --model). nmt: the tracker "
                              "file (find_max_acts.py's, or the original's maxes.pkl); datadir: the folder the "
-                             "images are under; filelist: must be the same filelist used to produce the tracker "
+                             "images are under, or the tar shards find_max_acts read (a .tar file, a folder of them, "
+                             "or a brace pattern such as 'shards/train-{000000..000099}.tar'; they may have moved; "
+                             "then no filelist); filelist: must be the same filelist used to produce the tracker "
                              "(required for the original's maxes.pkl; default: the list the tracker file records); "
                              "layer: one layer of the tracker file.")
     parser.add_argument("--N", dest="n_top", type=int, default=None, metavar="N",

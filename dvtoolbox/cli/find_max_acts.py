@@ -35,7 +35,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="net_prototxt net_weights datadir filelist outfile (the original's form, a Caffe net), "
                              "or datadir [filelist] outfile (with --model). filelist: one 'relative/path [label]' "
-                             "per line; without it every image under datadir, sorted.")
+                             "per line; without it every image under datadir, sorted. datadir may also be tar shards "
+                             "in webdataset's layout (then no filelist): one .tar file, a folder of .tar files "
+                             "(sorted), or a brace pattern such as 'shards/train-{000000..000099}.tar' (quote it; "
+                             "expanded here); each sample's .jpg/.png/.jpeg/.webp/.ppm/.bmp member is its image "
+                             "(the first of these it has), its .cls member its label.")
     parser.add_argument("--N", dest="n_top", type=int, default=9, help="Note and save top N activations.")
     net = parser.add_argument_group("the network (when the paths do not name a Caffe net)")
     add_model_arguments(net)

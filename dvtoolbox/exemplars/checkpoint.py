@@ -32,8 +32,12 @@ def part_path(outfile: str, shard: Rank) -> str:
 
 
 def list_digest(images: ImageList) -> str:
-    """A short fingerprint of the image list (paths and labels, in order)."""
-    text = json.dumps([images.paths, images.labels])
+    """A short fingerprint of the image list (paths and labels, in order; for tar shards also each image's data
+    offset and size in its shard, so a shard rewritten under the same names does not pass)."""
+    listed = [images.paths, images.labels]
+    if images.members is not None:
+        listed.append([[m.offset, m.size] if m is not None else None for m in images.members])
+    text = json.dumps(listed)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

@@ -12,6 +12,9 @@ rule, and every image it needs checked to exist, before the model is loaded; 4. 
 (``open_run``), the layer's layout as find_max_acts read it (the model's, ``layouts`` declared, the tracker's
 include_prefix) checked against the one the tracker file records; 5. ``unit_pages.write_unit_pages`` with each
 image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``).
+
+Tar shards (``exemplars.shards``): the recorded list under the shards datadir names; ``shards.with_members`` finds
+each drawn image's member again (step 3), and ``data.read_rgb`` reads it.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import torch
 
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
-from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist
+from dvtoolbox.exemplars import shards
+from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
-from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.layouts import Layout, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.run.context import ModelChoice, open_run
@@ -93,7 +96,10 @@ def layer_top(nmt: str, maxes: Mapping[str, LayerMaxes], layer: str) -> TopN:
 
 def image_list(job: CropJob, recorded: ImageList) -> ImageList:
     """The image list of the run (see the module docstring): the recorded paths under datadir, or the filelist's,
-    which must equal the recorded list line for line where the tracker file records one."""
+    which must equal the recorded list line for line where the tracker file records one. Tar shards: the
+    recorded list under the shards datadir names (``shards.recorded_list``)."""
+    if recorded.description.get("kind") == "tar":
+        return shards.recorded_list(job.datadir, job.filelist, recorded)
     if not os.path.isdir(job.datadir):
         raise UsageError(f"datadir {job.datadir} is not a folder", "datadir")
     if job.filelist is None:
@@ -128,7 +134,7 @@ def check_images(images: ImageList, needed: List[int], job: CropJob) -> None:
         if index >= len(images):
             raise UsageError(f"the tracker file {job.nmt} names image {index}, but the list has {len(images)} "
                              "images: give the filelist find_max_acts ran on", "filelist")
-        if not os.path.isfile(images.full_path(index)):
+        if images.members is None and not os.path.isfile(images.full_path(index)):
             raise UsageError(f"image {index} {images.paths[index]!r} is not under datadir {job.datadir}: give the "
                              "folder find_max_acts read", "datadir")
 
@@ -170,7 +176,10 @@ def run_crop_patches(job: CropJob) -> List[str]:
         raise UsageError(f"layer {job.layer!r} was read over all its tokens (include_prefix), without a grid: no "
                          "crop; run find_max_acts without it, or ask for do_info only", "do_maxes")
     images = image_list(job, recorded)
-    check_images(images, needed_images(top, job.idx_begin, idx_end, n_top), job)
+    needed = needed_images(top, job.idx_begin, idx_end, n_top)
+    if images.description.get("kind") == "tar":
+        images = shards.with_members(images, needed, job.datadir)
+    check_images(images, needed, job)
     planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, job.what)
     if not job.brave and any(os.path.exists(p) for p in planned):
         check_writable(planned, job.brave)  # refuses before the model is loaded
@@ -180,7 +189,7 @@ def run_crop_patches(job: CropJob) -> List[str]:
     preprocess = preprocess_for(model)
 
     def load_input(index: int) -> torch.Tensor:
-        return preprocess(load_image_rgb(images.full_path(index)))[None].to(context.device)
+        return preprocess(read_rgb(images, index))[None].to(context.device)
 
     log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images", job.layer, job.idx_begin,
              idx_end - 1, n_top - 1, ", ".join(job.what), len(images))

@@ -6,6 +6,8 @@ it is the index every tracker result refers to; an image that cannot be read kee
 - ``read_filelist(datadir, filelist)``: the original's ``datadir`` + ``filelist``, one ``relative/path label`` per
   line (a path alone is allowed: label -1); blank lines are skipped.
 - ``scan_folder(root)``: every image file under ``root`` (recursive, sorted by relative path, by extension).
+- tar shards (webdataset's layout): ``exemplars.shards.read_shards``; each image then also has a ``TarMember``
+  (its shard, offset and size), read by seek + read (``read_rgb``), so any image of the list can be read alone.
 - ``Preprocess`` / ``preprocess_for(model)``: a photograph to the model's input (its input contract; the
   original's 256x256 resize and centre crop for Caffe nets).
 - ``image_batches``: a DataLoader (workers decode off the main thread) over some of the list's images, in list
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,18 +33,31 @@ from dvtoolbox.models.pixel_space import InputContract, image_to_model_input
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+class TarMember(NamedTuple):
+    """Where an image of a tar shard lies: shard (its path relative to the list's root), offset (of the member's
+    data in the shard, bytes) and size (bytes)."""
+
+    shard: str
+    offset: int
+    size: int
+
+
 @dataclass
 class ImageList:
-    """paths: relative to root (or absolute); labels: one int per path, -1 when none; root: the folder."""
+    """paths: relative to root (or absolute); labels: one int per path, -1 when none; root: the folder;
+    members: for tar shards, one ``TarMember`` per path (None where not located yet), else None."""
 
     paths: List[str]
     labels: List[int]
     root: str = ""
     description: dict = field(default_factory=dict)
+    members: Optional[List[Optional[TarMember]]] = None
 
     def __post_init__(self):
         if len(self.paths) != len(self.labels):
             raise ValueError(f"{len(self.paths)} paths but {len(self.labels)} labels")
+        if self.members is not None and len(self.members) != len(self.paths):
+            raise ValueError(f"{len(self.paths)} paths but {len(self.members)} tar members")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -94,6 +109,29 @@ def scan_folder(root: str) -> ImageList:
     if not found:
         raise UsageError(f"datadir {root} holds no image ({', '.join(IMAGE_EXTENSIONS)})", "datadir")
     return ImageList(found, [-1] * len(found), root, {"kind": "folder", "datadir": root})
+
+
+def read_member(root: str, member: TarMember) -> bytes:
+    """The bytes of a tar member (one seek and one read; OSError or a short read: UsageError, one line)."""
+    path = os.path.join(root, member.shard)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(member.offset)
+            data = handle.read(member.size)
+    except OSError as exc:
+        raise UsageError(f"tar shard {path!r} cannot be read: {exc.strerror or exc}") from None
+    if len(data) != member.size:
+        raise UsageError(f"tar shard {path!r} is truncated: {len(data)} of the member's {member.size} bytes")
+    return data
+
+
+def read_rgb(images: ImageList, index: int) -> np.ndarray:
+    """Image ``index`` of the list as (H, W, 3) uint8 RGB (``load_image_rgb``: what the file shows), from its file
+    or its tar member. Unreadable: UsageError (one line)."""
+    member = images.members[index] if images.members is not None else None
+    if member is None:
+        return load_image_rgb(images.full_path(index))
+    return load_image_rgb(images.full_path(index), data=read_member(images.root, member))
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
@@ -149,8 +187,8 @@ def preprocess_for(model: nn.Module) -> Preprocess:
 
 
 class ImageDataset(Dataset):
-    """The images of ``images`` at ``indices`` (their indices in the list), decoded with ``load_image_rgb`` (what
-    the file shows) and preprocessed. Item: (input (3, h, w) float32, index in the list, error: "" or the one-line
+    """The images of ``images`` at ``indices`` (their indices in the list), decoded with ``read_rgb`` (what
+    the file or tar member shows) and preprocessed. Item: (input (3, h, w) float32, index in the list, error: "" or the one-line
     reason the image could not be read, when the input is zeros)."""
 
     def __init__(self, images: ImageList, indices: Sequence[int], preprocess: Preprocess):
@@ -162,7 +200,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, item: int):
         index = self.indices[item]
         try:
-            x, error = self.preprocess(load_image_rgb(self.images.full_path(index))), ""
+            x, error = self.preprocess(read_rgb(self.images, index)), ""
         except (UsageError, OSError, ValueError) as exc:
             h, w = self.preprocess.contract.size
             x, error = torch.zeros((3, h, w)), " ".join(str(exc).split()) or type(exc).__name__

@@ -3,7 +3,7 @@
     job = FindMaxesJob(ModelChoice("tiny_test"), datadir="photos", outfile="maxes.pkl", n_top=9)
     summary = run_find_maxes(job)
 
-The run: 1. the image list (filelist or folder tree); 2. the model through the run context (``open_run``: device,
+The run: 1. the image list (filelist, folder tree or tar shards); 2. the model through the run context (``open_run``: device,
 precision, the overwrite rule); 3. the layers, their layouts and kinds; 4. the images in list order, decoded by
 DataLoader workers, a batch at a time through the model to the deepest requested layer, each batch merged into the
 running top N on the model's device, checkpointed every K batches; unreadable images skipped and counted (one
@@ -32,6 +32,7 @@ from dvtoolbox.checks import check_int
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
+from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
                                             merge_parts, part_path, remove_parts, save_part)
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
@@ -48,8 +49,9 @@ ORIGINAL_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "f
 
 @dataclass(frozen=True)
 class FindMaxesJob:
-    """What find_max_acts runs. datadir: the images' folder; filelist: the original's ``path [label]`` list
-    (None: every image under datadir); outfile: the tracker file; n_top: N per unit; layers: names (None: the
+    """What find_max_acts runs. datadir: the images' folder, or tar shards (a .tar file, a folder of them, a brace
+    pattern: ``exemplars.shards``); filelist: the original's ``path [label]`` list (None: every image under
+    datadir, or the shards' images); outfile: the tracker file; n_top: N per unit; layers: names (None: the
     default, see the module docstring); layouts: declared layouts {layer: Layout or text}; include_prefix: a token
     layer's units read over all its tokens, the class token too (then without a grid); workers: DataLoader
     workers (None: ``data.default_workers()``); progress: a tqdm bar (None: when stderr is a terminal);
@@ -89,7 +91,16 @@ class FindMaxesJob:
 
 
 def read_images(job: FindMaxesJob) -> ImageList:
-    return read_filelist(job.datadir, job.filelist) if job.filelist is not None else scan_folder(job.datadir)
+    """The filelist's images; without one, the tar shards datadir names (a .tar file, a brace pattern, a folder
+    of .tar files: ``exemplars.shards``), else every image under the folder."""
+    if job.filelist is not None:
+        if shards.is_shard_name(job.datadir):
+            raise UsageError(f"datadir {job.datadir} names tar shards, which carry their own image list and labels "
+                             "(.cls): give no filelist", "filelist")
+        return read_filelist(job.datadir, job.filelist)
+    if shards.is_shard_name(job.datadir) or shards.holds_shards(job.datadir):
+        return shards.read_shards(job.datadir)
+    return scan_folder(job.datadir)
 
 
 def default_layers(model: nn.Module, layouts: Mapping[str, Layout]) -> Tuple[str, ...]:

@@ -31,10 +31,11 @@ READ_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "C
 """The Pillow modes ``load_image_rgb`` reads (``doc/optvis.md#image-files`` says how each is shown)."""
 
 
-def load_image_rgb(path: str) -> np.ndarray:
+def load_image_rgb(path: str, data: Optional[bytes] = None) -> np.ndarray:
     """What the image file shows, as (H, W, 3) uint8 RGB: ``load_image_rgba`` composited over white,
-    ``round((c * a + 255 * (255 - a)) / 255)`` per channel (exact: no ties occur). Bad files raise ``UsageError``."""
-    rgb, alpha = read_image(path)
+    ``round((c * a + 255 * (255 - a)) / 255)`` per channel (exact: no ties occur). Bad files raise ``UsageError``.
+    data: the file's bytes where it is not a file of its own (a tar member); ``path`` then only names it."""
+    rgb, alpha = read_image(path, data)
     return rgb if alpha is None else over_white_uint8(rgb, alpha)
 
 
@@ -46,24 +47,26 @@ def load_image_rgba(path: str) -> np.ndarray:
     return np.concatenate([rgb, alpha[:, :, None]], axis=2)
 
 
-def read_image(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def read_image(path: str, data: Optional[bytes] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """(rgb (H, W, 3) uint8, alpha (H, W) uint8 or None where the file has no transparency) of the image file's
-    first frame, after its EXIF orientation. Raises ``UsageError`` for every file that cannot be read."""
-    with open_image(path) as img:
+    first frame, after its EXIF orientation. Raises ``UsageError`` for every file that cannot be read. data: as
+    ``load_image_rgb``'s."""
+    with open_image(path, data) as img:
         return shown_rgb_alpha(img, path)
 
 
-def open_image(path: str) -> Image.Image:
+def open_image(path: str, data: Optional[bytes] = None) -> Image.Image:
     """The decoded, EXIF-oriented PIL image of ``path``; one-line ``UsageError`` when the path is not a readable
     file, not an image, over ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's decompression-bomb guard: its warning, issued
-    between 1 and 2 times the limit, refuses the file too; the limit is never lifted here) or cannot be decoded."""
+    between 1 and 2 times the limit, refuses the file too; the limit is never lifted here) or cannot be decoded.
+    data: the image's bytes, read instead of the file (a tar member; ``path`` names it in messages)."""
     name = f"image {os.fspath(path)!r}"
-    if os.path.isdir(path):
+    if data is None and os.path.isdir(path):
         raise UsageError(f"{name} is a folder, not an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path if data is None else io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UsageError(bomb_message(name, exc)) from None
     except FileNotFoundError:
