@@ -46,7 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "file (find_max_acts.py's, or the original's maxes.pkl); datadir: the folder the "
                              "images are under; filelist: must be the same filelist used to produce the tracker "
                              "(required for the original's maxes.pkl; default: the list the tracker file records); "
-                             "layer: one layer of the tracker file.")
+                             "layer: one layer of the tracker file, or a derived group NAME (find_max_acts.py "
+                             "--unit / --directions).")
     parser.add_argument("--N", dest="n_top", type=int, default=None, metavar="N",
                         help="Crop the top N of each unit. (default: the tracker file's N, 9 as the original's)")
     for dest, flag, text in DO_FLAGS:

@@ -83,6 +83,8 @@ def _split_name(text: str, field_name: str, form: str) -> Tuple[str, str]:
     name = name.strip()
     if not sep or not rest.strip():
         raise UsageError(f"{field_name} {text!r}: write {form}", field_name)
+    if not name:
+        raise UsageError(f"{field_name} {text!r}: NAME is empty; write {form}", field_name)
     if not NAME_PATTERN.match(name):
         raise UsageError(f"{field_name} {text!r}: NAME {name!r} must be a letter or _ then letters, digits, _ . - "
                          f"(it names the group's folder); write {form}", field_name)
