@@ -140,8 +140,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     read_plan = {**{name: (r.layout, r.kind, r.shape[0]) for name, r in reads.items()}, **plan}  # layers captured
     identity = {"images": list_digest(images), "n_top": job.n_top, "model": context.choice.name,
                 "layers": [[name, str(layout), kind, units] for name, (layout, kind, units) in plan.items()]}
-    if groups:
-        identity["derived"] = describe(groups)
+    if groups:  # each group's definition (a matrix by its sha256; the .npy may move between runs)
+        identity["derived"] = [{k: v for k, v in d.items() if k != "file"} for d in describe(groups)]
     tracker = MaxesTracker({**{name: (kind, units) for name, (_, kind, units) in plan.items()},
                             **{name: (g.kind, g.units) for name, g in groups.items()}}, job.n_top, context.device)
     part = part_path(job.outfile, shard)
