@@ -134,8 +134,8 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, layers: Sequence[str], de
             with DeconvReLUs() as mode:
                 forward_captured(model, capture, x)
             if mode.count == 0:
-                named = ", ".join(repr(layer) for layer in layers)
-                raise UsageError(f"deconv needs ReLUs: the model calls no ReLU before layer {named} (deconv is "
+                named = ("layer " if len(layers) == 1 else "layers ") + ", ".join(repr(layer) for layer in layers)
+                raise UsageError(f"deconv needs ReLUs: the model calls no ReLU before {named} (deconv is "
                                  "defined for ReLU networks only); use backprop", "do_deconv")
         else:
             forward_captured(model, capture, x)
