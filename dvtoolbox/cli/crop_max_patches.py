@@ -48,7 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "or a brace pattern such as 'shards/train-{000000..000099}.tar'; they may have moved; "
                              "then no filelist); filelist: must be the same filelist used to produce the tracker "
                              "(required for the original's maxes.pkl; default: the list the tracker file records); "
-                             "layer: one layer of the tracker file.")
+                             "layer: one layer of the tracker file, or a derived group NAME (find_max_acts.py "
+                             "--unit / --directions).")
     parser.add_argument("--N", dest="n_top", type=int, default=None, metavar="N",
                         help="Crop the top N of each unit. (default: the tracker file's N, 9 as the original's)")
     for dest, flag, text in DO_FLAGS:

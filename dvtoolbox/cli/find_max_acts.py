@@ -19,6 +19,7 @@ from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, la
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
+from dvtoolbox.exemplars.derived import parse_directions, parse_unit
 from dvtoolbox.exemplars.job import FindMaxesJob, run_find_maxes
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
@@ -52,6 +53,16 @@ def get_parser() -> argparse.ArgumentParser:
                      help="Comma-separated layer names (see optimize_image.py --list-layers). (default: the "
                           "original's conv1..conv5, fc6, fc7, fc8, prob that the model has, else every Conv2d and "
                           "Linear layer)")
+    run.add_argument("--unit", action="append", default=[], metavar="NAME=EXPR",
+                     help="A derived unit tracked as group NAME (repeatable): EXPR a linear combination in the "
+                          "objective grammar. Channels of one layer ('fc8:1 + 0.5 * fc8:2') make a virtual channel "
+                          "of it (max over positions, crops from its field); position terms ('conv1:0:3:4') or "
+                          "several layers make one value per image (kind fc, crop the whole image). With --unit or "
+                          "--directions and no --layers, only the derived units are tracked.")
+    run.add_argument("--directions", action="append", default=[], metavar="NAME=LAYER:FILE.npy",
+                     help="K virtual channels of LAYER as group NAME (repeatable): FILE.npy a (K, C) or (C,) float "
+                          "array (no pickles); unit k's value at a position is the plain dot product of row k with "
+                          "the channel vector there (not a cosine), max over positions.")
     run.add_argument("--batch-size", type=int, default=32, help="Images per forward pass.")
     run.add_argument("--workers", type=int, default=None,
                      help="DataLoader processes decoding images (0: in the main process). (default: the cores but "
@@ -94,7 +105,9 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
                         batch_size=args.batch_size, workers=args.workers, device=args.device,
                         precision=args.precision, brave=args.brave, layouts=layouts_from_args(args),
                         include_prefix=args.include_prefix, progress=args.progress,
-                        checkpoint_every=args.checkpoint_every, resume=args.resume)
+                        checkpoint_every=args.checkpoint_every, resume=args.resume,
+                        units=tuple(parse_unit(t) for t in args.unit) + tuple(parse_directions(t)
+                                                                              for t in args.directions))
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

@@ -10,7 +10,8 @@ list line for line (the original's "Must be the same filelist used to produce th
 no paths, so there the filelist is required); 3. the request checked and every output planned against the overwrite
 rule, and every image it needs checked to exist, before the model is loaded; 4. the model through the run context
 (``open_run``), the layer's layout as find_max_acts read it (the model's, ``layouts`` declared, the tracker's
-include_prefix) checked against the one the tracker file records; 5. ``unit_pages.write_unit_pages`` with each
+include_prefix) checked against the one the tracker file records (a derived group, ``exemplars.derived``: the layers
+it reads, its matrix from the file); 5. ``unit_pages.write_unit_pages`` with each
 image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``).
 
 Tar shards (``exemplars.shards``): the recorded list under the shards datadir names; ``shards.with_members`` finds
@@ -30,6 +31,7 @@ from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
+from dvtoolbox.exemplars.derived import derived_top, load_group, recorded_definition
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
 from dvtoolbox.io.outputs import check_writable
@@ -185,7 +187,11 @@ def run_crop_patches(job: CropJob) -> List[str]:
         check_writable(planned, job.brave)  # refuses before the model is loaded
     context = open_run(job.model, job.device, Execution("eager", "float32"), job.brave)
     model = context.model
-    layout = layer_layout(model, job, meta, top)
+    definition = recorded_definition(meta, job.layer)
+    if definition is None:
+        layout = layer_layout(model, job, meta, top)
+    else:  # a derived group (--unit / --directions): crops and gradients from its layer(s) and seeds
+        top, layout = derived_top(model, load_group(job.nmt, meta, definition, model, job.layouts), top)
     preprocess = preprocess_for(model)
 
     def load_input(index: int) -> torch.Tensor:

@@ -33,6 +33,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
 from dvtoolbox.exemplars import shards
+from dvtoolbox.exemplars.derived import UnitDefinition, describe, group_arrays, plan_derived
 from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
                                             merge_parts, part_path, remove_parts, save_part)
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
@@ -55,7 +56,9 @@ class FindMaxesJob:
     default, see the module docstring); layouts: declared layouts {layer: Layout or text}; include_prefix: a token
     layer's units read over all its tokens, the class token too (then without a grid); workers: DataLoader
     workers (None: ``data.default_workers()``); progress: a tqdm bar (None: when stderr is a terminal);
-    checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``)."""
+    checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``);
+    units: derived groups (``derived.parse_unit`` / ``parse_directions``), tracked after the layers (with units and
+    no layers, only the units)."""
 
     model: ModelChoice
     datadir: str
@@ -73,6 +76,7 @@ class FindMaxesJob:
     progress: Optional[bool] = None
     checkpoint_every: int = 100
     resume: bool = False
+    units: Tuple[UnitDefinition, ...] = ()
 
     def __post_init__(self):
         check_int("n_top", self.n_top, 1)
@@ -88,6 +92,7 @@ class FindMaxesJob:
                 raise UsageError(f"layers names a layer twice: {', '.join(self.layers)}", "layers")
             object.__setattr__(self, "layers", tuple(self.layers))
         Execution("eager", self.precision)  # validates the precision
+        object.__setattr__(self, "units", tuple(self.units))
 
 
 def read_images(job: FindMaxesJob) -> ImageList:
@@ -120,7 +125,7 @@ def default_layers(model: nn.Module, layouts: Mapping[str, Layout]) -> Tuple[str
 def plan_layers(model: nn.Module, job: FindMaxesJob) -> Dict[str, Tuple[Layout, str, int]]:
     """{layer: (layout, kind, units)} for the job's layers (unknown names and layouts: one-line UsageError)."""
     shapes, layouts = survey_layers(model, tuple(model.input_contract.size), dict(job.layouts), "size")
-    layers = job.layers if job.layers is not None else default_layers(model, layouts)
+    layers = job.layers if job.layers is not None else (() if job.units else default_layers(model, layouts))
     plan = {}
     for name in layers:
         resolve_layer(model, name)  # an unknown name lists the valid ones
@@ -142,10 +147,14 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     context.check_outputs([job.outfile])
     model = context.model
     plan = plan_layers(model, job)
+    groups, reads = plan_derived(model, job.units, job.layouts, job.include_prefix)
+    read_plan = {**{name: (r.layout, r.kind, r.shape[0]) for name, r in reads.items()}, **plan}  # layers captured
     identity = {"images": list_digest(images), "n_top": job.n_top, "model": context.choice.name,
                 "layers": [[name, str(layout), kind, units] for name, (layout, kind, units) in plan.items()]}
-    tracker = MaxesTracker({name: (kind, units) for name, (_, kind, units) in plan.items()}, job.n_top,
-                           context.device)
+    if groups:  # each group's definition (a matrix by its sha256; the .npy may move between runs)
+        identity["derived"] = [{k: v for k, v in d.items() if k != "file"} for d in describe(groups)]
+    tracker = MaxesTracker({**{name: (kind, units) for name, (_, kind, units) in plan.items()},
+                            **{name: (g.kind, g.units) for name, g in groups.items()}}, job.n_top, context.device)
     part = part_path(job.outfile, shard)
     counts = _take_up(job, part, identity, shard, tracker)
     indices = list(range(shard.rank, len(images), shard.world))
@@ -174,7 +183,9 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                 first_error = first_error or next(e for e in errors if e)
             if ok.any():
                 inputs = inputs if ok.all() else inputs[ok]
-                outputs = forward_layers(model, plan, inputs.to(context.device, non_blocking=True), job.precision)
+                outputs = forward_layers(model, read_plan, inputs.to(context.device, non_blocking=True),
+                                         job.precision)
+                outputs.update({name: g.values(outputs) for name, g in groups.items()})
                 tracker.update(outputs, batch_indices[ok].to(context.device))
             counts["images_done"] += len(batch_indices)
             bar.update(len(batch_indices))
@@ -187,24 +198,28 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                     f" (the first: {first_error})" if first_error else "")
     if counts["skipped_nan"]:
         log.warning("%d unit values were NaN and were not recorded", counts["skipped_nan"])
-    meta = {"model": context.choice.name, "layouts": {name: str(layout) for name, (layout, _, _) in plan.items()},
+    meta = {"model": context.choice.name,
+            "layouts": {name: str(layout) for name, (layout, _, _) in read_plan.items()},
             "include_prefix": job.include_prefix, "precision": job.precision}
+    if groups:
+        meta["derived"] = describe(groups)
     if shard.is_distributed:
         checkpoint(complete=True)
         barrier(shard)
         if shard.rank == 0:
             merged, totals = merge_parts(job.outfile, shard.world, identity)
-            save_maxes(job.outfile, merged, images, {**meta, **totals})
+            save_maxes(job.outfile, merged, images, {**meta, **totals}, group_arrays(groups))
             remove_parts([part_path(job.outfile, Rank(r, shard.world)) for r in range(shard.world)])
         barrier(shard)
         leave(shard)
     else:
-        save_maxes(job.outfile, tracker.result(), images, {**meta, **counts})
+        save_maxes(job.outfile, tracker.result(), images, {**meta, **counts}, group_arrays(groups))
         remove_parts([part])
     done_now = len(todo)
     summary = {"images": len(indices), "unreadable": counts["unreadable"], "seconds": seconds,
                "images_per_s": done_now / seconds if seconds > 0 else float("inf"),
-               "layers": {name: kind for name, (_, kind, _) in plan.items()}}
+               "layers": {**{name: kind for name, (_, kind, _) in plan.items()},
+                          **{name: g.kind for name, g in groups.items()}}}
     log.info("find_max_acts: %d images in %.1f s (%.1f images/s), %d unreadable; wrote %s", done_now, seconds,
              summary["images_per_s"], counts["unreadable"], job.outfile)
     return summary

@@ -26,7 +26,7 @@ is mid grey and the largest magnitude reaches 0 or 1); a (h, w) norm min-max sca
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -86,25 +86,62 @@ def unit_of(out: torch.Tensor, unit: Tuple[int, int, int], layout: Optional[Layo
 
 
 def unit_input_gradient(model: nn.Module, x: torch.Tensor, layer: str, unit: Tuple[int, int, int],
-                        layout: Optional[Layout] = None, deconv: bool = False) -> Tuple[np.ndarray, float]:
+                        layout: Optional[Layout] = None, deconv: bool = False,
+                        seed: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, float]:
     """(d unit / d x of image 0 as (3, H, W) float32, model channel order; the unit's value) for the plain backward
-    pass, or the deconv pass when ``deconv`` (see the module docstring). x: (1, 3, H, W)."""
-    source = gradient_source(model, layer)
+    pass, or the deconv pass when ``deconv`` (see the module docstring). x: (1, 3, H, W). seed: the gradient to
+    start from instead of the one-hot at ``unit`` (then ignored), of the layer's canonical shape for one image
+    ((C, H, W), (C, T) or (C,)): the unit is then <seed, the layer's canonical output> (``seeded_input_gradient``)."""
+    if seed is not None:
+        return seeded_input_gradient(model, x, {layer: seed}, {layer: layout}, deconv)
+
+    def read(outputs, sources):
+        value = unit_of(outputs[layer], unit, layout, layer).detach()
+        return value, unit_of(outputs[sources[layer]], unit, layout, layer)
+
+    return _input_gradient(model, x, [layer], deconv, read)
+
+
+def seeded_input_gradient(model: nn.Module, x: torch.Tensor, seeds: Mapping[str, torch.Tensor],
+                          layouts: Mapping[str, Optional[Layout]], deconv: bool = False) -> Tuple[np.ndarray, float]:
+    """(d/dx of sum over layers of <seeds[layer], the layer's canonical output of image 0>, as (3, H, W) float32;
+    that sum's value): backprop, or deconv when ``deconv``, started from each seed (a direction at a position, a
+    combination's coefficients) instead of a one-hot. seeds: {layer: (C, H, W), (C, T) or (C,)}; layouts: {layer:
+    Layout or None (NCHW / NC by rank)}."""
+    layers = list(seeds)
+
+    def dot(output: torch.Tensor, layer: str) -> torch.Tensor:
+        grid = canonical(output, _layout_of(output, layouts.get(layer)), layer)[0]
+        return (grid.float() * seeds[layer].to(grid.device, torch.float32)).sum()
+
+    def read(outputs, sources):
+        value = sum(dot(outputs[layer], layer) for layer in layers).detach()
+        return value, sum(dot(outputs[sources[layer]], layer) for layer in layers)
+
+    return _input_gradient(model, x, layers, deconv, read)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, layers: Sequence[str], deconv: bool,
+                    read: Callable) -> Tuple[np.ndarray, float]:
+    """One forward pass to the layers (their gradient sources too), ``read(outputs, sources) -> (value, start)``,
+    and the input gradient of ``start``. sources: {layer: where its gradient starts} (``capture.gradient_source``)."""
+    sources = {layer: gradient_source(model, layer) for layer in layers}
     x = x.detach().clone().requires_grad_(True)
-    capture = LayerCapture(model, list(dict.fromkeys([layer, source])), stop_when_complete=True)
+    capture = LayerCapture(model, list(dict.fromkeys(list(layers) + list(sources.values()))),
+                           stop_when_complete=True)
     with torch.enable_grad():
         if deconv:
             with DeconvReLUs() as mode:
                 forward_captured(model, capture, x)
             if mode.count == 0:
-                raise UsageError(f"deconv needs ReLUs: the model calls no ReLU before layer {layer!r} (deconv is "
+                named = ("layer " if len(layers) == 1 else "layers ") + ", ".join(repr(layer) for layer in layers)
+                raise UsageError(f"deconv needs ReLUs: the model calls no ReLU before {named} (deconv is "
                                  "defined for ReLU networks only); use backprop", "do_deconv")
         else:
             forward_captured(model, capture, x)
-        value = float(unit_of(capture.outputs[layer], unit, layout, layer).detach())
-        start = unit_of(capture.outputs[source], unit, layout, layer)
+        value, start = read(capture.outputs, sources)
         (grad,) = torch.autograd.grad(start, x)
-    return grad[0].detach().float().cpu().numpy(), value
+    return grad[0].detach().float().cpu().numpy(), float(value)
 
 
 def crop(arr: np.ndarray, box: CropBox) -> np.ndarray:

@@ -21,7 +21,9 @@ is a numpy ``.npz`` read with ``allow_pickle=False``:
   "model": str, ...}``;
 - ``paths``: (I,) unicode, the image list's paths relative to ``root`` (``meta["dataset"]["root"]``);
   ``labels``: (I,) int64, -1 where the list gives none;
-- per layer L: ``values/L`` (U, N) float32, ``images/L`` (U, N) int64, ``positions/L`` (U, N, 2) int64 (y, x).
+- per layer L: ``values/L`` (U, N) float32, ``images/L`` (U, N) int64, ``positions/L`` (U, N, 2) int64 (y, x);
+- a derived group (``exemplars.derived``) is a layer here, its definition in ``meta["derived"]`` and, for virtual
+  channels, its (K, C) float32 matrix in ``weights/NAME``.
 
 ``load_maxes`` also reads the original's Python 2 pickle of a ``max_tracker.NetMaxTracker`` (``find_max_acts.py``'s
 ``maxes.pkl``), telling the two apart by content, through a restricted unpickler that resolves only
@@ -219,9 +221,11 @@ def merge(a: Mapping[str, LayerMaxes], b: Mapping[str, LayerMaxes]) -> Dict[str,
 # ---------------------------------------------------------------------------------------------------- the file
 
 
-def save_maxes(path: str, maxes: Mapping[str, LayerMaxes], images: ImageList, meta: Optional[dict] = None) -> None:
+def save_maxes(path: str, maxes: Mapping[str, LayerMaxes], images: ImageList, meta: Optional[dict] = None,
+               extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> None:
     """Write the tracker file atomically (format in the module docstring). meta: extra JSON-able entries
-    (``images_done``, ``dataset``, ``model``, ...); format, version, n_top and layers are set here."""
+    (``images_done``, ``dataset``, ``model``, ...); format, version, n_top and layers are set here. extra_arrays:
+    more arrays by key (a derived group's ``weights/NAME``, ``exemplars.derived``)."""
     layers = list(maxes.values())
     n_tops = {m.n_top for m in layers}
     if len(n_tops) > 1:
@@ -237,6 +241,7 @@ def save_maxes(path: str, maxes: Mapping[str, LayerMaxes], images: ImageList, me
         arrays[f"values/{m.layer}"] = m.values.astype(np.float32)
         arrays[f"images/{m.layer}"] = m.images.astype(np.int64)
         arrays[f"positions/{m.layer}"] = m.positions.astype(np.int64)
+    arrays.update({key: np.asarray(value) for key, value in (extra_arrays or {}).items() if key not in arrays})
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.patches import channel_norm, crop, save_centred, save_norm, unit_input_gradient
-from dvtoolbox.exemplars.receptive_field import crop_box, field_function, max_crop_size
+from dvtoolbox.exemplars.receptive_field import Region, crop_box, field_function, max_crop_size
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.layouts import Layout
@@ -46,14 +46,26 @@ INFO_HEADER = "# is_conv val image_idx image_class i(if is_conv) j(if is_conv) f
 
 
 @dataclass(frozen=True)
+class DerivedSource:
+    """Where a derived unit's images come from (``exemplars.derived``): field_layer, the model layer whose receptive
+    field crops it (None: the whole image); gradient(x, unit, (y, x), deconv) -> ((3, H, W) float32, value), its
+    backprop or deconv image from its seed."""
+
+    field_layer: Optional[str]
+    gradient: Callable[[torch.Tensor, int, Tuple[int, int], bool], Tuple[np.ndarray, float]]
+
+
+@dataclass(frozen=True)
 class TopN:
-    """One layer's top N as plain arrays (see the module docstring); is_conv: units on a grid (positions used)."""
+    """One layer's top N as plain arrays (see the module docstring); is_conv: units on a grid (positions used);
+    derived: a derived group's source (None: ``layer`` is a model layer, units its channels)."""
 
     layer: str
     is_conv: bool
     values: np.ndarray
     images: np.ndarray
     positions: np.ndarray
+    derived: Optional[DerivedSource] = None
 
 
 def unit_dir(outdir: str, layer: str, unit: int) -> str:
@@ -155,11 +167,25 @@ def prepare(model: nn.Module, top: TopN, load_input: Callable[[int], torch.Tenso
         return None, None
     unit, rank = filled[0]
     x = load_input(int(top.images[unit, rank]))
-    geometry, field_of = field_function(model, top.layer, tuple(x.shape[-2:]), layout, field_method)
+    if top.derived is not None and top.derived.field_layer is None:  # a per-image unit: the whole image
+        whole = Region(0, x.shape[-2], 0, x.shape[-1])
+        field_of, size = (lambda y, xx: whole), whole.size
+    else:
+        field_layer = top.layer if top.derived is None else top.derived.field_layer
+        geometry, field_of = field_function(model, field_layer, tuple(x.shape[-2:]), layout, field_method)
+        size = max_crop_size(geometry, field_of)
     if "deconv" in draw or "deconv_norm" in draw:
         yx = tuple(int(v) for v in top.positions[unit, rank]) if top.is_conv else (0, 0)
-        unit_input_gradient(model, x, top.layer, (unit,) + yx, layout, deconv=True)
-    return field_of, max_crop_size(geometry, field_of)
+        _gradient(model, x, top, unit, yx, layout, deconv=True)
+    return field_of, size
+
+
+def _gradient(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tuple[int, int],
+              layout: Optional[Layout], deconv: bool) -> Tuple[np.ndarray, float]:
+    """The unit's backprop (deconv) image and value: from a one-hot at a layer's unit, or a derived unit's seed."""
+    if top.derived is not None:
+        return top.derived.gradient(x, unit, tuple(yx), deconv)
+    return unit_input_gradient(model, x, top.layer, (unit,) + tuple(yx), layout, deconv=deconv)
 
 
 def unit_images(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tuple[int, int], rank: int,
@@ -170,8 +196,7 @@ def unit_images(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tup
         out["maxes"] = x[0].detach().float().cpu().numpy()
     for name in ("deconv", "backprop"):
         if name in draw or name + "_norm" in draw:
-            grad, value = unit_input_gradient(model, x, top.layer, (unit,) + tuple(yx), layout,
-                                              deconv=name == "deconv")
+            grad, value = _gradient(model, x, top, unit, yx, layout, deconv=name == "deconv")
             out[name], out[name + "_norm"] = grad, channel_norm(grad)
     if "deconv" in out or "backprop" in out:
         recorded = float(top.values[unit, rank])

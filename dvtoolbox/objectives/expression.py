@@ -154,3 +154,90 @@ def is_single_unit(text: str) -> bool:
     except UsageError:
         return False
     return len(tokens) == 1 and tokens[0][0] == "spec" and re.search(r"@\d+$", tokens[0][1]) is None
+
+
+# ---------------------------------------------------------------------------------------------------- linear forms
+
+
+class NotLinear(ValueError):
+    """An expression that is not a linear combination of unit terms (a constant, a product of terms, ...)."""
+
+
+class LinearForm:
+    """A linear combination of unit terms, what ``linear_terms`` reads: {(layer, channel, where): coefficient},
+    where () for a channel, (token,) for a token, (y, x) for a position. Adds, subtracts, multiplies and divides by
+    numbers; anything else raises ``NotLinear``."""
+
+    def __init__(self, coefficients):
+        self.coefficients = dict(coefficients)
+
+    def _plus(self, other, sign: float) -> "LinearForm":
+        if not isinstance(other, LinearForm):
+            raise NotLinear("a constant term is not a unit (it changes no ranking): drop it")
+        out = dict(self.coefficients)
+        for key, coef in other.coefficients.items():
+            out[key] = out.get(key, 0.0) + sign * coef
+        return LinearForm(out)
+
+    def _scaled(self, factor) -> "LinearForm":
+        if isinstance(factor, LinearForm):
+            raise NotLinear("a product of two terms is not linear; scale terms by numbers only")
+        return LinearForm({key: coef * float(factor) for key, coef in self.coefficients.items()})
+
+    def __add__(self, other):
+        return self._plus(other, 1.0)
+
+    def __radd__(self, other):
+        return LinearForm({})._plus(other, 1.0)  # a number + a form: the constant is refused
+
+    def __sub__(self, other):
+        return self._plus(other, -1.0)
+
+    def __rsub__(self, other):
+        return LinearForm({})._plus(other, 1.0)
+
+    def __neg__(self):
+        return self._scaled(-1.0)
+
+    def __mul__(self, other):
+        return self._scaled(other)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        if isinstance(other, LinearForm):
+            raise NotLinear("dividing by a term is not linear; divide by numbers only")
+        return self._scaled(1.0 / other)
+
+    def __rtruediv__(self, other):
+        raise NotLinear("dividing by a term is not linear; divide by numbers only")
+
+
+class _LinearParser(_Parser):
+    """The objective grammar, read into a ``LinearForm`` instead of an Objective."""
+
+    def unit(self, spec: str) -> LinearForm:
+        spec, batch = re.fullmatch(r"(.+?)(?:@(\d+))?", spec).groups()
+        if batch:
+            raise NotLinear(f"{spec}@{batch}: a unit is read in every image; @batch has no meaning here")
+        layer, *numbers = spec.split(":")
+        if len(numbers) not in (1, 2, 3):
+            raise NotLinear(f"a term is layer:channel, layer:channel:token or layer:channel:y:x, got {spec!r}")
+        values = tuple(int(n) for n in numbers)
+        return LinearForm({(layer, values[0], values[1:]): 1.0})
+
+
+def linear_terms(text: str) -> dict:
+    """The terms of a linear expression in the grammar above: {(layer, channel, where): coefficient} in the order
+    they first appear (where: () a channel, (token,), (y, x)); terms named twice are summed. A malformed or nonlinear
+    expression (a constant, a product or quotient of terms, ``@batch``, a number alone) is a ``UsageError`` /
+    ``NotLinear`` with the reason."""
+    parser = _LinearParser(text)
+    if not parser.tokens:
+        raise NotLinear("empty expression; write e.g. 'fc8:130 + 0.5 * fc8:131'")
+    value = parser.expr()
+    if parser.peek() is not None:
+        parser.fail("unexpected")
+    if not isinstance(value, LinearForm):
+        raise NotLinear("a number alone is not a unit; it needs at least one layer:channel term")
+    return value.coefficients
