@@ -80,7 +80,9 @@ def add_model_arguments(group, note: str = "") -> None:
     """--model, --trust-model-file, --model-weights, --input-mean, --input-std, --layout."""
     group.add_argument("--model", default=DEFAULT_MODEL,
                        help="The network: a model name (registered, see --list-models; torchvision's and timm's zoo by "
-                            "name, e.g. resnet50, vit_b_16, convnext_tiny, timm:vit_tiny_patch16_224), your own code "
+                            "name, e.g. resnet50, vit_b_16, convnext_tiny, timm:vit_tiny_patch16_224; Hugging Face "
+                            "transformers models as hf:<repository or folder>, e.g. hf:facebook/dinov2-small), your "
+                            "own code "
                             "as package.module:factory (factory() returns an nn.Module), or a file saved with "
                             "torch.save(model, path), read through an allow-list of torch.nn's, torchvision's and "
                             "timm's module classes (see --trust-model-file). A settings file or --config may give a "
@@ -91,7 +93,8 @@ def add_model_arguments(group, note: str = "") -> None:
                             "for files you trust. Only on the command line (not in settings or --config).")
     group.add_argument("--model-weights", default=None, metavar="PATH",
                        help="Weights of a named model: a state-dict file (.pth, .safetensors), or 'none' for random "
-                            "weights. (default: the model's own, from its package or the torch / timm cache)")
+                            "weights. (default: the model's own, from its package or the torch / timm / Hugging Face "
+                            "cache)")
     group.add_argument("--input-mean", default=None,
                        help="For a network without an input contract (your own, a saved module): the RGB mean it "
                             "normalises by, 0..1 scale, e.g. \"(0.5,0.5,0.5)\". (default: ImageNet's, "

@@ -209,15 +209,26 @@ def over_white_uint8(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return ((2 * (c * a + 255 * (255 - a)) + 255) // 510).astype(np.uint8)
 
 
-def resize_center_crop(img: np.ndarray, size: int, resize_to: int) -> np.ndarray:
-    """Resize (H, W, 3) uint8 so its shorter side is ``resize_to`` (bilinear), then crop the central
-    ``size`` x ``size``; returns (size, size, 3) uint8."""
+def resize_center_crop(img: np.ndarray, size: int, resize_to: int, resample: str = "bilinear") -> np.ndarray:
+    """Resize (H, W, 3) uint8 so its shorter side is ``resize_to`` (bilinear, or the ``resample`` filter PIL
+    names: "nearest", "bicubic", "lanczos", "box", "hamming"), then crop the central ``size`` x ``size``; returns
+    (size, size, 3) uint8."""
     h, w = img.shape[:2]
     scale = resize_to / min(h, w)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(img).resize((new_w, new_h), _pil_filter(resample)))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top:top + size, left:left + size]
+
+
+def resize_exactly(img: np.ndarray, size: Tuple[int, int], resample: str = "bilinear") -> np.ndarray:
+    """Resize (H, W, 3) uint8 to ``size`` (h, w) without keeping the aspect ratio (``resample``: see
+    ``resize_center_crop``); returns (h, w, 3) uint8."""
+    return np.asarray(Image.fromarray(img).resize((int(size[1]), int(size[0])), _pil_filter(resample)))
+
+
+def _pil_filter(resample: str):
+    return getattr(Image.Resampling, resample.upper())
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:

@@ -5,4 +5,4 @@ Importing this package registers the built-in models: each module below register
 
 # torchvision before timm: a bare name both know (resnet50) is torchvision's
 from dvtoolbox.models import (caffe, efficientnet_lite, inceptionv1, torchvision_models,  # noqa: F401  (registration)
-                              timm_models)
+                              timm_models, hf_models)

@@ -2,7 +2,8 @@
 
 ``LayerCapture(model, names)`` is a context manager: inside it, every forward pass stores the output of each
 named submodule in ``capture.outputs[name]`` (the tensor itself, still in the autograd graph; for a module that
-returns a tuple, such as an attention layer, its first tensor). Hooks are removed on exit, also when the body
+returns a tuple, such as an attention layer, or a mapping, such as transformers' ``ModelOutput``, its first
+tensor). Hooks are removed on exit, also when the body
 raises. Names are ``named_layers(model)``'s: ``model.named_modules()`` names (dotted paths such as
 ``_blocks.3._depthwise_conv``), except that a model wrapping a network (``layer_prefix``, e.g. "net.") shows the
 network's own names without that prefix (``layer4``, ``encoder.layers.encoder_layer_11``); an unknown name raises a
@@ -15,7 +16,7 @@ original reads ``conv1`` after its in-place ReLU but starts backward at the conv
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -85,9 +86,12 @@ class LayerCapture:
 
 
 def first_tensor(output):
-    """A module's output, or the first tensor of a tuple / list output (an attention layer's values)."""
+    """A module's output, or the first tensor of a tuple / list output (an attention layer's values) or of a
+    mapping such as transformers' ``ModelOutput`` (an encoder's ``last_hidden_state``)."""
     if isinstance(output, (tuple, list)):
         return next((o for o in output if isinstance(o, torch.Tensor)), output)
+    if isinstance(output, Mapping):
+        return next((o for o in output.values() if isinstance(o, torch.Tensor)), output)
     return output
 
 

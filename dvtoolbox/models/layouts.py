@@ -284,6 +284,8 @@ def infer_layouts(model: nn.Module, size: Tuple[int, int], names: Mapping[str, n
 def _survey(model: nn.Module, size: Tuple[int, int], names: Mapping[str, nn.Module],
             declared: Optional[Mapping[str, Union[str, Layout]]], device,
             setting: str = "size") -> Tuple[Dict[str, Tuple[int, ...]], Dict[str, Layout]]:
+    from dvtoolbox.models.capture import first_tensor
+
     probe = _Probe(model_prefix_tokens(model))
     module_names = {id(m): n for n, m in names.items()}
     starts: Dict[int, list] = {}
@@ -293,7 +295,7 @@ def _survey(model: nn.Module, size: Tuple[int, int], names: Mapping[str, nn.Modu
 
     def hook(module, inputs, output):
         start = starts[id(module)].pop()
-        t = output[0] if isinstance(output, (tuple, list)) and output else output
+        t = first_tensor(output)
         if not isinstance(t, torch.Tensor):
             return
         layout = probe.decide(module, inputs, t, start)

@@ -31,13 +31,14 @@ import torch
 
 from dvtoolbox.checks import is_real
 from dvtoolbox.errors import UsageError
-from dvtoolbox.io.images import resize_center_crop
+from dvtoolbox.io.images import resize_center_crop, resize_exactly
 
 
 # ---------------------------------------------------------------------------------------------------- contract
 
 
 CHANNEL_ORDERS = ("RGB", "BGR")
+PHOTO_RESAMPLES = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class InputContract:
     mean: per-channel mean on the 0..255 scale in the model's channel order (3 floats).
     label_layers: layers whose channels are the classes of ``labels`` (e.g. ("fc8", "prob")).
     labels: class names, index = channel, or None.
+    resample: the filter photographs are resized with (``PHOTO_RESAMPLES``; a Hugging Face image processor's).
+    resize_to: the shorter side photographs are resized to before the centre crop; None: the crop side.
+    stretch: resize photographs to ``size`` without keeping their aspect ratio and without a crop (a Hugging Face
+    image processor with ``size: {height, width}`` and no centre crop).
     """
 
     size: Tuple[int, int]
@@ -56,8 +61,13 @@ class InputContract:
     mean: Tuple[float, float, float]
     label_layers: Tuple[str, ...] = ()
     labels: Optional[Tuple[str, ...]] = field(default=None, repr=False)
+    resample: str = "bilinear"
+    resize_to: Optional[int] = None
+    stretch: bool = False
 
     def __post_init__(self):
+        if self.resample not in PHOTO_RESAMPLES:
+            raise ValueError(f"resample must be one of {PHOTO_RESAMPLES}, got {self.resample!r}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if len(self.size) != 2 or min(self.size) < 1:
@@ -158,14 +168,18 @@ def image_to_model_input(img_uint8_rgb_hwc: np.ndarray, contract: InputContract,
                          resize_to: Optional[int] = None) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32, model channel order, 0..255 minus ``contract.mean``.
 
-    The shorter side is resized (bilinear) to ``resize_to`` (default: the contract size, so the whole centre square
-    is kept; efficientnet_lite0 classifies its test photographs best so), then the centre ``contract.size`` square
-    is cropped. Only square contract sizes are supported."""
+    The shorter side is resized (``contract.resample``, bilinear by default) to ``resize_to`` (default: the
+    contract's ``resize_to``, else its size, so the whole centre square is kept; efficientnet_lite0 classifies its
+    test photographs best so), then the centre ``contract.size`` square is cropped; a contract that ``stretch``es
+    resizes the whole photograph to its size instead. Only square contract sizes are supported."""
     h, w = contract.size
     if h != w:
         raise ValueError(f"image_to_model_input needs a square input size, got {contract.size}")
-    resize_to = resize_to if resize_to is not None else h
-    crop = resize_center_crop(img_uint8_rgb_hwc, h, resize_to)
+    if contract.stretch and resize_to is None:
+        crop = resize_exactly(img_uint8_rgb_hwc, (h, w), contract.resample)
+    else:
+        resize_to = resize_to if resize_to is not None else (contract.resize_to or h)
+        crop = resize_center_crop(img_uint8_rgb_hwc, h, resize_to, contract.resample)
     chw = crop.astype(np.float32).transpose(2, 0, 1)[list(contract.channel_swap_to_rgb)]
     chw -= np.asarray(contract.mean, np.float32)[:, None, None]
     return torch.from_numpy(np.ascontiguousarray(chw))[None]
