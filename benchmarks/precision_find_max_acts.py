@@ -85,8 +85,8 @@ def main() -> None:
                                         device=args.device, precision=precision, progress=False))
             results[precision] = load_maxes(outfile)[2]
     print(f"{len(photos)} photographs, EfficientNet-Lite0, {args.precision} against float32 on {args.device}")
-    print("| layer | units | top-1 same | top-3 overlap | top-6 overlap | whole order same | best value rel. error "
-          "(median, max) | max error / unit scale | position same |")
+    print("| layer | units | top-1 same | top-3 overlap | top-6 overlap | whole order same "
+          "| best value rel. error (median, max) | max error / unit scale | position same |")
     print("|---|---|---|---|---|---|---|---|---|")
     for layer in layers:
         f = compare(results["float32"][layer], results[args.precision][layer])

@@ -12,9 +12,8 @@ rule, and every image it needs checked to exist, before the model is loaded; 4. 
 (``model_run.open_exemplar_run``: random weights seeded as find_max_acts seeded them; the precision the
 tracker file records unless one is given), the layer's layout as find_max_acts read it (the model's, ``layouts``
 declared, the tracker's include_prefix) checked against the one the tracker file records; 5. temporary files a
-killed run left beside the planned outputs removed; ``unit_pages.write_unit_pages`` with each
-image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``), in the run's
-precision.
+killed run left beside the planned outputs removed; ``unit_pages.write_unit_pages`` with each image's model input
+made by find_max_acts's own preprocessing (``data.preprocess_for``), in the run's precision.
 """
 
 from __future__ import annotations
@@ -29,13 +28,13 @@ import torch
 from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist
+from dvtoolbox.exemplars.model_run import open_exemplar_run, value_rtol
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
+from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.images import load_image_rgb
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.layouts import Layout, canonical_shape, survey_layers, with_include_prefix
-from dvtoolbox.exemplars.model_run import open_exemplar_run, value_rtol
-from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.run.context import ModelChoice
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,11 @@
     job = FindMaxesJob(ModelChoice("tiny_test"), datadir="photos", outfile="maxes.pkl", n_top=9)
     summary = run_find_maxes(job)
 
-The run: 1. the image list (filelist or folder tree); 2. the model through the run context (``model_run.open_exemplar_run``:
-device, precision, random weights seeded, the overwrite rule); 3. the layers, their layouts and kinds; 4. the images in list order, decoded by
-DataLoader workers, a batch at a time through the model to the deepest requested layer, each batch merged into the
-running top N on the model's device, checkpointed every K batches; unreadable images skipped and counted (one
-warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
+The run: 1. the image list (filelist or folder tree); 2. the model through the run context
+(``model_run.open_exemplar_run``: device, precision, random weights seeded, the overwrite rule); 3. the layers, their
+layouts and kinds; 4. the images in list order, decoded by DataLoader workers, a batch at a time through the model
+to the deepest requested layer, each batch merged into the running top N on the model's device, checkpointed every
+K batches; unreadable images skipped and counted (one warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
 rank takes images ``rank::world`` and rank 0 merges (``exemplars.checkpoint``).
 
 Default layers: the original's (conv1..conv5, fc6, fc7, fc8, prob) that the model has; if it has none of them, every
@@ -37,8 +37,8 @@ from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_pa
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
-from dvtoolbox.models.layouts import Layout, canonical, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.exemplars.model_run import open_exemplar_run
+from dvtoolbox.models.layouts import Layout, canonical, canonical_shape, survey_layers, with_include_prefix
 from dvtoolbox.run.context import ModelChoice
 from dvtoolbox.run.ranks import Rank, current_rank
 
@@ -174,7 +174,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                     f" (the first: {first_error})" if first_error else "")
     if counts["skipped_nan"]:
         log.warning("%d unit values were NaN and were not recorded", counts["skipped_nan"])
-    meta = {"model": context.choice.name, "weights": recorded_weights(context.choice), "layouts": {name: str(layout) for name, (layout, _, _) in plan.items()},
+    meta = {"model": context.choice.name, "weights": recorded_weights(context.choice),
+            "layouts": {name: str(layout) for name, (layout, _, _) in plan.items()},
             "include_prefix": job.include_prefix, "precision": job.precision}
     if shard.is_distributed:
         checkpoint(complete=True)

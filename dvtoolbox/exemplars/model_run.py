@@ -15,15 +15,12 @@ precision").
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import torch
 
 from dvtoolbox.device import Execution
 from dvtoolbox.run.context import ModelChoice, RunContext, open_run
-
-log = logging.getLogger(__name__)
 
 WEIGHTS_SEED = 0
 ABSOLUTE_TOLERANCE = 0.1  # the original's check (crop_max_patches printed a value off by more than 0.1)

@@ -485,6 +485,8 @@ def test_a_kill_during_a_write_leaves_no_partial_file(tmp_path, filelist):
     assert sorted(p.name for p in unit.iterdir() if not p.name.startswith(".")) == ["info.txt", "maxim_000.png"]
     assert len(temps(out)) == 1 and temps(out)[0].startswith(".maxim_001.png.")
     assert png_size(unit / "maxim_000.png") == (3, 3)
-    assert crop_main(crop_argv) == 2  # files exist: not without --brave
+    before = folder_state(out)
+    assert crop_main(crop_argv) == 2  # files exist: not without --brave, and the refusal changes nothing
+    assert folder_state(out) == before
     assert crop_main(crop_argv + ["--brave"]) == 0
     assert temps(out) == [] and len(list(out.rglob("*.png"))) == 6
