@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, layouts_from_args, model_options,
                                      new_parser)
 from dvtoolbox.cli.exit_status import run_command
+from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.crop_job import CropJob, run_crop_patches
 from dvtoolbox.exemplars.tracker import load_maxes
-from dvtoolbox.models.registry import DEFAULT_MODEL, list_models
+from dvtoolbox.models.load import model_kind
+from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
 
 PROG = "crop_max_patches.py"
@@ -58,21 +60,33 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idx-end", type=int, default=None,
                         help="End at this unit (exclusive). (default: the layer's number of units)")
     net = parser.add_argument_group("the network (when the paths do not name a Caffe net)")
-    add_model_arguments(net, " (default: the model the tracker file records, if registered, else "
-                             f"{DEFAULT_MODEL})")
+    add_model_arguments(net, " (default: the model the tracker file records, with its weights, when it names one; "
+                             f"else {DEFAULT_MODEL})")
     parser.set_defaults(model=None)
     run = parser.add_argument_group("the run")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
+    run.add_argument("--precision", default=None, choices=PRECISIONS,
+                     help="Of the deconv and backprop passes: float32 (true float32), tf32 (CUDA's TF32 tensor cores) "
+                          "or bf16 (bfloat16 autocast). (default: the one find_max_acts ran in, as the tracker file "
+                          "records it)")
     add_brave_argument(run)
     run.add_argument("-v", "--verbose", action="store_true", help="Log the plan and each unit written.")
     return parser
 
 
-def recorded_model(nmt: str) -> Optional[str]:
-    """The registered model name the tracker file records, or None (the original's pickle, a Caffe net, a file)."""
+def recorded_model(nmt: str) -> Tuple[str, dict]:
+    """The model the tracker file records, by name, and its recorded weights ({"weights": ...}, or {} where none is
+    recorded); the original's pickle records none: the default model. Code a tracker file names (a factory, a
+    module file) is never run from it: a one-line UsageError asks for --model."""
     meta = load_maxes(nmt)[0]
     name = meta.get("model")
-    return name if isinstance(name, str) and name in list_models() else None
+    if not isinstance(name, str) or not name:
+        return DEFAULT_MODEL, {}
+    if model_kind(name) != "name":
+        raise UsageError(f"the tracker file {nmt} was made with {name}, which is code (a factory or a module "
+                         "file) that a tracker file never runs: give it as model (a file of your own classes also "
+                         "with --trust-model-file)", "model")
+    return name, ({"weights": meta["weights"]} if "weights" in meta else {})
 
 
 def job_from_args(args: argparse.Namespace) -> CropJob:
@@ -86,7 +100,14 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
     elif len(paths) in (4, 5):
         nmt, datadir = paths[0], paths[1]
         filelist, outdir, layer = (paths[2] if len(paths) == 5 else None), paths[-2], paths[-1]
-        choice = ModelChoice(args.model or recorded_model(nmt) or DEFAULT_MODEL, **model_options(args))
+        options = model_options(args)
+        if args.model is not None:
+            choice = ModelChoice(args.model, **options)
+        else:
+            name, recorded = recorded_model(nmt)
+            if args.model_weights is not None:  # the weights given win over the recorded ones
+                recorded = {}
+            choice = ModelChoice(name, **{**options, **recorded})
     else:
         raise UsageError("expected nmt_pkl net_prototxt net_weights datadir filelist outdir layer, or nmt datadir "
                          f"[filelist] outdir layer; got {len(paths)} paths")
@@ -95,7 +116,7 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
         raise UsageError("nothing to do: give at least one of " + ", ".join(flag for _, flag, _ in DO_FLAGS))
     return CropJob(choice, nmt, datadir, outdir, layer, what, filelist, idx_begin=args.idx_begin,
                    idx_end=args.idx_end, n_top=args.n_top, device=args.device, brave=args.brave,
-                   layouts=layouts_from_args(args))
+                   layouts=layouts_from_args(args), precision=args.precision)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

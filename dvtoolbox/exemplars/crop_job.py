@@ -9,10 +9,12 @@ file records, its paths under ``datadir`` (the dataset may have moved), or the f
 list line for line (the original's "Must be the same filelist used to produce the NetMaxTracker"; its pickle records
 no paths, so there the filelist is required); 3. the request checked and every output planned against the overwrite
 rule, and every image it needs checked to exist, before the model is loaded; 4. the model through the run context
-(``open_run``), the layer's layout as find_max_acts read it (the model's, ``layouts`` declared, the tracker's
-include_prefix) checked against the one the tracker file records (a derived group, ``exemplars.derived``: the layers
-it reads, its matrix from the file); 5. ``unit_pages.write_unit_pages`` with each
-image's model input made by find_max_acts's own preprocessing (``data.preprocess_for``).
+(``model_run.open_exemplar_run``: random weights seeded as find_max_acts seeded them; the precision the
+tracker file records unless one is given), the layer's layout as find_max_acts read it (the model's, ``layouts``
+declared, the tracker's include_prefix) checked against the one the tracker file records (a derived group,
+``exemplars.derived``: the layers it reads, its matrix from the file); 5. temporary files a killed run left beside
+the planned outputs removed; ``unit_pages.write_unit_pages`` with each image's model input made by find_max_acts's
+own preprocessing (``data.preprocess_for``), in the run's precision.
 
 Tar shards (``exemplars.shards``): the recorded list under the shards datadir names; ``shards.with_members`` finds
 each drawn image's member again (step 3), and ``data.read_rgb`` reads it.
@@ -32,11 +34,13 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
 from dvtoolbox.exemplars.derived import derived_top, load_group, recorded_definition
+from dvtoolbox.exemplars.model_run import open_exemplar_run, value_rtol
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
+from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.layouts import Layout, canonical_shape, survey_layers, with_include_prefix
-from dvtoolbox.run.context import ModelChoice, open_run
+from dvtoolbox.run.context import ModelChoice
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,9 @@ class CropJob:
     file's list; required for the original's pickle); outdir: where ``<layer>/unit_%04d/`` go; what: a subset of
     ``unit_pages.WHAT`` (maxes, deconv, deconv_norm, backprop, backprop_norm, info); idx_begin, idx_end: units
     idx_begin .. idx_end - 1 (idx_end None: the layer's last unit + 1); n_top: ranks 0 .. n_top - 1 (None: the
-    tracker's N); layouts: declared layouts {layer: Layout} (as find_max_acts's --layout)."""
+    tracker's N); layouts: declared layouts {layer: Layout} (as find_max_acts's --layout); precision: of the deconv
+    and backprop passes, float32, tf32 or bf16 (None: the one the tracker file records, float32 for the original's
+    pickle)."""
 
     model: ModelChoice
     nmt: str
@@ -67,9 +73,12 @@ class CropJob:
     device: Optional[str] = None
     brave: bool = False
     layouts: Mapping[str, object] = field(default_factory=dict)
+    precision: Optional[str] = None
 
     def __post_init__(self):
         object.__setattr__(self, "what", tuple(self.what))
+        if self.precision is not None:
+            Execution("eager", self.precision)  # validates the precision
         if not self.what:
             raise UsageError("nothing to do: give at least one of do_maxes, do_deconv, do_deconv_norm, "
                              "do_backprop, do_backprop_norm, do_info", "do_maxes")
@@ -185,7 +194,8 @@ def run_crop_patches(job: CropJob) -> List[str]:
     planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, job.what)
     if not job.brave and any(os.path.exists(p) for p in planned):
         check_writable(planned, job.brave)  # refuses before the model is loaded
-    context = open_run(job.model, job.device, Execution("eager", "float32"), job.brave)
+    recorded_precision, precision = run_precision(job, meta)
+    context = open_exemplar_run(job.model, job.device, precision, job.brave)
     model = context.model
     definition = recorded_definition(meta, job.layer)
     if definition is None:
@@ -197,8 +207,39 @@ def run_crop_patches(job: CropJob) -> List[str]:
     def load_input(index: int) -> torch.Tensor:
         return preprocess(read_rgb(images, index))[None].to(context.device)
 
-    log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images", job.layer, job.idx_begin,
-             idx_end - 1, n_top - 1, ", ".join(job.what), len(images))
+    log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images, %s", job.layer, job.idx_begin,
+             idx_end - 1, n_top - 1, ", ".join(job.what), len(images), precision)
+    remove_stale_outputs(planned)
     return write_unit_pages(model, top, images.paths, images.labels, load_input, job.outdir, job.idx_begin, idx_end,
-                            n_top, job.what, job.brave, layout)
+                            n_top, job.what, job.brave, layout, precision=precision,
+                            value_rtol=value_rtol(recorded_precision, precision))
+
+
+def remove_stale_outputs(planned: List[str]) -> int:
+    """Remove the temporary files a killed run left beside the planned outputs (``atomic``'s ``.<name>.*.tmp``),
+    listing each folder once; returns how many."""
+    by_folder = {}
+    for path in planned:
+        by_folder.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+    removed = 0
+    for folder, names in by_folder.items():
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            stem = entry[1:].rsplit(".", 2)[0] if entry.startswith(".") and entry.endswith(".tmp") else None
+            if stem in names:
+                removed += remove_stale_temps(os.path.join(folder, stem))
+    return removed
+
+
+def run_precision(job: CropJob, meta: dict) -> Tuple[str, str]:
+    """(the precision the tracker file records, float32 where it records none; the precision to run: the job's,
+    else the recorded one). A difference is logged once: recorded values are then compared more loosely."""
+    recorded = meta.get("precision") or "float32"
+    precision = job.precision or recorded
+    if precision != recorded:
+        log.warning("the tracker file %s was made in %s, the deconv and backprop images are computed in %s: a "
+                    "unit's values differ by up to %.0f %% of its top value", job.nmt, recorded, precision,
+                    100 * value_rtol(recorded, precision))
+    return recorded, precision
 

@@ -3,11 +3,11 @@
     job = FindMaxesJob(ModelChoice("tiny_test"), datadir="photos", outfile="maxes.pkl", n_top=9)
     summary = run_find_maxes(job)
 
-The run: 1. the image list (filelist, folder tree or tar shards); 2. the model through the run context (``open_run``: device,
-precision, the overwrite rule); 3. the layers, their layouts and kinds; 4. the images in list order, decoded by
-DataLoader workers, a batch at a time through the model to the deepest requested layer, each batch merged into the
-running top N on the model's device, checkpointed every K batches; unreadable images skipped and counted (one
-warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
+The run: 1. the image list (filelist, folder tree or tar shards); 2. the model through the run context
+(``model_run.open_exemplar_run``: device, precision, random weights seeded, the overwrite rule); 3. the layers, their
+layouts and kinds; 4. the images in list order, decoded by DataLoader workers, a batch at a time through the model
+to the deepest requested layer, each batch merged into the running top N on the model's device, checkpointed every
+K batches; unreadable images skipped and counted (one warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
 rank takes images ``rank::world`` and rank 0 merges (``exemplars.checkpoint``).
 
 Default layers: the original's (conv1..conv5, fc6, fc7, fc8, prob) that the model has; if it has none of them, every
@@ -39,8 +39,9 @@ from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_pa
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
+from dvtoolbox.exemplars.model_run import open_exemplar_run
 from dvtoolbox.models.layouts import Layout, canonical, canonical_shape, survey_layers, with_include_prefix
-from dvtoolbox.run.context import ModelChoice, open_run
+from dvtoolbox.run.context import ModelChoice
 from dvtoolbox.run.ranks import Rank, current_rank
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     process's images this session), layers {name: kind}."""
     images = read_images(job)
     shard = current_rank()
-    context = open_run(job.model, job.device, Execution("eager", job.precision), job.brave,
-                       local_rank=shard.local_rank if shard.is_distributed else None)
+    context = open_exemplar_run(job.model, job.device, job.precision, job.brave,
+                                local_rank=shard.local_rank if shard.is_distributed else None)
     context.check_outputs([job.outfile])
     model = context.model
     plan = plan_layers(model, job)
@@ -198,7 +199,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                     f" (the first: {first_error})" if first_error else "")
     if counts["skipped_nan"]:
         log.warning("%d unit values were NaN and were not recorded", counts["skipped_nan"])
-    meta = {"model": context.choice.name,
+    meta = {"model": context.choice.name, "weights": recorded_weights(context.choice),
             "layouts": {name: str(layout) for name, (layout, _, _) in read_plan.items()},
             "include_prefix": job.include_prefix, "precision": job.precision}
     if groups:
@@ -223,6 +224,12 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     log.info("find_max_acts: %d images in %.1f s (%.1f images/s), %d unreadable; wrote %s", done_now, seconds,
              summary["images_per_s"], counts["unreadable"], job.outfile)
     return summary
+
+
+def recorded_weights(choice: ModelChoice) -> Optional[str]:
+    """The weights as the tracker file records them: a Caffe net's caffemodel, else the named model's ("default",
+    a path, or None: random weights, drawn as ``model_run.open_exemplar_run`` seeds them)."""
+    return choice.net_weights if choice.deploy_proto else choice.weights
 
 
 def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Rank, tracker: MaxesTracker) -> Dict[str, int]:

@@ -14,8 +14,9 @@ For units ``idx_begin`` .. ``idx_end - 1`` of a layer, and ranks 0 .. ``num_top 
 plain arrays, the tracker file's: values (U, N) float32 highest first, images (U, N) int64 (-1: an empty slot),
 positions (U, N, 2) int64 (y, x) on the layer's grid. Empty slots (fewer images than N) get no file and no row (the
 original wrote a row for image -1). Every path is planned and checked against the overwrite rule before any work:
-nothing is overwritten without ``brave``. A recorded value that the model does not reproduce within 0.1 is
-logged as a warning, as the original printed it (is the image list the same?).
+nothing is overwritten without ``brave``. A recorded value that the model does not reproduce within 0.1 (in
+float32; wider in bf16: ``model_run.value_tolerance``) is logged as a warning, as the original printed it (is the
+image list the same?).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from dvtoolbox.errors import UsageError
+from dvtoolbox.exemplars.model_run import autocast_for, value_tolerance
 from dvtoolbox.exemplars.patches import channel_norm, crop, save_centred, save_norm, unit_input_gradient
 from dvtoolbox.exemplars.receptive_field import Region, crop_box, field_function, max_crop_size
 from dvtoolbox.io.atomic import write_text_atomic
@@ -121,12 +123,15 @@ def info_text(top: TopN, unit: int, num_top: int, filenames: Sequence[str], labe
 def write_unit_pages(model: nn.Module, top: TopN, filenames: Sequence[str], labels: Sequence[int],
                      load_input: Callable[[int], torch.Tensor], outdir: str, idx_begin: int, idx_end: int,
                      num_top: int, what: Sequence[str], brave: bool = False, layout: Optional[Layout] = None,
-                     channel_swap_to_rgb: Optional[Sequence[int]] = None, field_method: str = "auto") -> List[str]:
+                     channel_swap_to_rgb: Optional[Sequence[int]] = None, field_method: str = "auto",
+                     precision: str = "float32", value_rtol: float = 0.0) -> List[str]:
     """Write the folders of units idx_begin .. idx_end - 1 (see the module docstring); returns the paths written.
 
     filenames, labels: the image list (paths as the info file shows them, labels -1 where none);
     load_input(image_idx) -> (1, 3, H, W) float32, the model input of that image (model pixel space, as when the
-    top N was found); what: a subset of WHAT; channel_swap_to_rgb: default the model's input contract's."""
+    top N was found); what: a subset of WHAT; channel_swap_to_rgb: default the model's input contract's;
+    precision: the deconv and backprop passes' (bf16: under bfloat16 autocast); value_rtol: the relative part of the
+    value check's tolerance (``model_run.value_tolerance``)."""
     check_request(top, idx_begin, idx_end, num_top, what)
     paths = planned_paths(top, outdir, idx_begin, idx_end, num_top, what)
     if not brave and any(os.path.exists(p) for p in paths):
@@ -147,7 +152,7 @@ def write_unit_pages(model: nn.Module, top: TopN, filenames: Sequence[str], labe
             x = load_input(image)
             y, xx = (int(v) for v in top.positions[unit, rank]) if top.is_conv else (0, 0)
             box = crop_box(field_of(y, xx), size)
-            images = unit_images(model, x, top, unit, (y, xx), rank, draw, layout)
+            images = unit_images(model, x, top, unit, (y, xx), rank, draw, layout, precision, value_rtol)
             for w in draw:
                 path = os.path.join(folder, "%s_%03d.png" % (IMAGE_FILES[w], rank))
                 if w.endswith("_norm"):
@@ -167,17 +172,15 @@ def prepare(model: nn.Module, top: TopN, load_input: Callable[[int], torch.Tenso
         return None, None
     unit, rank = filled[0]
     x = load_input(int(top.images[unit, rank]))
-    if top.derived is not None and top.derived.field_layer is None:  # a per-image unit: the whole image
-        whole = Region(0, x.shape[-2], 0, x.shape[-1])
-        field_of, size = (lambda y, xx: whole), whole.size
-    else:
-        field_layer = top.layer if top.derived is None else top.derived.field_layer
-        geometry, field_of = field_function(model, field_layer, tuple(x.shape[-2:]), layout, field_method)
-        size = max_crop_size(geometry, field_of)
-    if "deconv" in draw or "deconv_norm" in draw:
+    if "deconv" in draw or "deconv_norm" in draw:  # refused before the field's passes, the costly part
         yx = tuple(int(v) for v in top.positions[unit, rank]) if top.is_conv else (0, 0)
         _gradient(model, x, top, unit, yx, layout, deconv=True)
-    return field_of, size
+    if top.derived is not None and top.derived.field_layer is None:  # a per-image unit: the whole image
+        whole = Region(0, x.shape[-2], 0, x.shape[-1])
+        return (lambda y, xx: whole), whole.size
+    field_layer = top.layer if top.derived is None else top.derived.field_layer
+    geometry, field_of = field_function(model, field_layer, tuple(x.shape[-2:]), layout, field_method)
+    return field_of, max_crop_size(geometry, field_of)
 
 
 def _gradient(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tuple[int, int],
@@ -189,18 +192,20 @@ def _gradient(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tuple
 
 
 def unit_images(model: nn.Module, x: torch.Tensor, top: TopN, unit: int, yx: Tuple[int, int], rank: int,
-                draw: Sequence[str], layout: Optional[Layout]) -> Dict[str, np.ndarray]:
+                draw: Sequence[str], layout: Optional[Layout], precision: str = "float32",
+                value_rtol: float = 0.0) -> Dict[str, np.ndarray]:
     """The uncropped images of one (unit, rank): (3, H, W) for maxes / deconv / backprop, (H, W) for the norms."""
     out: Dict[str, np.ndarray] = {}
     if "maxes" in draw:
         out["maxes"] = x[0].detach().float().cpu().numpy()
     for name in ("deconv", "backprop"):
         if name in draw or name + "_norm" in draw:
-            grad, value = _gradient(model, x, top, unit, yx, layout, deconv=name == "deconv")
+            with autocast_for(precision, x.device):
+                grad, value = _gradient(model, x, top, unit, yx, layout, deconv=name == "deconv")
             out[name], out[name + "_norm"] = grad, channel_norm(grad)
     if "deconv" in out or "backprop" in out:
         recorded = float(top.values[unit, rank])
-        if abs(value - recorded) > 0.1:
+        if abs(value - recorded) > value_tolerance(float(top.values[unit, 0]), value_rtol):
             log.warning("layer %s unit %d rank %d: recorded value %g, reproduced %g: is the image list the same?",
                         top.layer, unit, rank, recorded, value)
     return out

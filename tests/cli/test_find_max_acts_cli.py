@@ -118,6 +118,18 @@ BAD_INPUTS = [
     (["--layers", "conv1,conv1"], "--layers"),
     (["--precision", "fp8"], "--precision"),
     (["--layout", "conv1=NTC"], "conv1"),
+    (["--layout", "conv1=NTC:grid=x2"], "--layout 'conv1=NTC:grid=x2': grid is HxW"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be an integer >= 0, got -1"),
+    (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+    (["--model", "nope"], "--model 'nope' is unknown"),
+    (["--model", "tests.models.user_models_broken:factory"], "--model tests.models.user_models_broken:factory: "
+                                                              "cannot import"),
+    (["--model", "tests.models.user_models:raises"], "raises() raised ValueError: no weights for this size"),
+    (["--model", "tests.models.user_models:not_a_module"], "not_a_module() returned a int, not an nn.Module"),
+    (["--model", "nowhere/net.pt"], "--model 'nowhere/net.pt': no such file"),
+    (["--model", "efficientnet_lite0", "--model-weights", "nowhere.pth"], "weights file 'nowhere.pth' does not exist"),
+    (["--input-mean", "(1e400,0,0)"], "--input-mean must be 3 finite numbers"),
+    (["--input-std", "(nan,1,1)"], "--input-std: '(nan,1,1)' is not a Python literal"),
 ]
 BAD_PATHS = [
     ("one path", lambda d, t: [str(d)], "got 1 paths"),
@@ -125,6 +137,8 @@ BAD_PATHS = [
     ("missing filelist", lambda d, t: [str(d), str(t / "none.txt"), str(t / "m.pkl")], "filelist"),
     ("datadir not a folder", lambda d, t: [str(t / "nowhere"), str(t / "m.pkl")], "datadir"),
     ("outfile exists", lambda d, t: [str(d), str(t / "list.txt")], "--brave"),
+    ("outfile under a file", lambda d, t: [str(d), str(t / "list.txt" / "sub" / "m.pkl")],
+     "cannot write results to folder"),
 ]
 
 
