@@ -25,6 +25,7 @@ from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import resolve_layer
 from dvtoolbox.models.layouts import UNKNOWN, Layout, canonical_shape, survey_layers
 from dvtoolbox.models.pixel_space import load_mean
+from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.objectives import check_layers
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.job.outputs import (WRITER_THREADS, collect_writes, finish_summary, plan_outputs,
@@ -154,6 +155,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     objective = job.parsed_objective
     if objective is not None:
         check_layers(objective, prep.model)
+    check_dictionary_layers(job.dictionaries, prep.shapes, prep.layouts)
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)
