@@ -46,7 +46,8 @@ def test_encode_equals_the_package_encode(name):
 
 def test_the_files_come_from_the_packages_named_in_the_readme():
     assert str(EXPECTED["sae_lens_version"]) == "6.54.12" and str(EXPECTED["overcomplete_version"]) == "0.3.0"
-    readme = open(os.path.join(DATA, "README.md"), encoding="utf-8").read()
+    with open(os.path.join(DATA, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
     assert "sae-lens 6.54.12" in readme and "overcomplete 0.3.0" in readme
 
 
