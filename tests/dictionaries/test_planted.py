@@ -65,9 +65,10 @@ def latent_means(model, layer, read, dictionary, x) -> np.ndarray:
 
 
 def rank_of_rise(model, layer, read, dictionary, x, start) -> int:
-    """1-based rank of latent K's rise from model input ``start`` to ``x`` among all latents'."""
+    """1-based rank of latent K's rise from model input ``start`` to ``x`` among all latents'; a tie counts against
+    K (an image that did not move ranks K last)."""
     rise = latent_means(model, layer, read, dictionary, x) - latent_means(model, layer, read, dictionary, start)
-    return int((rise > rise[K]).sum()) + 1
+    return int((rise >= rise[K]).sum())
 
 
 def model_input(path, model) -> torch.Tensor:
