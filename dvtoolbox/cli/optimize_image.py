@@ -89,7 +89,9 @@ def _start(parser) -> None:
 def _push(parser) -> None:
     push = parser.add_argument_group("Which neuron to optimize and in what direction")
     push.add_argument("--push-layer", default="fc8",
-                      help="Name of layer that contains the desired neuron whose value is optimized.")
+                      help="Name of layer that contains the desired neuron whose value is optimized. The NAME of a "
+                           "--dictionary is a layer too: its latents' pre-activations on its layer's grid, so "
+                           "--push-channel all runs the whole dictionary (doc/dictionaries.md).")
     push.add_argument("--push-channel", default="130",
                       help="Channel number for desired neuron whose value is optimized (channel for conv, neuron "
                            "index for FC). Several units: a list 1,130,554, a range 0:1000 (end excluded), or all; "
