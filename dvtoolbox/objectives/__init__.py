@@ -19,7 +19,7 @@ from dvtoolbox.objectives.objective import INPUT, Activations, Objective, wrap_o
 
 __all__ = [
     "INPUT", "L1", "L2", "Activations", "Objective", "alignment", "as_objective", "blur3", "blur_input_each_step",
-    "channel", "channel_interpolate", "check_layers", "class_logit", "create_objective", "deepdream", "dictionary_latent", "direction",
-    "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "total_variation",
+    "channel", "channel_interpolate", "check_layers", "class_logit", "create_objective", "deepdream",
+    "dictionary_latent", "direction", "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "total_variation",
     "wrap_objective",
 ]

@@ -32,7 +32,8 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.objectives.library import channel, dictionary_latent, neuron
 from dvtoolbox.objectives.objective import Batch, Objective
 
-TOKEN = re.compile(r"\s*(?:(?P<latent>[A-Za-z_]\w*(?:\.(?:pre|act))?#\d+(?:@\d+)?)|(?P<spec>[\w./]+(?:@[A-Za-z_][\w./]*)*(?::\d+)+(?:@\d+)?)|"
+TOKEN = re.compile(r"\s*(?:(?P<latent>[A-Za-z_]\w*(?:\.(?:pre|act))?#\d+(?:@\d+)?)|"
+                   r"(?P<spec>[\w./]+(?:@[A-Za-z_][\w./]*)*(?::\d+)+(?:@\d+)?)|"
                    r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<op>[-+*/()]))")
 
 Value = Union[Objective, float]

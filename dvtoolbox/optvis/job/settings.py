@@ -119,8 +119,8 @@ class VisualizeJob:
         self._check_alpha()
         if self.regularizers.active and self.param != "dvt":
             raise UsageError(f"regularizers need param dvt, got param {self.param}", "regularizers", "param")
-        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)  # parsed once;
-        # layers checked with the model
+        # parsed once; layers checked with the model
+        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
 
     def _apply_recipe(self) -> None:
         """The recipe's settings (lucid's without one) for every recipe setting left None."""
