@@ -1,5 +1,5 @@
 """The layout promised in the README: imports flow one way (cli -> exemplars -> optimize / optvis -> run ->
-objectives / regularizers -> models -> io), the two engines never import each other, the model registry imports no model, and
+objectives / regularizers -> dictionaries -> models -> io), the two engines never import each other, the model registry imports no model, and
 the run context is the only place where a job or a command line loads a model."""
 
 import ast
@@ -9,13 +9,14 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
 ALLOWED = {  # package -> the dvtoolbox packages it may import (checks: the number checks, as basic as errors)
-    "cli": {"checks", "device", "errors", "exemplars", "io", "models", "objectives", "optimize", "optvis", "regularizers",
-            "run"},
+    "cli": {"checks", "device", "dictionaries", "errors", "exemplars", "io", "models", "objectives", "optimize", "optvis",
+            "regularizers", "run"},
     "exemplars": {"checks", "device", "errors", "io", "models", "objectives", "optimize", "run"},
-    "optimize": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
-    "optvis": {"checks", "device", "errors", "io", "models", "objectives", "regularizers", "run"},
+    "optimize": {"checks", "device", "dictionaries", "errors", "io", "models", "objectives", "regularizers", "run"},
+    "optvis": {"checks", "device", "dictionaries", "errors", "io", "models", "objectives", "regularizers", "run"},
     "run": {"checks", "device", "errors", "io", "models"},
-    "objectives": {"checks", "errors", "models"},
+    "objectives": {"checks", "dictionaries", "errors", "models"},
+    "dictionaries": {"checks", "errors", "models"},
     "regularizers": {"checks", "errors"},
     "models": {"checks", "errors", "io"},
     "io": {"checks", "errors"},

@@ -46,7 +46,8 @@ LR_PARAMS_HELP = ("Learning rate params, a Python dict literal. The \"constant\"
                   "policy requires \"max_lr\", \"early_prog\" and \"late_prog_mult\" and is tuned for outputs in "
                   "[0,1] (softmax units): it slows down as the output approaches 1.")
 OBJECTIVE_GRAMMAR = ("layer:channel or layer:channel:y:x terms (@batch restricts a term to one image), joined by + "
-                     "and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (doc/optvis.md)")
+                     "and - and scaled by numbers, e.g. \"fc8:130 + 0.5*fc8:131\" (doc/optvis.md); DICT#k is latent k "
+                     "of a --dictionary (its pre-activation; DICT.act#k its activation; doc/dictionaries.md)")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -105,6 +106,23 @@ def add_model_arguments(group, note: str = "") -> None:
                        help="Where a layer's channels are, when --list-layers shows it unknown or to override it: "
                             "NCHW, NC, NHWC, or NTC[:prefix=P][:grid=HxW] (transformer tokens); repeatable. "
                             "(default: inferred)")
+
+
+def add_dictionary_arguments(group) -> None:
+    """--dictionary (repeatable)."""
+    group.add_argument("--dictionary", action="append", default=None, metavar="NAME=LAYER=PATH[,topk=K]",
+                       help="A dictionary (sparse autoencoder) over LAYER's channels, named NAME in the objective "
+                            "(NAME#k: latent k): PATH a SAELens folder (cfg.json + sae_weights.safetensors), an "
+                            "Overcomplete state dict (.pt/.pth) or a safetensors file with W_enc and b_enc; topk=K "
+                            "for a TopK dictionary whose file does not say k; repeatable (doc/dictionaries.md). "
+                            "(default: none)")
+
+
+def dictionaries_from_args(args: argparse.Namespace) -> Dict[str, object]:
+    """--dictionary NAME=LAYER=PATH[,topk=K], repeated: {name: LayerDictionary}, the files read now."""
+    from dvtoolbox.dictionaries.binding import parse_dictionary_bindings
+    texts = args.dictionary
+    return parse_dictionary_bindings([texts] if isinstance(texts, str) else texts or (), args.trust_model_file)
 
 
 def add_listing_arguments(group) -> None:

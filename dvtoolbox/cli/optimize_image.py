@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 from dvtoolbox.checks import MAX_IMAGE_SIDE
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments, add_listing_arguments,
-                                     add_lr_policy_arguments, add_model_arguments, add_regularizer_arguments,
-                                     add_running_arguments, flag_names, flags_record, layouts_from_args,
+                                     add_dictionary_arguments, add_lr_policy_arguments, add_model_arguments, add_regularizer_arguments,
+                                     add_running_arguments, dictionaries_from_args, flag_names, flags_record, layouts_from_args,
                                      model_options, new_parser, parse_with_config, print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.cli.literals import parse_int_tuple, parse_lr_params, parse_mean, parse_push_spatial
@@ -89,7 +89,9 @@ def _start(parser) -> None:
 def _push(parser) -> None:
     push = parser.add_argument_group("Which neuron to optimize and in what direction")
     push.add_argument("--push-layer", default="fc8",
-                      help="Name of layer that contains the desired neuron whose value is optimized.")
+                      help="Name of layer that contains the desired neuron whose value is optimized. The NAME of a "
+                           "--dictionary is a layer too: its latents' pre-activations on its layer's grid, so "
+                           "--push-channel all runs the whole dictionary (doc/dictionaries.md).")
     push.add_argument("--push-channel", default="130",
                       help="Channel number for desired neuron whose value is optimized (channel for conv, neuron "
                            "index for FC). Several units: a list 1,130,554, a range 0:1000 (end excluded), or all; "
@@ -102,6 +104,7 @@ def _push(parser) -> None:
                       help=f"Instead of the unit alone, ascend a feature-visualisation objective: {OBJECTIVE_GRAMMAR}. "
                            "Its value is recorded as obj; --push-layer/--push-channel still name the files and the "
                            "unit of the idxmax statistics. (default: the pushed unit)")
+    add_dictionary_arguments(push)
     push.add_argument("--push-dir", type=float, default=1,
                       help="Which direction to push the activation of the selected neuron, that is, the value used "
                            "to begin backprop. For example, use 1 to maximize the selected neuron activation and -1 "
@@ -181,6 +184,7 @@ def job_from_args(args: argparse.Namespace) -> OptimizeJob:
         channels=None if single else args.push_channel, batch_size=args.batch_size, resume=args.resume,
         objective=args.objective, allow_tf32=args.tf32, image_dtype=args.image_dtype, engine=args.engine,
         precision=args.precision, stats_every=args.stats_every, layouts=layouts_from_args(args), push_token=token,
+        dictionaries=dictionaries_from_args(args),
         **model_options(args))
 
 

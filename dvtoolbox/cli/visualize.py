@@ -15,8 +15,8 @@ from typing import List, Optional, Sequence
 
 from dvtoolbox.checks import MAX_ITERATIONS
 from dvtoolbox.cli.arguments import (OBJECTIVE_GRAMMAR, add_brave_argument, add_device_arguments,
-                                     add_listing_arguments, add_lr_policy_arguments, add_model_arguments,
-                                     add_regularizer_arguments, add_running_arguments, flags_record,
+                                     add_dictionary_arguments, add_listing_arguments, add_lr_policy_arguments, add_model_arguments,
+                                     add_regularizer_arguments, add_running_arguments, dictionaries_from_args, flags_record,
                                      layouts_from_args, model_options, new_parser, parse_with_config,
                                      print_layer_table)
 from dvtoolbox.cli.exit_status import run_command
@@ -56,6 +56,7 @@ def _what(parser) -> None:
     what.add_argument("--objective", default="_blocks.10:97",
                       help=f"{OBJECTIVE_GRAMMAR}; e.g. \"_blocks.11:154@0 - _blocks.11:154@1\". The objective is "
                            "maximised.")
+    add_dictionary_arguments(what)
     add_listing_arguments(what)
 
 
@@ -222,7 +223,8 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
         regularizers=Regularizers(**{name: getattr(args, name) for name in REGULARIZER_FIELDS}),
         lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
         output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
-        config=config, layouts=layouts_from_args(args), **model_options(args))
+        config=config, layouts=layouts_from_args(args), dictionaries=dictionaries_from_args(args),
+        **model_options(args))
 
 
 # ---------------------------------------------------------------------------------------------------- main

@@ -12,13 +12,14 @@ Objectives and callables; checking an objective's layers against a model).
 from dvtoolbox.objectives.create import as_objective, check_layers, create_objective, hooked_layers
 from dvtoolbox.objectives.expression import parse_objective
 from dvtoolbox.objectives.library import (L1, L2, alignment, blur3, blur_input_each_step, channel,
-                                          channel_interpolate, class_logit, deepdream, direction, direction_neuron,
+                                          channel_interpolate, class_logit, deepdream,
+                                          dictionary_latent, direction, direction_neuron,
                                           diversity, layer, neuron, total_variation)
 from dvtoolbox.objectives.objective import INPUT, Activations, Objective, wrap_objective
 
 __all__ = [
     "INPUT", "L1", "L2", "Activations", "Objective", "alignment", "as_objective", "blur3", "blur_input_each_step",
-    "channel", "channel_interpolate", "check_layers", "class_logit", "create_objective", "deepdream", "direction",
-    "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "total_variation",
+    "channel", "channel_interpolate", "check_layers", "class_logit", "create_objective", "deepdream",
+    "dictionary_latent", "direction", "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "total_variation",
     "wrap_objective",
 ]

@@ -6,7 +6,7 @@ to a model's layers.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 from torch import nn
 
@@ -16,18 +16,20 @@ from dvtoolbox.objectives.expression import parse_objective
 from dvtoolbox.objectives.objective import INPUT, Batch, Objective
 
 
-def create_objective(spec, batch: Batch = None, model: Optional[nn.Module] = None) -> Objective:
+def create_objective(spec, batch: Batch = None, model: Optional[nn.Module] = None,
+                     dictionaries: Optional[Mapping] = None) -> Objective:
     """An Objective from an expression string (``expression.py``: ``"layer:channel"`` is ``channel``,
     ``"layer:channel:y:x"`` is ``neuron``, joined by ``+ -`` and scaled by numbers, ``@b`` per term); ``batch`` is
     the batch of every term that has no ``@``. An Objective is returned unchanged and a plain callable
     ``acts -> tensor`` is wrapped (reading every layer). With ``model``, the layers are checked now: an unknown one
-    is a UsageError listing the valid names."""
+    is a UsageError listing the valid names. ``dictionaries``: name -> ``LayerDictionary``, for a string's
+    ``DICT#k`` terms."""
     if isinstance(spec, Objective):
         if batch is not None:
             raise UsageError(f"batch= applies to a string objective, not to the Objective {spec}")
         objective = spec
     elif isinstance(spec, str):
-        objective = parse_objective(spec, default_batch=batch)
+        objective = parse_objective(spec, default_batch=batch, dictionaries=dictionaries)
     elif callable(spec):
         if batch is not None:
             raise UsageError("batch= applies to a string objective, not to a callable")

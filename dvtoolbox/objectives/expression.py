@@ -4,15 +4,20 @@ Grammar (whitespace ignored; parsed by hand, never ``eval``)::
 
     expr   := term (("+" | "-") term)*
     term   := factor (("*" | "/") factor)*
-    factor := ("-" | "+") factor | NUMBER | SPEC | "(" expr ")"
+    factor := ("-" | "+") factor | NUMBER | SPEC | LATENT | "(" expr ")"
     SPEC   := LAYER ":" channel [":" token | ":" y ":" x] ["@" batch]   e.g. _blocks.10:97, conv1:2:4:4, fc8:3@1
+    LATENT := DICT [".pre" | ".act"] "#" latent ["@" batch]            e.g. sae#12, sae.act#12@0
 
 ``LAYER`` is a module name: letters, digits, ``_ . /`` (``features.3``, ``2`` in an ``nn.Sequential``,
 ``inception_4c/output``), and ``@`` followed by a letter (Caffe's in-place taps, ``conv2@relu2``); a term is told
 from a number by its ``:``. ``layer:channel`` is
 ``objectives.channel``, ``layer:channel:y:x`` is ``objectives.neuron`` (y, x on the grid; a token layer's patch grid),
 ``layer:channel:token`` is ``objectives.neuron(..., token=...)`` (one token of a token layer by its index) and ``@b`` restricts it to batch element
-b (``channel(..., batch=b)``; a term without ``@`` takes the parser's ``default_batch``). Objectives add and
+b (``channel(..., batch=b)``; a term without ``@`` takes the parser's ``default_batch``). ``DICT#k`` is latent k
+of the dictionary named DICT (``dictionaries``: name -> ``LayerDictionary``, the command lines' ``--dictionary
+NAME=LAYER=PATH``), ``objectives.dictionary_latent`` on its layer: its pre-activation (``DICT#k``, ``DICT.pre#k``) or
+its activation (``DICT.act#k``), averaged over positions. ``#`` is used nowhere else, so a latent term cannot be
+read as a layer (``@`` is the batch and Caffe's in-place taps, ``:`` the channel). Objectives add and
 subtract; they multiply and divide by numbers only. A malformed expression is a one-line ``UsageError`` that shows
 where it went wrong. This is the one grammar of objectives: ``create_objective``, both command lines and both
 engines read strings through ``parse_objective``.
@@ -21,13 +26,14 @@ engines read strings through ``parse_objective``.
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple, Union
+from typing import List, Mapping, Optional, Tuple, Union
 
 from dvtoolbox.errors import UsageError
-from dvtoolbox.objectives.library import channel, neuron
+from dvtoolbox.objectives.library import channel, dictionary_latent, neuron
 from dvtoolbox.objectives.objective import Batch, Objective
 
-TOKEN = re.compile(r"\s*(?:(?P<spec>[\w./]+(?:@[A-Za-z_][\w./]*)*(?::\d+)+(?:@\d+)?)|"
+TOKEN = re.compile(r"\s*(?:(?P<latent>[A-Za-z_]\w*(?:\.(?:pre|act))?#\d+(?:@\d+)?)|"
+                   r"(?P<spec>[\w./]+(?:@[A-Za-z_][\w./]*)*(?::\d+)+(?:@\d+)?)|"
                    r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<op>[-+*/()]))")
 
 Value = Union[Objective, float]
@@ -41,7 +47,7 @@ def tokenize(text: str) -> List[Tuple[str, str, int]]:
         match = TOKEN.match(text, pos)
         if match is None:
             raise UsageError(f"objective {text!r}: cannot read {text[pos:].strip()[:20]!r} at position {pos}; "
-                             "write layer:channel[:y:x][@batch] terms joined by + - and numeric * /")
+                             "write layer:channel[:y:x][@batch] or DICT#latent terms joined by + - and numeric * /")
         kind = match.lastgroup
         tokens.append((kind, match.group(kind), match.start(kind)))
         pos = match.end()
@@ -49,9 +55,10 @@ def tokenize(text: str) -> List[Tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, text: str, default_batch: Batch = None):
+    def __init__(self, text: str, default_batch: Batch = None, dictionaries: Optional[Mapping] = None):
         self.text, self.tokens, self.i = text, tokenize(text), 0
         self.default_batch = default_batch
+        self.dictionaries = dict(dictionaries or {})
 
     def peek(self) -> Optional[Tuple[str, str, int]]:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -107,7 +114,23 @@ class _Parser:
         self.i += 1
         if token[0] == "number":
             return float(token[1])
+        if token[0] == "latent":
+            return self.latent(token[1])
         return self.unit(token[1])
+
+    def latent(self, spec: str) -> Objective:
+        """``DICT[.pre|.act]#k[@batch]`` -> dictionary_latent(...) on the dictionary's layer."""
+        name, kind, k, batch = re.fullmatch(r"([A-Za-z_]\w*?)(?:\.(pre|act))?#(\d+)(?:@(\d+))?", spec).groups()
+        if name not in self.dictionaries:
+            known = ", ".join(sorted(self.dictionaries)) or "none (give --dictionary NAME=LAYER=PATH)"
+            raise UsageError(f"objective {self.text!r}: unknown dictionary {name!r} in {spec!r}; dictionaries: "
+                             f"{known}", "dictionary")
+        bound = self.dictionaries[name]
+        batch = int(batch) if batch else self.default_batch
+        objective = dictionary_latent(bound.layer, bound.dictionary, int(k), pre_activation=kind != "act",
+                                      **({} if batch is None else {"batch": batch}))
+        objective.description = f"{name}{'.act' if kind == 'act' else ''}#{int(k)} ({bound.layer})"
+        return objective
 
     def unit(self, spec: str) -> Objective:
         """``layer:channel[:y:x][@batch]`` -> channel(...) or neuron(...)."""
@@ -132,10 +155,11 @@ def _multiply(a: Value, b: Value, text: str) -> Value:
     return b * a if isinstance(b, Objective) else a * b
 
 
-def parse_objective(text: str, default_batch: Batch = None) -> Objective:
-    """The Objective an expression describes (see the module docstring). To check its layers against a model, use
+def parse_objective(text: str, default_batch: Batch = None, dictionaries: Optional[Mapping] = None) -> Objective:
+    """The Objective an expression describes (see the module docstring); ``dictionaries``: name ->
+    ``LayerDictionary`` for ``DICT#k`` terms. To check its layers against a model, use
     ``create_objective(text, model=model)``."""
-    parser = _Parser(text, default_batch)
+    parser = _Parser(text, default_batch, dictionaries)
     if not parser.tokens:
         raise UsageError("objective: empty expression; write e.g. 'fc8:130' or '_blocks.10:97 - 0.5 * fc8:1'")
     value = parser.expr()

@@ -155,6 +155,26 @@ def channel(layer: str, n_channel: int, batch: Batch = None, include_prefix: boo
 
 
 @wrap_objective()
+def dictionary_latent(layer: str, dictionary, latent: int, pre_activation: bool = True, batch: Batch = None,
+                      include_prefix: bool = False):
+    """Mean over batch and positions (a token layer's patch tokens; ``include_prefix``: its class / register tokens
+    too) of latent ``latent`` of ``dictionary`` (a ``dvtoolbox.dictionaries.Dictionary`` over ``layer``'s channels),
+    read at each position from the activation vector there: its pre-activation (the default: it has a gradient
+    everywhere, where a TopK or JumpReLU activation is 0, without gradient, for most images) or, with
+    ``pre_activation=False``, its activation."""
+    if not 0 <= latent < dictionary.n_latents:
+        raise UsageError(f"latent {latent} is out of range: dictionary {dictionary.source} has "
+                         f"{dictionary.n_latents} latents (0..{dictionary.n_latents - 1})", "dictionary")
+
+    def inner(acts):
+        t = layer_output(acts, layer, batch, include_prefix)
+        vectors = t.movedim(1, -1)  # (N, [H, W | T,] C)
+        return dictionary.on(t.device, t.dtype).latent(vectors, latent, pre_activation).mean()
+
+    return inner
+
+
+@wrap_objective()
 def layer(layer: str, batch: Batch = None):  # noqa: F811 (the argument shadows the function inside it)
     """DeepDream: the mean of the squared activations of ``layer`` (every channel, position and element)."""
     name = layer

@@ -25,6 +25,8 @@ from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import resolve_layer
 from dvtoolbox.models.layouts import UNKNOWN, Layout, canonical_shape, survey_layers
 from dvtoolbox.models.pixel_space import load_mean
+from dvtoolbox.dictionaries.binding import check_dictionary_layers
+from dvtoolbox.dictionaries.tap import attach_dictionary
 from dvtoolbox.objectives import check_layers
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.job.outputs import (WRITER_THREADS, collect_writes, finish_summary, plan_outputs,
@@ -78,8 +80,19 @@ def prepare(job: OptimizeJob, rank: Rank = Rank()) -> Prepared:
     if sorted(swap) != list(range(mean.shape[0])):
         raise UsageError(f"channel_swap_to_rgb must be a permutation of {tuple(range(mean.shape[0]))}, got {swap}",
                          "channel_swap_to_rgb")
+    if job.params.push_layer in job.dictionaries:  # its latents become the push layer's units
+        attach_push_dictionary(job, context.model, data_size)
     shapes, layouts = survey_layers(context.model, data_size, job.layouts, setting="data_size")
     return Prepared(context, data_size, mean, swap, shapes, layouts)
+
+
+def attach_push_dictionary(job: OptimizeJob, model, data_size) -> None:
+    """The dictionary that push_layer names, as a layer of that name (``dictionaries.tap``), checked against its
+    layer first."""
+    name = job.params.push_layer
+    shapes, layouts = survey_layers(model, data_size, job.layouts, setting="data_size")
+    check_dictionary_layers({name: job.dictionaries[name]}, shapes, layouts)
+    attach_dictionary(model, name, job.dictionaries[name], layouts[job.dictionaries[name].layer])
 
 
 def unit_shape(prep: Prepared, layer: str) -> Tuple[int, int, int]:
@@ -154,6 +167,7 @@ def run_job(job: OptimizeJob) -> Tuple[List[FindResults], List[str]]:
     objective = job.parsed_objective
     if objective is not None:
         check_layers(objective, prep.model)
+    check_dictionary_layers(job.dictionaries, prep.shapes, prep.layouts)
     channels = parse_channels(int(job.unit_spec) if single else job.unit_spec, shape3d[0])
     mine = [job.params.with_unit(c) for c in channels][rank.rank::rank.world]
     settings = run_settings(job, prep)

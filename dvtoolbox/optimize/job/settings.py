@@ -16,6 +16,7 @@ from torch import nn
 
 from dvtoolbox.checks import MAX_IMAGE_SIDE, check_int, check_sequence
 from dvtoolbox.device import Execution
+from dvtoolbox.dictionaries import LayerDictionary
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.input_size import npy_image_size
 from dvtoolbox.models.pixel_space import MeanSpec
@@ -70,6 +71,7 @@ class OptimizeJob:
     precision: str = "float32"  # of the network: true float32 (the original's), "tf32" or "bf16" (see the doc)
     stats_every: int = STATS_EVERY  # iterations between copies of the statistics to the host
     trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
+    dictionaries: Dict[str, LayerDictionary] = field(default_factory=dict)  # for DICT#k objective terms
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -86,7 +88,7 @@ class OptimizeJob:
             for side in check_sequence("data_size", self.data_size, 2):
                 check_int("data_size", side, 1, MAX_IMAGE_SIDE)
         if self.objective is not None:  # parsed once, here; its layers are checked once the model is built
-            self.parsed_objective = create_objective(self.objective)
+            self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
 
     @property
     def execution(self) -> Execution:

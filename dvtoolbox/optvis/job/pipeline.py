@@ -19,6 +19,7 @@ from dvtoolbox.io.images import load_image_rgb, resize_center_crop
 from dvtoolbox.models.capture import layer_shapes
 from dvtoolbox.models.layouts import Layout, model_layouts, survey_layers
 from dvtoolbox.models.pixel_space import InputContract
+from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.objectives.expression import is_single_unit
 from dvtoolbox.optvis.accentuate import (DEFAULT_COEF, StartPair, accentuation_objective, default_layer,
@@ -41,6 +42,9 @@ def run_visualize(job: VisualizeJob) -> List[str]:
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
     objective = create_objective(job.parsed_objective, model=model)
+    if job.dictionaries:  # each dictionary fits its layer's channels, before any file
+        shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)
+        check_dictionary_layers(job.dictionaries, shapes, layouts)
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
     if job.alpha:

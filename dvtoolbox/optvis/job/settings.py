@@ -20,6 +20,7 @@ from torch import nn
 
 from dvtoolbox.checks import MAX_IMAGE_SIDE, MAX_IMAGES, MAX_SEED, check_int, check_real
 from dvtoolbox.device import Execution
+from dvtoolbox.dictionaries import LayerDictionary
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.objectives import Objective, create_objective
@@ -96,6 +97,7 @@ class VisualizeJob:
     progress: bool = False
     config: Dict[str, object] = field(default_factory=dict)
     trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
+    dictionaries: Dict[str, LayerDictionary] = field(default_factory=dict)  # for DICT#k objective terms
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
@@ -117,7 +119,8 @@ class VisualizeJob:
         self._check_alpha()
         if self.regularizers.active and self.param != "dvt":
             raise UsageError(f"regularizers need param dvt, got param {self.param}", "regularizers", "param")
-        self.parsed_objective = create_objective(self.objective)  # parsed once; layers checked with the model
+        # parsed once; layers checked with the model
+        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
 
     def _apply_recipe(self) -> None:
         """The recipe's settings (lucid's without one) for every recipe setting left None."""

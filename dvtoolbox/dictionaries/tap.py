@@ -1,0 +1,55 @@
+"""A dictionary as a layer of the model: its latents become units that the whole-layer machinery runs over.
+
+``attach_dictionary(model, name, bound, layout)`` adds a ``DictionaryTap`` module called ``name`` to the model (a
+``capture.named_layers`` name of its own) and a forward hook on the bound layer that calls it with that layer's
+output. The tap's output is the dictionary's pre-activations at the layer's positions, channels first: (N,
+n_latents, H, W) for a grid (a convolution's, a token layer's patch tokens) or (N, n_latents) for an NC layer; it
+declares that layout (``output_layout``). So ``optimize_image.py --push-layer NAME --push-channel all`` pushes every
+latent as it pushes a layer's channels: batched, under torchrun, resumed, with index.html. The hook is a bound
+method of the tap, so a deep copy of the model (the folded engine's) carries its own tap.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dvtoolbox.dictionaries.dictionary import LayerDictionary
+from dvtoolbox.errors import UsageError
+from dvtoolbox.models.capture import named_layers, resolve_layer
+from dvtoolbox.models.layouts import NC, NCHW, Layout, canonical
+
+
+class DictionaryTap(nn.Module):
+    """The latents of ``bound.dictionary`` on ``bound.layer``'s output read through ``layout`` (see the module
+    docstring). Holds no parameters; the dictionary's tensors follow the layer's device and dtype."""
+
+    def __init__(self, bound: LayerDictionary, layout: Layout):
+        super().__init__()
+        self.bound, self.layout = bound, layout
+        self.output_layout = NC if layout.kind == "NC" else NCHW
+
+    def forward(self, output: torch.Tensor) -> torch.Tensor:
+        t = canonical(output, self.layout, self.bound.layer)
+        dictionary = self.bound.dictionary.on(t.device, t.dtype)
+        return dictionary.pre_activation(t.movedim(1, -1)).movedim(-1, 1)
+
+    def read(self, module: nn.Module, inputs, output) -> None:
+        """The bound layer's forward hook: run the tap (whose own hooks capture its output); the output is kept."""
+        self(output)
+
+
+def attach_dictionary(model: nn.Module, name: str, bound: LayerDictionary, layout: Layout) -> DictionaryTap:
+    """Add the tap ``name`` to ``model`` (in place; see the module docstring); ``layout``: the bound layer's."""
+    layers = named_layers(model)
+    if name in layers:
+        raise UsageError(f"dictionary name {name!r} is also a layer of the model; name the dictionary otherwise",
+                         "dictionary")
+    if layout.kind == "NTC" and layout.grid is None:
+        raise UsageError(f"dictionary {name!r}: layer {bound.layer!r} is {layout}, without a grid of patches; "
+                         "declare it (--layout LAYER=NTC:prefix=P:grid=HxW)", "dictionary")
+    target = resolve_layer(model, bound.layer)
+    tap = DictionaryTap(bound, layout)
+    model.add_module(name, tap)
+    target.register_forward_hook(tap.read)
+    return tap
