@@ -19,6 +19,7 @@ from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, la
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
+from dvtoolbox.exemplars.histogram import DEFAULT_BINS, MAX_BINS, MIN_BINS
 from dvtoolbox.exemplars.job import FindMaxesJob, run_find_maxes
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
@@ -60,6 +61,9 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
                      help="Write the running top N to OUTFILE.part every K batches (0: never), so that --resume "
                           "takes up after a kill.")
+    run.add_argument("--hist-bins", type=int, default=DEFAULT_BINS, metavar="B",
+                     help=f"Bins of each unit's activation histogram over the dataset (0: none; {MIN_BINS} .. {MAX_BINS}), "
+                          "fixed by the first 64 images of the list (doc/exemplars.md).")
     run.add_argument("--resume", action="store_true",
                      help="Take up from OUTFILE.part (each torchrun rank from its own part), counting no image twice.")
     add_brave_argument(run)
@@ -90,7 +94,7 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
                         batch_size=args.batch_size, workers=args.workers, device=args.device,
                         precision=args.precision, brave=args.brave, layouts=layouts_from_args(args),
                         include_prefix=args.include_prefix, progress=args.progress,
-                        checkpoint_every=args.checkpoint_every, resume=args.resume)
+                        checkpoint_every=args.checkpoint_every, resume=args.resume, hist_bins=args.hist_bins)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

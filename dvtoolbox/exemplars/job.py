@@ -8,7 +8,9 @@ precision, the overwrite rule); 3. the layers, their layouts and kinds; 4. the i
 DataLoader workers, a batch at a time through the model to the deepest requested layer, each batch merged into the
 running top N on the model's device, checkpointed every K batches; unreadable images skipped and counted (one
 warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
-rank takes images ``rank::world`` and rank 0 merges (``exemplars.checkpoint``).
+rank takes images ``rank::world`` and rank 0 merges (``exemplars.checkpoint``). With ``hist_bins`` > 0 each unit's
+histogram is counted beside its top N, in bins fixed before step 4 by a calibration pass over the first images of
+the list (``exemplars.calibration``; a resumed run takes its checkpoint's bins).
 
 Default layers: the original's (conv1..conv5, fc6, fc7, fc8, prob) that the model has; if it has none of them, every
 ``Conv2d`` and ``Linear`` layer whose layout is known.
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -32,8 +35,10 @@ from dvtoolbox.checks import check_int
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
+from dvtoolbox.exemplars.calibration import calibrate, calibration_indices
 from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
-                                            merge_parts, part_path, remove_parts, save_part)
+                                            merge_parts, part_path, remove_parts, save_part, share_edges)
+from dvtoolbox.exemplars.histogram import DEFAULT_BINS, MARGIN, MAX_BINS, MIN_BINS
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
@@ -53,7 +58,8 @@ class FindMaxesJob:
     default, see the module docstring); layouts: declared layouts {layer: Layout or text}; include_prefix: a token
     layer's units read over all its tokens, the class token too (then without a grid); workers: DataLoader
     workers (None: ``data.default_workers()``); progress: a tqdm bar (None: when stderr is a terminal);
-    checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``)."""
+    checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``);
+    hist_bins: bins of each unit's activation histogram (0: none; ``exemplars.histogram``)."""
 
     model: ModelChoice
     datadir: str
@@ -71,9 +77,13 @@ class FindMaxesJob:
     progress: Optional[bool] = None
     checkpoint_every: int = 100
     resume: bool = False
+    hist_bins: int = DEFAULT_BINS
 
     def __post_init__(self):
         check_int("n_top", self.n_top, 1)
+        check_int("hist_bins", self.hist_bins, 0, MAX_BINS)  # 0: no histogram
+        if self.hist_bins == 1:
+            raise UsageError(f"hist_bins must be 0 (no histogram) or {MIN_BINS} .. {MAX_BINS}, got 1", "hist_bins")
         check_int("batch_size", self.batch_size, 1)
         check_int("checkpoint_every", self.checkpoint_every, 0)  # 0: never
         if self.workers is not None:
@@ -133,6 +143,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     plan = plan_layers(model, job)
     identity = {"images": list_digest(images), "n_top": job.n_top, "model": context.choice.name,
                 "layers": [[name, str(layout), kind, units] for name, (layout, kind, units) in plan.items()]}
+    if job.hist_bins:
+        identity["hist_bins"] = job.hist_bins  # absent when 0, so a version-1 checkpoint resumes without histograms
     tracker = MaxesTracker({name: (kind, units) for name, (_, kind, units) in plan.items()}, job.n_top,
                            context.device)
     part = part_path(job.outfile, shard)
@@ -140,6 +152,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     indices = list(range(shard.rank, len(images), shard.world))
     todo = indices[counts["images_done"]:]
     workers = default_workers() if job.workers is None else job.workers
+    calibration_seconds = start_histograms(job, tracker, images, model, plan, context.device, shard)
     log.info("find_max_acts: %d images (rank %d of %d: %d, %d done before), layers %s, N %d, batch %d, %d "
              "workers, %s", len(images), shard.rank, shard.world, len(indices), counts["images_done"],
              ", ".join(f"{n} ({k}, {u} units)" for n, (_, k, u) in plan.items()), job.n_top, job.batch_size, workers,
@@ -175,6 +188,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
         log.warning("%d unit values were NaN and were not recorded", counts["skipped_nan"])
     meta = {"model": context.choice.name, "layouts": {name: str(layout) for name, (layout, _, _) in plan.items()},
             "include_prefix": job.include_prefix, "precision": job.precision}
+    if job.hist_bins:
+        meta["hist_calibration"] = {"images": len(calibration_indices(len(images))), "margin": MARGIN}
     if shard.is_distributed:
         checkpoint(complete=True)
         barrier(shard)
@@ -189,6 +204,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
         remove_parts([part])
     done_now = len(todo)
     summary = {"images": len(indices), "unreadable": counts["unreadable"], "seconds": seconds,
+               "calibration_seconds": calibration_seconds,
                "images_per_s": done_now / seconds if seconds > 0 else float("inf"),
                "layers": {name: kind for name, (_, kind, _) in plan.items()}}
     log.info("find_max_acts: %d images in %.1f s (%.1f images/s), %d unreadable; wrote %s", done_now, seconds,
@@ -218,6 +234,29 @@ def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Rank, tracker:
         counts[key] = int(meta.get(key, 0))
     log.info("find_max_acts: resuming %s after %d images", part, counts["images_done"])
     return counts
+
+
+def start_histograms(job: FindMaxesJob, tracker: MaxesTracker, images: ImageList, model: nn.Module,
+                     plan: Mapping[str, Tuple[Layout, str, int]], device, shard: Rank) -> float:
+    """Start the tracker's histograms (``job.hist_bins`` > 0): the bins of a restored checkpoint, else rank 0's
+    calibration pass (``exemplars.calibration``), the same in every rank. Returns the seconds it took."""
+    if not job.hist_bins:
+        return 0.0
+    start = time.perf_counter()
+    restored = tracker.histogram_edges()
+    edges = restored
+    if edges is None and shard.rank == 0:
+        batches = image_batches(images, calibration_indices(len(images)), preprocess_for(model), job.batch_size, 0)
+        edges = calibrate(batches, lambda x: forward_layers(model, plan, x.to(device), job.precision),
+                          {name: units for name, (_, _, units) in plan.items()}, job.hist_bins)
+        log.info("find_max_acts: histogram bins from the first %d images", len(calibration_indices(len(images))))
+    edges = share_edges(shard, edges, {name: (units, job.hist_bins + 1) for name, (_, _, units) in plan.items()})
+    if restored is None:
+        tracker.start_histograms(edges)
+    elif any(not np.array_equal(restored[name], edges[name]) for name in plan):
+        raise UsageError(f"the checkpoint of rank {shard.rank} holds other histogram bins than rank 0's: remove the "
+                         "part files, or start again with brave", "resume", "brave")
+    return time.perf_counter() - start
 
 
 def forward_layers(model: nn.Module, plan: Mapping[str, Tuple[Layout, str, int]], x: torch.Tensor,
