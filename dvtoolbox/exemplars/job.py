@@ -246,10 +246,11 @@ def start_histograms(job: FindMaxesJob, tracker: MaxesTracker, images: ImageList
     restored = tracker.histogram_edges()
     edges = restored
     if edges is None and shard.rank == 0:
-        batches = image_batches(images, calibration_indices(len(images)), preprocess_for(model), job.batch_size, 0)
+        chosen = calibration_indices(len(images))
+        batches = image_batches(images, chosen, preprocess_for(model), job.batch_size, 0) if chosen else ()
         edges = calibrate(batches, lambda x: forward_layers(model, plan, x.to(device), job.precision),
                           {name: units for name, (_, _, units) in plan.items()}, job.hist_bins)
-        log.info("find_max_acts: histogram bins from the first %d images", len(calibration_indices(len(images))))
+        log.info("find_max_acts: histogram bins from the first %d images", len(chosen))
     edges = share_edges(shard, edges, {name: (units, job.hist_bins + 1) for name, (_, _, units) in plan.items()})
     if restored is None:
         tracker.start_histograms(edges)
