@@ -8,6 +8,12 @@ photographs, repeated through symbolic links), decoding in DataLoader workers, t
 images/s counts the streaming loop (decoding, forward, tracking), not the model's loading. Bare: the same batches,
 decoded and preprocessed beforehand, through ``forward_layers`` alone (the forward pass stopped after the deepest
 layer). Prints each round and the ratio of the medians; the goal of the issue is >= 0.9.
+
+The activation histograms (``--hist-bins``, default 32 as find_max_acts.py's): each round also runs find_max_acts
+without them (``hist_bins=0``), so the histograms' cost is the ratio of the two loops' images/s; the calibration
+pass that fixes their bins (the first 64 images, once per run) is timed apart, as seconds. On a shared, loaded
+machine the two loops' ratio drowns in noise; the counting itself is therefore also timed alone, on the first
+batch's unit values of every layer (``HistogramCounter.update``, median of 30), against the bare forward per batch.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import torch
 
 from dvtoolbox.device import Execution
 from dvtoolbox.exemplars.data import default_workers, image_batches, preprocess_for, scan_folder
+from dvtoolbox.exemplars.histogram import HistogramCounter, calibrated_edges, empty_histogram
 from dvtoolbox.exemplars.job import FindMaxesJob, forward_layers, plan_layers, run_find_maxes
+from dvtoolbox.exemplars.tracker import unit_values
 from dvtoolbox.run.context import ModelChoice, open_run
 
 PHOTOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "images")
@@ -46,6 +54,23 @@ def bare_images_per_s(model, plan, batches, precision: str) -> float:
     return count / (time.perf_counter() - start)
 
 
+def histogram_ms_per_batch(model, plan, batch, bins: int, repeats: int = 30) -> float:
+    """Milliseconds to count one batch's unit values of every planned layer into their histograms (median)."""
+    values = [unit_values(out)[0] for out in forward_layers(model, plan, batch, "float32").values()]
+    counters = [HistogramCounter(empty_histogram(calibrated_edges(v, bins)), batch.device) for v in values]
+    times = []
+    for _ in range(repeats):
+        if batch.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for counter, v in zip(counters, values):
+            counter.update(v)
+        if batch.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -55,6 +80,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--hist-bins", type=int, default=32)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     layers = tuple(args.layers.split(","))
@@ -72,14 +98,28 @@ def main() -> None:
         workers = default_workers() if args.workers is None else args.workers
         print(f"{args.model}, layers {', '.join(layers)}, {args.images} images, batch {args.batch_size}, "
               f"{workers} workers, {context.device}, {torch.get_num_threads()} threads")
-        found, bare = [], []
+        found, bare, plain, calibration = [], [], [], []
         for r in range(args.rounds):
             bare.append(bare_images_per_s(model, plan, batches, "float32"))
-            summary = run_find_maxes(FindMaxesJob(outfile=os.path.join(tmp, f"maxes{r}.npz"), **job_args))
+            summary = run_find_maxes(FindMaxesJob(outfile=os.path.join(tmp, f"maxes{r}.npz"),
+                                                  hist_bins=args.hist_bins, **job_args))
             found.append(summary["images_per_s"])
-            print(f"round {r}: bare {bare[-1]:.1f} images/s, find_max_acts {found[-1]:.1f} images/s")
-        print(f"median: bare {statistics.median(bare):.1f}, find_max_acts {statistics.median(found):.1f} images/s; "
-              f"find_max_acts / bare = {statistics.median(found) / statistics.median(bare):.2f}")
+            calibration.append(summary["calibration_seconds"])
+            summary = run_find_maxes(FindMaxesJob(outfile=os.path.join(tmp, f"plain{r}.npz"), hist_bins=0,
+                                                  **job_args))
+            plain.append(summary["images_per_s"])
+            print(f"round {r}: bare {bare[-1]:.1f} images/s, find_max_acts {found[-1]:.1f} images/s "
+                  f"(histograms of {args.hist_bins} bins; calibration {calibration[-1]:.2f} s), without histograms "
+                  f"{plain[-1]:.1f} images/s")
+        med = statistics.median
+        if args.hist_bins:
+            counting = histogram_ms_per_batch(model, plan, batches[0], args.hist_bins)
+            forward = 1000 * batches[0].shape[0] / med(bare)
+            print(f"histogram counting alone: {counting:.2f} ms per batch of {batches[0].shape[0]}, the bare forward "
+                  f"{forward:.0f} ms per batch: {counting / forward:.4f} of it")
+        print(f"median: bare {med(bare):.1f}, find_max_acts {med(found):.1f}, without histograms {med(plain):.1f} "
+              f"images/s; find_max_acts / bare = {med(found) / med(bare):.2f}, with / without histograms = "
+              f"{med(found) / med(plain):.3f}; calibration {med(calibration):.2f} s per run")
 
 
 if __name__ == "__main__":

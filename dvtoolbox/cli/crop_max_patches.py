@@ -34,7 +34,9 @@ DO_FLAGS = (("maxes", "--do-maxes", "Output max patches (the crop of the image i
             ("deconv_norm", "--do-deconv-norm", "Output deconv-norm patches (deconvnorm_%%03d.png)."),
             ("backprop", "--do-backprop", "Output backprop patches (backprop_%%03d.png)."),
             ("backprop_norm", "--do-backprop-norm", "Output backprop-norm patches (backpropnorm_%%03d.png)."),
-            ("info", "--do-info", "Output info.txt: the value, image and position of each rank."))
+            ("info", "--do-info", "Output info.txt: the value, image and position of each rank."),
+            ("histogram", "--do-histogram", "Output the unit's activation histogram over the dataset "
+                                            "(histogram.png, histogram.txt; find_max_acts.py --hist-bins)."))
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.derived import parse_directions, parse_unit
+from dvtoolbox.exemplars.histogram import DEFAULT_BINS, MAX_BINS, MIN_BINS
 from dvtoolbox.exemplars.job import FindMaxesJob, run_find_maxes
 from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
@@ -75,6 +76,9 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, default=100, metavar="K",
                      help="Write the running top N to OUTFILE.part every K batches (0: never), so that --resume "
                           "takes up after a kill.")
+    run.add_argument("--hist-bins", type=int, default=DEFAULT_BINS, metavar="B",
+                     help=f"Bins of each unit's activation histogram over the dataset (0: none; {MIN_BINS} .. {MAX_BINS}), "
+                          "fixed by the first 64 images of the list (doc/exemplars.md).")
     run.add_argument("--resume", action="store_true",
                      help="Take up from OUTFILE.part (each torchrun rank from its own part), counting no image twice.")
     add_brave_argument(run)
@@ -105,7 +109,7 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
                         batch_size=args.batch_size, workers=args.workers, device=args.device,
                         precision=args.precision, brave=args.brave, layouts=layouts_from_args(args),
                         include_prefix=args.include_prefix, progress=args.progress,
-                        checkpoint_every=args.checkpoint_every, resume=args.resume,
+                        checkpoint_every=args.checkpoint_every, resume=args.resume, hist_bins=args.hist_bins,
                         units=tuple(parse_unit(t) for t in args.unit) + tuple(parse_directions(t)
                                                                               for t in args.directions))
 

@@ -6,9 +6,9 @@ and every K batches writes its running top N atomically to its part file, ``<out
 it runs), ``images_done`` (how many of this rank's images are counted, a prefix of them), ``shard`` [r, W] and
 ``identity`` (the image list, N, layers and their reading, the model), so that a resumed run (``--resume``) takes up
 exactly after the last image it counted: none counted twice, none missed. A finished rank marks its part
-complete; after a barrier (torch.distributed, gloo: only a barrier, no data goes through it) rank 0 merges every
-part (``tracker.merge``: exact, the result of one process), writes the outfile and removes the parts. The parts
-must be on a file system every rank sees.
+complete; after a barrier (torch.distributed, gloo: a barrier, and at the start rank 0's histogram edges,
+``share_edges``; no other data goes through it) rank 0 merges every part (``tracker.merge``: exact, the result of one
+process), writes the outfile and removes the parts. The parts must be on a file system every rank sees.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
+import torch
 import torch.distributed as dist
 
 from dvtoolbox.errors import UsageError
@@ -68,6 +70,23 @@ def barrier(shard: Rank) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
     dist.barrier()
+
+
+def share_edges(shard: Rank, edges: Optional[Mapping[str, np.ndarray]], shapes: Mapping[str, Tuple[int, int]]
+                ) -> Dict[str, np.ndarray]:
+    """Rank 0's histogram edges {layer: (U, B+1) float32} in every rank (a gloo broadcast; the other ranks pass
+    None); ``edges`` itself when not distributed. shapes: {layer: (U, B+1)}, in order."""
+    if not shard.is_distributed:
+        return dict(edges)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    shared = {}
+    for name, shape in shapes.items():
+        tensor = (torch.from_numpy(np.ascontiguousarray(edges[name], np.float32)) if shard.rank == 0
+                  else torch.zeros(shape, dtype=torch.float32))
+        dist.broadcast(tensor, src=0)
+        shared[name] = tensor.numpy()
+    return shared
 
 
 def leave(shard: Rank) -> None:

@@ -14,7 +14,9 @@ tracker file records unless one is given), the layer's layout as find_max_acts r
 declared, the tracker's include_prefix) checked against the one the tracker file records (a derived group,
 ``exemplars.derived``: the layers it reads, its matrix from the file); 5. temporary files a killed run left beside
 the planned outputs removed; ``unit_pages.write_unit_pages`` with each image's model input made by find_max_acts's
-own preprocessing (``data.preprocess_for``), in the run's precision.
+own preprocessing (``data.preprocess_for``), in the run's precision; 6. with ``"histogram"`` in ``what``, each
+unit's activation histogram (``histogram_pages``; refused when the tracker file holds none); asked alone, it needs
+neither the model nor the images.
 
 Tar shards (``exemplars.shards``): the recorded list under the shards datadir names; ``shards.with_members`` finds
 each drawn image's member again (step 3), and ``data.read_rgb`` reads it.
@@ -34,6 +36,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
 from dvtoolbox.exemplars.derived import derived_top, load_group, recorded_definition
+from dvtoolbox.exemplars.histogram_pages import HISTOGRAM, planned_histogram_paths, write_histograms
 from dvtoolbox.exemplars.model_run import open_exemplar_run, value_rtol
 from dvtoolbox.exemplars.tracker import LayerMaxes, load_maxes
 from dvtoolbox.exemplars.unit_pages import WHAT, TopN, check_request, planned_paths, write_unit_pages
@@ -54,7 +57,8 @@ class CropJob:
     """What crop_max_patches runs. nmt: the tracker file (dvtoolbox's or the original's maxes.pkl); datadir: the
     folder the image paths are relative to; filelist: the original's ``path [label]`` list (None: the tracker
     file's list; required for the original's pickle); outdir: where ``<layer>/unit_%04d/`` go; what: a subset of
-    ``unit_pages.WHAT`` (maxes, deconv, deconv_norm, backprop, backprop_norm, info); idx_begin, idx_end: units
+    ``unit_pages.WHAT`` (maxes, deconv, deconv_norm, backprop, backprop_norm, info) and ``histogram_pages.HISTOGRAM``
+    (histogram); idx_begin, idx_end: units
     idx_begin .. idx_end - 1 (idx_end None: the layer's last unit + 1); n_top: ranks 0 .. n_top - 1 (None: the
     tracker's N); layouts: declared layouts {layer: Layout} (as find_max_acts's --layout); precision: of the deconv
     and backprop passes, float32, tf32 or bf16 (None: the one the tracker file records, float32 for the original's
@@ -81,10 +85,10 @@ class CropJob:
             Execution("eager", self.precision)  # validates the precision
         if not self.what:
             raise UsageError("nothing to do: give at least one of do_maxes, do_deconv, do_deconv_norm, "
-                             "do_backprop, do_backprop_norm, do_info", "do_maxes")
-        unknown = sorted(set(self.what) - set(WHAT))
+                             "do_backprop, do_backprop_norm, do_info, do_histogram", "do_maxes")
+        unknown = sorted(set(self.what) - set(WHAT) - {HISTOGRAM})
         if unknown:
-            raise UsageError(f"unknown outputs {unknown}: choose among {', '.join(WHAT)}", "what")
+            raise UsageError(f"unknown outputs {unknown}: choose among {', '.join(WHAT + (HISTOGRAM,))}", "what")
         if not _is_count(self.idx_begin, 0):
             raise UsageError(f"idx_begin must be an integer >= 0, got {self.idx_begin!r}", "idx_begin")
         if self.idx_end is not None and not _is_count(self.idx_end, self.idx_begin + 1):
@@ -181,17 +185,30 @@ def run_crop_patches(job: CropJob) -> List[str]:
     if n_top > n_saved:
         raise UsageError(f"n_top {n_top}: the tracker file {job.nmt} holds the top {n_saved} of each unit; ask for "
                          f"1 .. {n_saved}", "n_top")
-    check_request(top, job.idx_begin, idx_end, n_top, job.what)
-    draws = any(w != "info" for w in job.what)
+    pages = tuple(w for w in job.what if w != HISTOGRAM)
+    check_request(top, job.idx_begin, idx_end, n_top, pages or ("info",))  # the ranges (a histogram alone: no page)
+    histogram = maxes[job.layer].histogram
+    if HISTOGRAM in job.what and histogram is None:
+        raise UsageError(f"the tracker file {job.nmt} holds no activation histogram (find_max_acts.py ran with "
+                         "--hist-bins 0, or is older, or it is the original's pickle): run find_max_acts.py again "
+                         "with --hist-bins B, or drop do_histogram", "do_histogram")
+    draws = any(w != "info" for w in pages)
     if draws and maxes[job.layer].kind == "tokens":
         raise UsageError(f"layer {job.layer!r} was read over all its tokens (include_prefix), without a grid: no "
                          "crop; run find_max_acts without it, or ask for do_info only", "do_maxes")
+    if HISTOGRAM in job.what:
+        planned = planned_histogram_paths(job.layer, job.outdir, job.idx_begin, idx_end)
+        if not job.brave and any(os.path.exists(p) for p in planned):
+            check_writable(planned, job.brave)  # refuses before any work
+    if not pages:
+        return write_histograms(histogram, job.layer, top.values, job.outdir, job.idx_begin, idx_end, n_top,
+                                job.brave)
     images = image_list(job, recorded)
     needed = needed_images(top, job.idx_begin, idx_end, n_top)
     if images.description.get("kind") == "tar":
         images = shards.with_members(images, needed, job.datadir)
     check_images(images, needed, job)
-    planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, job.what)
+    planned = planned_paths(top, job.outdir, job.idx_begin, idx_end, n_top, pages)
     if not job.brave and any(os.path.exists(p) for p in planned):
         check_writable(planned, job.brave)  # refuses before the model is loaded
     recorded_precision, precision = run_precision(job, meta)
@@ -210,9 +227,13 @@ def run_crop_patches(job: CropJob) -> List[str]:
     log.info("crop_max_patches: layer %s units %d..%d, ranks 0..%d, %s, %d images, %s", job.layer, job.idx_begin,
              idx_end - 1, n_top - 1, ", ".join(job.what), len(images), precision)
     remove_stale_outputs(planned)
-    return write_unit_pages(model, top, images.paths, images.labels, load_input, job.outdir, job.idx_begin, idx_end,
-                            n_top, job.what, job.brave, layout, precision=precision,
-                            value_rtol=value_rtol(recorded_precision, precision))
+    written = write_unit_pages(model, top, images.paths, images.labels, load_input, job.outdir, job.idx_begin,
+                               idx_end, n_top, pages, job.brave, layout, precision=precision,
+                               value_rtol=value_rtol(recorded_precision, precision))
+    if HISTOGRAM in job.what:
+        written += write_histograms(histogram, job.layer, top.values, job.outdir, job.idx_begin, idx_end, n_top,
+                                    job.brave)
+    return written
 
 
 def remove_stale_outputs(planned: List[str]) -> int:

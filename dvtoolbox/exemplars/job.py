@@ -7,8 +7,11 @@ The run: 1. the image list (filelist, folder tree or tar shards); 2. the model t
 (``model_run.open_exemplar_run``: device, precision, random weights seeded, the overwrite rule); 3. the layers, their
 layouts and kinds; 4. the images in list order, decoded by DataLoader workers, a batch at a time through the model
 to the deepest requested layer, each batch merged into the running top N on the model's device, checkpointed every
-K batches; unreadable images skipped and counted (one warning at the end); 5. the tracker file, written atomically (format: ``exemplars.tracker``); under torchrun each
-rank takes images ``rank::world`` and rank 0 merges (``exemplars.checkpoint``).
+K batches; unreadable images skipped and counted (one warning at the end); 5. the tracker file, written atomically
+(format: ``exemplars.tracker``); under torchrun each rank takes images ``rank::world`` and rank 0 merges
+(``exemplars.checkpoint``). With ``hist_bins`` > 0 each unit's histogram is counted beside its top N, in bins fixed
+before step 4 by a calibration pass over the first images of the list (``exemplars.calibration``; a resumed run
+takes its checkpoint's bins).
 
 Default layers: the original's (conv1..conv5, fc6, fc7, fc8, prob) that the model has; if it has none of them, every
 ``Conv2d`` and ``Linear`` layer whose layout is known.
@@ -21,8 +24,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -34,8 +38,10 @@ from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, 
     scan_folder
 from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.derived import UnitDefinition, describe, group_arrays, plan_derived
+from dvtoolbox.exemplars.calibration import calibrate, calibration_indices
 from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
-                                            merge_parts, part_path, remove_parts, save_part)
+                                            merge_parts, part_path, remove_parts, save_part, share_edges)
+from dvtoolbox.exemplars.histogram import DEFAULT_BINS, MARGIN, MAX_BINS, MIN_BINS
 from dvtoolbox.exemplars.tracker import MaxesTracker, kind_of, save_maxes
 from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.models.capture import LayerCapture, forward_captured, named_layers, resolve_layer
@@ -59,7 +65,8 @@ class FindMaxesJob:
     workers (None: ``data.default_workers()``); progress: a tqdm bar (None: when stderr is a terminal);
     checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``);
     units: derived groups (``derived.parse_unit`` / ``parse_directions``), tracked after the layers (with units and
-    no layers, only the units)."""
+    no layers, only the units); hist_bins: bins of each unit's activation histogram (0: none;
+    ``exemplars.histogram``)."""
 
     model: ModelChoice
     datadir: str
@@ -78,9 +85,13 @@ class FindMaxesJob:
     checkpoint_every: int = 100
     resume: bool = False
     units: Tuple[UnitDefinition, ...] = ()
+    hist_bins: int = DEFAULT_BINS
 
     def __post_init__(self):
         check_int("n_top", self.n_top, 1)
+        check_int("hist_bins", self.hist_bins, 0, MAX_BINS)  # 0: no histogram
+        if self.hist_bins == 1:
+            raise UsageError(f"hist_bins must be 0 (no histogram) or {MIN_BINS} .. {MAX_BINS}, got 1", "hist_bins")
         check_int("batch_size", self.batch_size, 1)
         check_int("checkpoint_every", self.checkpoint_every, 0)  # 0: never
         if self.workers is not None:
@@ -154,6 +165,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                 "layers": [[name, str(layout), kind, units] for name, (layout, kind, units) in plan.items()]}
     if groups:  # each group's definition (a matrix by its sha256; the .npy may move between runs)
         identity["derived"] = [{k: v for k, v in d.items() if k != "file"} for d in describe(groups)]
+    if job.hist_bins:
+        identity["hist_bins"] = job.hist_bins  # absent when 0, so a version-1 checkpoint resumes without histograms
     tracker = MaxesTracker({**{name: (kind, units) for name, (_, kind, units) in plan.items()},
                             **{name: (g.kind, g.units) for name, g in groups.items()}}, job.n_top, context.device)
     part = part_path(job.outfile, shard)
@@ -161,6 +174,15 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
     indices = list(range(shard.rank, len(images), shard.world))
     todo = indices[counts["images_done"]:]
     workers = default_workers() if job.workers is None else job.workers
+
+    def tracked_values(x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The tracked layers' and groups' canonical values of a batch x (on any device)."""
+        outputs = forward_layers(model, read_plan, x.to(context.device, non_blocking=True), job.precision)
+        return {**{name: outputs[name] for name in plan}, **{name: g.values(outputs) for name, g in groups.items()}}
+
+    calibration_seconds = start_histograms(job, tracker, images, model, tracked_values,
+                                           {**{name: units for name, (_, _, units) in plan.items()},
+                                            **{name: g.units for name, g in groups.items()}}, shard)
     log.info("find_max_acts: %d images (rank %d of %d: %d, %d done before), layers %s, N %d, batch %d, %d "
              "workers, %s", len(images), shard.rank, shard.world, len(indices), counts["images_done"],
              ", ".join(f"{n} ({k}, {u} units)" for n, (_, k, u) in plan.items()), job.n_top, job.batch_size, workers,
@@ -183,11 +205,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                 counts["unreadable"] += int((~ok).sum())
                 first_error = first_error or next(e for e in errors if e)
             if ok.any():
-                inputs = inputs if ok.all() else inputs[ok]
-                outputs = forward_layers(model, read_plan, inputs.to(context.device, non_blocking=True),
-                                         job.precision)
-                outputs.update({name: g.values(outputs) for name, g in groups.items()})
-                tracker.update(outputs, batch_indices[ok].to(context.device))
+                tracker.update(tracked_values(inputs if ok.all() else inputs[ok]),
+                               batch_indices[ok].to(context.device))
             counts["images_done"] += len(batch_indices)
             bar.update(len(batch_indices))
             if job.checkpoint_every and number % job.checkpoint_every == 0 and counts["images_done"] < len(indices):
@@ -204,6 +223,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
             "include_prefix": job.include_prefix, "precision": job.precision}
     if groups:
         meta["derived"] = describe(groups)
+    if job.hist_bins:
+        meta["hist_calibration"] = {"images": len(calibration_indices(len(images))), "margin": MARGIN}
     if shard.is_distributed:
         checkpoint(complete=True)
         barrier(shard)
@@ -218,6 +239,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
         remove_parts([part])
     done_now = len(todo)
     summary = {"images": len(indices), "unreadable": counts["unreadable"], "seconds": seconds,
+               "calibration_seconds": calibration_seconds,
                "images_per_s": done_now / seconds if seconds > 0 else float("inf"),
                "layers": {**{name: kind for name, (_, kind, _) in plan.items()},
                           **{name: g.kind for name, g in groups.items()}}}
@@ -254,6 +276,31 @@ def _take_up(job: FindMaxesJob, part: str, identity: dict, shard: Rank, tracker:
         counts[key] = int(meta.get(key, 0))
     log.info("find_max_acts: resuming %s after %d images", part, counts["images_done"])
     return counts
+
+
+def start_histograms(job: FindMaxesJob, tracker: MaxesTracker, images: ImageList, model: nn.Module,
+                     forward: Callable[[torch.Tensor], Dict[str, torch.Tensor]], units: Mapping[str, int],
+                     shard: Rank) -> float:
+    """Start the tracker's histograms (``job.hist_bins`` > 0) of the tracked layers and groups, ``units`` {name:
+    units}: the bins of a restored checkpoint, else rank 0's calibration pass (``exemplars.calibration``) through
+    ``forward`` (a batch -> {name: canonical values}), the same in every rank. Returns the seconds it took."""
+    if not job.hist_bins:
+        return 0.0
+    start = time.perf_counter()
+    restored = tracker.histogram_edges()
+    edges = restored
+    if edges is None and shard.rank == 0:
+        chosen = calibration_indices(len(images))
+        batches = image_batches(images, chosen, preprocess_for(model), job.batch_size, 0) if chosen else ()
+        edges = calibrate(batches, forward, dict(units), job.hist_bins)
+        log.info("find_max_acts: histogram bins from the first %d images", len(chosen))
+    edges = share_edges(shard, edges, {name: (n, job.hist_bins + 1) for name, n in units.items()})
+    if restored is None:
+        tracker.start_histograms(edges)
+    elif any(not np.array_equal(restored[name], edges[name]) for name in units):
+        raise UsageError(f"the checkpoint of rank {shard.rank} holds other histogram bins than rank 0's: remove the "
+                         "part files, or start again with brave", "resume", "brave")
+    return time.perf_counter() - start
 
 
 def forward_layers(model: nn.Module, plan: Mapping[str, Tuple[Layout, str, int]], x: torch.Tensor,

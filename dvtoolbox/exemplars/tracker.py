@@ -16,7 +16,8 @@ for that image (``MaxesTracker.skipped_nan`` counts the NaN ones).
 The tracker file (``save_maxes`` / ``load_maxes``), written atomically at the user's ``outfile`` whatever its suffix,
 is a numpy ``.npz`` read with ``allow_pickle=False``:
 
-- ``meta``: a 0-d unicode array holding JSON: ``{"format": "dvtoolbox-max-tracker", "version": 1, "n_top": N,
+- ``meta``: a 0-d unicode array holding JSON: ``{"format": "dvtoolbox-max-tracker", "version": 2, "n_top": N,
+  "hist_bins": B (0: no histogram),
   "layers": [{"name", "kind", "units", "grid": [h, w] or null}, ...], "images_done": int, "dataset": {...},
   "model": str, ...}``;
 - ``paths``: (I,) unicode, the image list's paths relative to ``root`` (``meta["dataset"]["root"]``);
@@ -24,6 +25,10 @@ is a numpy ``.npz`` read with ``allow_pickle=False``:
 - per layer L: ``values/L`` (U, N) float32, ``images/L`` (U, N) int64, ``positions/L`` (U, N, 2) int64 (y, x);
 - a derived group (``exemplars.derived``) is a layer here, its definition in ``meta["derived"]`` and, for virtual
   channels, its (K, C) float32 matrix in ``weights/NAME``.
+- version 2, when the run kept histograms (``meta["hist_bins"]`` > 0; ``exemplars.histogram``), per layer L:
+  ``hist_counts/L`` (U, B+2) int64 (underflow, B bins, overflow), ``hist_edges/L`` (U, B+1) float32,
+  ``hist_min/L``, ``hist_max/L`` (U,) float32, ``hist_count/L`` (U,) int64, ``hist_sum/L`` (U,) float64.
+  Version 1 files (no histogram) still load.
 
 ``load_maxes`` also reads the original's Python 2 pickle of a ``max_tracker.NetMaxTracker`` (``find_max_acts.py``'s
 ``maxes.pkl``), telling the two apart by content, through a restricted unpickler that resolves only
@@ -45,11 +50,16 @@ import torch
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList
+from dvtoolbox.exemplars.histogram import HistogramCounter, LayerHistogram, empty_histogram, merge_optional
 from dvtoolbox.io.atomic import atomic_open
 from dvtoolbox.io.restricted_pickle import RestrictedUnpickler, numpy_globals
 
 FORMAT = "dvtoolbox-max-tracker"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+HISTOGRAM_KEYS = (("counts", "hist_counts"), ("edges", "hist_edges"), ("minimum", "hist_min"),
+                  ("maximum", "hist_max"), ("count", "hist_count"), ("total", "hist_sum"))
+"""(LayerHistogram field, the tracker file's key prefix)."""
 KINDS = ("conv", "fc", "tokens")
 EMPTY_IMAGE = -1
 
@@ -58,13 +68,15 @@ EMPTY_IMAGE = -1
 class LayerMaxes:
     """One layer's top N per unit. values (U, N) float32, rank 0 the highest, -inf where empty; images (U, N) int64
     index into the image list, -1 where empty; positions (U, N, 2) int64 (y, x) on the layer's grid, (0, 0) for fc
-    and where empty. kind: "conv" (a grid), "fc" (N, C), "tokens" (a row of tokens, no grid)."""
+    and where empty. kind: "conv" (a grid), "fc" (N, C), "tokens" (a row of tokens, no grid). histogram: each
+    unit's histogram of its value over every image counted (``exemplars.histogram``), None when not kept."""
 
     layer: str
     kind: str
     values: np.ndarray
     images: np.ndarray
     positions: np.ndarray
+    histogram: Optional[LayerHistogram] = None
 
     @property
     def n_top(self) -> int:
@@ -137,6 +149,14 @@ class LayerTracker:
         self.images = torch.from_numpy(start.images).to(device)
         self.positions = torch.from_numpy(start.positions).to(device)
         self.skipped_nan = 0
+        self.histogram: Optional[HistogramCounter] = None  # counting starts with start_histogram(edges)
+
+    def start_histogram(self, edges: np.ndarray) -> None:
+        """Count every later image's unit value in bins of ``edges`` (U, B+1) (``exemplars.histogram``)."""
+        if edges.shape[0] != self.values.shape[0]:
+            raise ValueError(f"layer {self.layer!r}: edges for {edges.shape[0]} units, the tracker has "
+                             f"{self.values.shape[0]}")
+        self.histogram = HistogramCounter(empty_histogram(edges), self.values.device)
 
     def update(self, channels: torch.Tensor, image_indices: torch.Tensor) -> None:
         """channels: the layer's canonical output for a batch (B, C, ...); image_indices (B,) int64, their indices
@@ -145,6 +165,8 @@ class LayerTracker:
         if values.shape[1] != self.values.shape[0]:
             raise ValueError(f"layer {self.layer!r}: {values.shape[1]} units, the tracker has {self.values.shape[0]}")
         self.skipped_nan += int(torch.isnan(values).sum())
+        if self.histogram is not None:
+            self.histogram.update(values)
         images = image_indices.to(self.images.device, torch.int64).unsqueeze(0).expand(values.shape[1], -1)
         self.values, self.images, self.positions = top_n(
             torch.cat((self.values, values.t().to(self.values.device)), 1),
@@ -160,10 +182,12 @@ class LayerTracker:
         self.values = torch.from_numpy(saved.values.astype(np.float32)).to(device)
         self.images = torch.from_numpy(saved.images.astype(np.int64)).to(device)
         self.positions = torch.from_numpy(saved.positions.astype(np.int64)).to(device)
+        self.histogram = None if saved.histogram is None else HistogramCounter(saved.histogram, device)
 
     def result(self) -> LayerMaxes:
         return LayerMaxes(self.layer, self.kind, self.values.cpu().numpy().astype(np.float32),
-                          self.images.cpu().numpy().astype(np.int64), self.positions.cpu().numpy().astype(np.int64))
+                          self.images.cpu().numpy().astype(np.int64), self.positions.cpu().numpy().astype(np.int64),
+                          None if self.histogram is None else self.histogram.result())
 
 
 class MaxesTracker:
@@ -192,6 +216,17 @@ class MaxesTracker:
     def result(self) -> Dict[str, LayerMaxes]:
         return {name: tracker.result() for name, tracker in self.layers.items()}
 
+    def start_histograms(self, edges: Mapping[str, np.ndarray]) -> None:
+        """Histograms of every layer from now on, over ``edges`` {layer: (U, B+1)}."""
+        for name, tracker in self.layers.items():
+            tracker.start_histogram(edges[name])
+
+    def histogram_edges(self) -> Optional[Dict[str, np.ndarray]]:
+        """{layer: edges} when every layer keeps a histogram (a restored checkpoint's), else None."""
+        if not all(t.histogram is not None for t in self.layers.values()):
+            return None
+        return {name: t.histogram.edges.cpu().numpy() for name, t in self.layers.items()}
+
 
 def merge_layer(a: LayerMaxes, b: LayerMaxes) -> LayerMaxes:
     """The top N of one pass over both image sets, from two results over disjoint image sets (same layer, kind,
@@ -208,7 +243,8 @@ def merge_layer(a: LayerMaxes, b: LayerMaxes) -> LayerMaxes:
     values, images, positions = top_n(torch.from_numpy(np.concatenate((a.values, b.values), 1)),
                                       torch.from_numpy(np.concatenate((a.images, b.images), 1)),
                                       torch.from_numpy(np.concatenate((a.positions, b.positions), 1)), a.n_top)
-    return LayerMaxes(a.layer, a.kind, values.numpy(), images.numpy(), positions.numpy())
+    return LayerMaxes(a.layer, a.kind, values.numpy(), images.numpy(), positions.numpy(),
+                      merge_optional(a.histogram, b.histogram, a.layer))
 
 
 def merge(a: Mapping[str, LayerMaxes], b: Mapping[str, LayerMaxes]) -> Dict[str, LayerMaxes]:
@@ -231,7 +267,10 @@ def save_maxes(path: str, maxes: Mapping[str, LayerMaxes], images: ImageList, me
     if len(n_tops) > 1:
         raise ValueError(f"all layers must keep the same N, got {sorted(n_tops)}")
     full = dict(meta or {})
-    full.update(format=FORMAT, version=VERSION, n_top=n_tops.pop() if n_tops else 0,
+    bins = {0 if m.histogram is None else m.histogram.bins for m in layers}
+    if len(bins) > 1:
+        raise ValueError(f"all layers must keep a histogram of the same bins, or none; got {sorted(bins)}")
+    full.update(format=FORMAT, version=VERSION, n_top=n_tops.pop() if n_tops else 0, hist_bins=max(bins, default=0),
                 layers=[{"name": m.layer, "kind": m.kind, "units": m.units} for m in layers])
     full["dataset"] = {**images.description, **full.get("dataset", {}), "root": images.root}
     arrays = {"meta": np.array(json.dumps(full)),
@@ -241,6 +280,8 @@ def save_maxes(path: str, maxes: Mapping[str, LayerMaxes], images: ImageList, me
         arrays[f"values/{m.layer}"] = m.values.astype(np.float32)
         arrays[f"images/{m.layer}"] = m.images.astype(np.int64)
         arrays[f"positions/{m.layer}"] = m.positions.astype(np.int64)
+        if m.histogram is not None:
+            arrays.update({f"{key}/{m.layer}": getattr(m.histogram, field) for field, key in HISTOGRAM_KEYS})
     arrays.update({key: np.asarray(value) for key, value in (extra_arrays or {}).items() if key not in arrays})
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
@@ -271,15 +312,15 @@ def _load_own(path: str, data: bytes) -> Tuple[dict, ImageList, Dict[str, LayerM
         raise UsageError(f"{path} is a damaged max-tracker file ({' '.join(str(exc).split())})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UsageError(f"{path} is a zip but not a {FORMAT} file")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise UsageError(f"{path} is a {FORMAT} file of version {meta.get('version')!r}; this dvtoolbox reads "
-                         f"version {VERSION}")
+                         f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     try:
         maxes = {}
         for entry in meta["layers"]:
             name, kind = entry["name"], entry["kind"]
             maxes[name] = LayerMaxes(name, kind, arrays[f"values/{name}"], arrays[f"images/{name}"],
-                                     arrays[f"positions/{name}"])
+                                     arrays[f"positions/{name}"], _load_histogram(arrays, name, meta))
             _check_layer(maxes[name], meta["n_top"])
         images = ImageList([str(p) for p in arrays["paths"]], [int(v) for v in arrays["labels"]],
                            meta.get("dataset", {}).get("root", ""), meta.get("dataset", {}))
@@ -288,12 +329,25 @@ def _load_own(path: str, data: bytes) -> Tuple[dict, ImageList, Dict[str, LayerM
     return meta, images, maxes
 
 
+def _load_histogram(arrays: Mapping[str, np.ndarray], name: str, meta: dict) -> Optional[LayerHistogram]:
+    """Layer ``name``'s histogram (version 2 with hist_bins > 0), else None; ValueError when it does not fit."""
+    if meta.get("version") == 1 or not meta.get("hist_bins"):
+        return None
+    histogram = LayerHistogram(**{field: arrays[f"{key}/{name}"] for field, key in HISTOGRAM_KEYS})
+    histogram.check(name)
+    if histogram.bins != meta["hist_bins"]:
+        raise ValueError(f"layer {name!r}: {histogram.bins} histogram bins, the meta says {meta['hist_bins']}")
+    return histogram
+
+
 def _check_layer(m: LayerMaxes, n_top: int) -> None:
     units = m.values.shape[0] if m.values.ndim == 2 else -1
     if (m.kind not in KINDS or m.values.shape != (units, n_top) or m.images.shape != (units, n_top)
             or m.positions.shape != (units, n_top, 2)):
         raise ValueError(f"layer {m.layer!r}: kind {m.kind!r}, shapes {m.values.shape}, {m.images.shape}, "
                          f"{m.positions.shape} do not fit N={n_top}")
+    if m.histogram is not None and m.histogram.units != units:
+        raise ValueError(f"layer {m.layer!r}: a histogram of {m.histogram.units} units for {units} units")
 
 
 # ---------------------------------------------------------------------------------------------------- the original

@@ -15,9 +15,11 @@ without ``brave``.
 
 With ``exemplars`` (crop_max_patches.py's ``outdir/<layer>`` folder, read by ``gallery_exemplars``), each cell of that
 layer also shows its unit's natural exemplars: the ``maxim_%03d.png`` crops as thumbnails in rank order, each with
-its value from the unit's info.txt and links to its deconv / backprop images that exist; a unit whose exemplars
-exist but which has no synthetic image gets a cell of its own (exemplars only). Their paths are relative to
-index.html. The exemplars' layer (the folder's name) must be one of the results' layers.
+its value from the unit's info.txt and links to its deconv / backprop images that exist, and, where
+crop_max_patches.py wrote it (``--do-histogram``), the unit's activation histogram over the dataset as inline SVG
+(``gallery_histogram``); a unit whose exemplars exist but which has no synthetic image gets a cell of its own
+(exemplars only). Their paths are relative to index.html. The exemplars' layer (the folder's name) must be one of
+the results' layers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from urllib.parse import quote
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.gallery_exemplars import RANK_FILES, ExemplarRank, ExemplarUnit, read_exemplars
+from dvtoolbox.io.gallery_histogram import histogram_html
 from dvtoolbox.io.images import load_image_rgb
 
 log = logging.getLogger(__name__)
@@ -248,8 +251,10 @@ def _exemplars_only_html(order: int, exemplars: Exemplars, unit: int) -> str:
 def _exemplars_html(unit: ExemplarUnit, name: str, href: str) -> str:
     """A unit's natural exemplars: one figure per rank (crop thumbnail, value, links), rank 0 first."""
     figures = "".join(_rank_html(rank, name, href) for rank in unit.ranks)
+    histogram = ("" if unit.histogram is None else
+                 histogram_html(unit.histogram, [r.value for r in unit.ranks if r.value is not None], name, href))
     return (f'<div class="ex" data-unit="{unit.unit}"><div class="exlabel">natural exemplars'
-            f'{"" if figures else ": none"}</div>{figures}</div>')
+            f'{"" if figures else ": none"}</div>{figures}{histogram}</div>')
 
 
 def _rank_html(rank: ExemplarRank, name: str, href: str) -> str:
@@ -339,6 +344,8 @@ h1 {{ font-size: 17px; margin: 0 0 4px; }}
 .exlabel {{ width: 100%; }}
 .exm {{ width: 54px; margin: 0; font-size: 10px; text-align: center; overflow-wrap: anywhere; }}
 .exm img {{ margin: 0 auto; }}
+.hist {{ width: 100%; margin: 2px 0 0; font-size: 10px; }}
+.hist svg {{ display: block; margin: 0 auto; background: #fff; }}
 </style>
 </head>
 <body>

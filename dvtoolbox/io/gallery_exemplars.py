@@ -2,14 +2,17 @@
 
 The folder holds ``unit_%04d/`` folders (crop_max_patches' layout): ``maxim_%03d.png`` (the crop of rank k, 0 the
 highest), ``deconv_%03d.png``, ``deconvnorm_%03d.png``, ``backprop_%03d.png``, ``backpropnorm_%03d.png`` and
-``info.txt`` (``# is_conv val image_idx image_class [i j] filename``, one row per rank). The layer is the folder's
+``info.txt`` (``# is_conv val image_idx image_class [i j] filename``, one row per rank), and with
+``--do-histogram`` the unit's activation histogram, ``histogram.txt`` (a ``#`` header line, then ``lower upper
+count`` rows: the underflow from -inf, the bins, the overflow to inf) and ``histogram.png``. The layer is the folder's
 name. A unit's ranks are its info.txt rows (values and image names known); without info.txt, the ranks of its
-``maxim_*.png`` ... ``backpropnorm_*.png`` files (values unknown); other files (a histogram) are ignored. Nothing
-is unpickled; bad files raise one-line ``UsageError`` naming ``exemplars`` (or the setting the caller names).
+``maxim_*.png`` ... ``backpropnorm_*.png`` files (values unknown); other files are ignored. Nothing is unpickled;
+bad files raise one-line ``UsageError`` naming ``exemplars`` (or the setting the caller names).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,11 +42,31 @@ class ExemplarRank:
 
 
 @dataclass
+class UnitHistogram:
+    """A unit's histogram.txt: edges (B+1) increasing, counts (B+2) (underflow, B bins, overflow), header the
+    text of its comment line (without '# '); files: 'txt' / 'png' -> path relative to the exemplars folder."""
+
+    edges: List[float]
+    counts: List[int]
+    header: str
+    files: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def under(self) -> int:
+        return self.counts[0]
+
+    @property
+    def over(self) -> int:
+        return self.counts[-1]
+
+
+@dataclass
 class ExemplarUnit:
-    """One unit's exemplars in rank order (0 the highest)."""
+    """One unit's exemplars in rank order (0 the highest), and its histogram (None without histogram.txt)."""
 
     unit: int
     ranks: List[ExemplarRank]
+    histogram: Optional[UnitHistogram] = None
 
 
 def read_exemplars(folder: str, setting: str = "exemplars") -> Tuple[str, Dict[int, ExemplarUnit]]:
@@ -83,7 +106,40 @@ def read_unit(folder: str, name: str, unit: int) -> ExemplarUnit:
             size = (img.shape[1], img.shape[0])
         ranks.append(ExemplarRank(rank=rank, value=value, image=image, value_text=value_text, files=files,
                                   size=size))
-    return ExemplarUnit(unit=unit, ranks=ranks)
+    histogram = None
+    if os.path.isfile(os.path.join(unit_path, "histogram.txt")):
+        histogram = parse_histogram_text(os.path.join(unit_path, "histogram.txt"))
+        histogram.files = {kind: f"{name}/histogram.{kind}" for kind in ("txt", "png")
+                           if os.path.isfile(os.path.join(unit_path, f"histogram.{kind}"))}
+    return ExemplarUnit(unit=unit, ranks=ranks, histogram=histogram)
+
+
+def parse_histogram_text(path: str) -> UnitHistogram:
+    """A crop_max_patches histogram.txt: the '#' header line, then ``lower upper count`` rows, contiguous, from
+    -inf to inf, with at least one bin between finite increasing edges."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].startswith("# "):
+        raise UsageError(f"{path} is not a crop_max_patches.py histogram.txt (no '# ' header line)")
+    rows = []
+    for number, line in enumerate(lines[1:], 2):
+        try:
+            lower, upper, count = line.split()
+            rows.append((float(lower), float(upper), int(count)))
+            if rows[-1][2] < 0 or not rows[-1][0] < rows[-1][1]:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"{path} line {number} is not a histogram.txt row (lower upper count, lower < upper, "
+                             "count >= 0)") from None
+    edges = [r[1] for r in rows[:-1]]
+    if (len(rows) < 3 or rows[0][0] != -math.inf or rows[-1][1] != math.inf
+            or any(a[1] != b[0] for a, b in zip(rows, rows[1:])) or not all(map(math.isfinite, edges))):
+        raise UsageError(f"{path} is not a crop_max_patches.py histogram.txt (its rows must run from -inf to inf "
+                         "without gaps, with at least one bin between finite edges)")
+    return UnitHistogram(edges=edges, counts=[r[2] for r in rows], header=lines[0][2:])
 
 
 def parse_unit_info(path: str) -> List[Tuple[int, float, str, str]]:

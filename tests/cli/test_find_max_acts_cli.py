@@ -10,6 +10,7 @@ from PIL import Image
 
 from dvtoolbox.cli.find_max_acts import main
 from dvtoolbox.exemplars.data import Preprocess
+from dvtoolbox.exemplars.histogram import edges_from_range
 from dvtoolbox.exemplars.tracker import load_maxes
 from dvtoolbox.io.images import load_image_rgb
 from tests.conftest import make_tiny
@@ -63,7 +64,7 @@ def brute_force(root, names, n):
             values.append([best[k, u] for k in order])
             images.append([readable[k] for k in order])
             positions.append([divmod(int(arg[k, u]), 8) if layer == "conv1" else (0, 0) for k in order])
-        out[layer] = np.array(values), np.array(images), np.array(positions)
+        out[layer] = np.array(values), np.array(images), np.array(positions), best
     return out
 
 
@@ -81,12 +82,37 @@ def test_filelist_run_equals_brute_force(photos, tmp_path, batch_size, caplog):
     assert meta["images_done"] == 8 and meta["unreadable"] == 1 and meta["model"] == "tiny_test"
     expected = brute_force(root, names, 4)
     for layer, kind in (("conv1", "conv"), ("fc8", "fc")):
-        values, image_idx, positions = expected[layer]
+        values, image_idx, positions, every = expected[layer]
         assert maxes[layer].kind == kind
         np.testing.assert_array_equal(maxes[layer].images, image_idx)
         np.testing.assert_array_equal(maxes[layer].positions, positions)
         np.testing.assert_allclose(maxes[layer].values, values, rtol=1e-6, atol=1e-6)
     assert 2 not in maxes["conv1"].images  # the broken image ranks nowhere
+    for layer in ("conv1", "fc8"):
+        assert_histogram(maxes[layer].histogram, expected[layer][3], 32)
+    assert meta["hist_bins"] == 32 and meta["hist_calibration"] == {"images": 8, "margin": 0.25}
+
+
+def assert_histogram(h, every, bins):
+    """every (images, U): each readable image's unit value; all are calibration images (the first 64), so the edges
+    are the rule's over their whole range, and each column's counts numpy's histogram (none under or over). The
+    run's batches and the brute force's differ in float32 rounding: the values must stay clear of the edges."""
+    np.testing.assert_array_equal(h.edges, edges_from_range(every.min(0), every.max(0), bins))
+    assert (np.abs(every[:, :, None] - h.edges[None]) > 1e-5).all()
+    for unit in range(every.shape[1]):
+        inside, _ = np.histogram(every[:, unit], h.edges[unit])
+        np.testing.assert_array_equal(h.counts[unit], [0, *inside, 0])
+    np.testing.assert_allclose(h.minimum, every.min(0), rtol=1e-6)
+    np.testing.assert_allclose(h.maximum, every.max(0), rtol=1e-6)
+    assert (h.count == len(every)).all()
+    np.testing.assert_allclose(h.total, every.astype(np.float64).sum(0), rtol=1e-6, atol=1e-4)
+
+
+def test_no_histogram(photos, tmp_path):
+    root, _ = photos
+    assert run("--model", "tiny_test", "--hist-bins", "0", "--layers", "fc8", str(root), str(tmp_path / "m.npz")) == 0
+    meta, _, maxes = load_maxes(str(tmp_path / "m.npz"))
+    assert meta["hist_bins"] == 0 and "hist_calibration" not in meta and maxes["fc8"].histogram is None
 
 
 def test_folder_run_with_the_default_layers(photos, tmp_path):
@@ -130,6 +156,12 @@ BAD_INPUTS = [
     (["--model", "efficientnet_lite0", "--model-weights", "nowhere.pth"], "weights file 'nowhere.pth' does not exist"),
     (["--input-mean", "(1e400,0,0)"], "--input-mean must be 3 finite numbers"),
     (["--input-std", "(nan,1,1)"], "--input-std: '(nan,1,1)' is not a Python literal"),
+    (["--hist-bins", "-1"], "--hist-bins"),
+    (["--hist-bins", "1"], "--hist-bins"),
+    (["--hist-bins", "1025"], "--hist-bins"),
+    (["--hist-bins", "100000000000000000000000"], "--hist-bins"),
+    (["--hist-bins", "nan"], "--hist-bins"),
+    (["--hist-bins", "2.5"], "--hist-bins"),
 ]
 BAD_PATHS = [
     ("one path", lambda d, t: [str(d)], "got 1 paths"),

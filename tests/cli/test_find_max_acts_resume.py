@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dvtoolbox.cli.find_max_acts import main
+from dvtoolbox.exemplars import job as job_module
 from dvtoolbox.exemplars import tracker as tracker_module
 from dvtoolbox.exemplars.tracker import load_maxes
 
@@ -29,7 +30,10 @@ def run(*argv):
     return main(["--device", "cpu", "--workers", "0", "--model", "tiny_test", "--N", "3", *argv])
 
 
-def assert_same_file(path_a, path_b):
+def assert_same_file(path_a, path_b, same_batches=False):
+    """The same top N and histograms. same_batches: both runs had the same batches, so every float is the same too;
+    else a value may differ by float32 rounding (another batch size), and the histograms' sums by the order of
+    their float64 additions."""
     meta_a, images_a, maxes_a = load_maxes(str(path_a))
     meta_b, images_b, maxes_b = load_maxes(str(path_b))
     assert images_a.paths == images_b.paths and list(maxes_a) == list(maxes_b)
@@ -38,6 +42,16 @@ def assert_same_file(path_a, path_b):
         np.testing.assert_array_equal(maxes_a[name].images, maxes_b[name].images)
         np.testing.assert_array_equal(maxes_a[name].positions, maxes_b[name].positions)
         np.testing.assert_allclose(maxes_a[name].values, maxes_b[name].values, rtol=1e-6, atol=1e-6)
+        a, b = maxes_a[name].histogram, maxes_b[name].histogram
+        for key in ("edges", "counts", "count"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+        for key in ("minimum", "maximum", "total"):
+            if same_batches:
+                np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+            else:
+                np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-6, atol=1e-5)
+        if same_batches:
+            np.testing.assert_array_equal(maxes_a[name].values, maxes_b[name].values)
 
 
 class Interrupt(KeyboardInterrupt):
@@ -61,6 +75,7 @@ def test_resume_after_an_interruption_counts_each_image_once(tmp_path, monkeypat
     assert run("--batch-size", "2", "--checkpoint-every", "2", str(data), str(outfile)) == 130
     part = tmp_path / "maxes.pkl.part"
     assert not outfile.exists() and load_maxes(str(part))[0]["images_done"] == 4  # checkpointed after batch 2
+    assert (load_maxes(str(part))[2]["fc8"].histogram.count == 4).all()  # the histograms of those 4 images
     assert run("--batch-size", "2", str(data), str(outfile)) == 2  # a checkpoint is not overwritten silently
     seen.clear()
 
@@ -69,10 +84,15 @@ def test_resume_after_an_interruption_counts_each_image_once(tmp_path, monkeypat
         original(self, outputs, image_indices)
 
     monkeypatch.setattr(tracker_module.MaxesTracker, "update", counted)
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("a resumed run takes the bins of its checkpoint")
+
+    monkeypatch.setattr(job_module, "calibrate", no_calibration)
     assert run("--batch-size", "2", "--resume", str(data), str(outfile)) == 0
     assert seen == [[4, 5], [6, 7], [8, 9]]
     assert not part.exists()
-    assert_same_file(outfile, tmp_path / "whole.pkl")
+    assert_same_file(outfile, tmp_path / "whole.pkl", same_batches=True)
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):
@@ -101,7 +121,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     assert 0 < done < 400 and not (tmp_path / "maxes.pkl").exists()
     assert subprocess.run(argv + ["--resume"], env=env, capture_output=True).returncode == 0
     assert run("--batch-size", "1", str(data), str(tmp_path / "whole.pkl")) == 0
-    assert_same_file(tmp_path / "maxes.pkl", tmp_path / "whole.pkl")
+    assert_same_file(tmp_path / "maxes.pkl", tmp_path / "whole.pkl", same_batches=True)
     assert not part.exists() and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -212,7 +212,7 @@ def test_save_and_load_round_trip(setup, tmp_path):
     path = tmp_path / "maxes.pkl"
     save_maxes(str(path), result, images, {"images_done": N_IMAGES, "model": "integer"})
     meta, loaded_images, loaded = load_maxes(str(path))
-    assert meta["format"] == "dvtoolbox-max-tracker" and meta["version"] == 1 and meta["n_top"] == 4
+    assert meta["format"] == "dvtoolbox-max-tracker" and meta["version"] == 2 and meta["n_top"] == 4
     assert meta["images_done"] == N_IMAGES and meta["dataset"] == {"kind": "folder", "datadir": "/data",
                                                                     "root": "/data"}
     assert loaded_images.paths == images.paths and loaded_images.labels == images.labels
@@ -238,8 +238,8 @@ def test_bad_files_are_one_line(tmp_path, content, message):
 
 def test_another_version_is_refused(tmp_path):
     path = tmp_path / "m.npz"
-    np.savez(path, meta=np.array('{"format": "dvtoolbox-max-tracker", "version": 2}'))
-    with pytest.raises(UsageError, match="version 2; this dvtoolbox reads version 1"):
+    np.savez(path, meta=np.array('{"format": "dvtoolbox-max-tracker", "version": 3}'))
+    with pytest.raises(UsageError, match="version 3; this dvtoolbox reads versions 1, 2"):
         load_maxes(str(path))
 
 

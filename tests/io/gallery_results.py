@@ -21,7 +21,7 @@ N_TOP = 3
 
 def make_exemplars(folder):
     """find_max_acts.py then crop_max_patches.py on 5 seeded photographs (tiny_test, fc8, N 3): the crops, deconv,
-    backprop and info.txt of units 0..4 under folder/crops/fc8/unit_NNNN/; returns folder/crops/fc8."""
+    backprop, info.txt and histogram of units 0..4 under folder/crops/fc8/unit_NNNN/; returns folder/crops/fc8."""
     import numpy as np
     from PIL import Image
 
@@ -37,5 +37,5 @@ def make_exemplars(folder):
     assert find_main(["--device", "cpu", "--workers", "0", "--model", "tiny_test", "--N", str(N_TOP), "--layers",
                       "fc8", str(data), str(nmt)]) == 0
     assert crop_main(["--device", "cpu", "--model", "tiny_test", "--do-maxes", "--do-deconv", "--do-backprop",
-                      "--do-info", str(nmt), str(data), str(folder / "crops"), "fc8"]) == 0
+                      "--do-info", "--do-histogram", str(nmt), str(data), str(folder / "crops"), "fc8"]) == 0
     return folder / "crops" / "fc8"

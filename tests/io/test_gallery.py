@@ -295,6 +295,61 @@ def test_exemplars_show_each_units_crops_in_rank_order_with_their_values(exempli
     assert "exemplar" not in (copy / "index.html").read_text()
 
 
+def histogram_rows(unit_dir):
+    """(lower, upper, count) per row of a crop_max_patches histogram.txt, restated: '#' header, then the rows."""
+    lines = (unit_dir / "histogram.txt").read_text().splitlines()
+    assert lines[0].startswith("# histogram layer=fc8")
+    return [(float(a), float(b), int(c)) for a, b, c in (line.split() for line in lines[1:])]
+
+
+def histogram_of(text, unit):
+    """(the bars' (x, width, height, count), the ticks' (x, value), the caption's links) of ``unit``'s cell."""
+    cell = re.search(rf'<div class="cell[^"]*" [^>]*data-unit="{unit}".*?</div></div>\n', text + "\n", re.S).group(0)
+    figure = re.search(r'<figure class="hist".*?</figure>', cell, re.S)
+    if figure is None:
+        return None
+    bars = [tuple(float(v) for v in m) for m in re.findall(
+        r'<rect class="bar" x="([^"]+)" y="[^"]+" width="([^"]+)" height="([^"]+)" data-count="(\d+)">',
+        figure.group(0))]
+    ticks = [(float(x), float(v)) for x, v in re.findall(r'<line class="top" x1="([^"]+)"[^>]*data-value="([^"]+)"',
+                                                           figure.group(0))]
+    links = re.findall(r'<a href="([^"]*)">(txt|png)</a>', figure.group(0))
+    return bars, ticks, links
+
+
+def test_each_unit_shows_its_histogram_beside_its_crops(exemplified, tmp_path):
+    results, crops = exemplified
+    copy = tmp_path / "res"
+    shutil.copytree(results, copy)
+    assert gallery_main([str(copy), "--exemplars", str(crops)]) == 0
+    text = (copy / "index.html").read_text()
+    href = os.path.relpath(crops, copy)
+    for unit in EXEMPLAR_UNITS:
+        rows = histogram_rows(crops / f"unit_{unit:04d}")
+        bars, ticks, links = histogram_of(text, unit)
+        inner = rows[1:-1]
+        assert [int(b[3]) for b in bars] == [c for _, _, c in inner] and sum(c for _, _, c in rows) == 5
+        lo, hi = inner[0][0], inner[-1][1]
+        tallest = max(c for _, _, c in inner)
+        for (x, width, height, count), (a, b, _) in zip(bars, inner):   # x linear in the value, height in the count
+            assert x == pytest.approx((a - lo) / (hi - lo) * 160, abs=0.006)
+            assert height == pytest.approx(count / tallest * 46, abs=0.006)
+        values = [float(v) for v, _ in info_rows(crops / f"unit_{unit:04d}")]
+        assert [v for _, v in ticks] == values and len(ticks) == N_TOP
+        for x, value in ticks:
+            assert x == pytest.approx((min(max(value, lo), hi) - lo) / (hi - lo) * 160, abs=0.006)
+        assert links == [(f"{href}/unit_{unit:04d}/histogram.txt", "txt"),
+                         (f"{href}/unit_{unit:04d}/histogram.png", "png")]
+    layer = tmp_path / "other" / "fc8"
+    shutil.copytree(crops, layer)
+    (layer / "unit_0002" / "histogram.txt").unlink()   # --do-histogram not run for this unit
+    (layer / "unit_0003" / "histogram.png").unlink()
+    assert gallery_main([str(copy), "--exemplars", str(layer)]) == 0
+    text = (copy / "index.html").read_text()
+    assert histogram_of(text, 2) is None and [k for _, k in histogram_of(text, 3)[2]] == ["txt"]
+    assert len(histogram_of(text, 1)[0]) == 32
+
+
 def test_missing_crops_and_info_files_show_what_exists(exemplified, tmp_path):
     results, crops = exemplified
     copy, layer = tmp_path / "res", tmp_path / "out dir" / "fc8"
@@ -366,6 +421,18 @@ BAD_EXEMPLARS = {
                            "{t}/fc8/unit_0002/info.txt line 2 is not a crop_max_patches.py info.txt row"),
     "damaged crop": (lambda tmp, crops: _exemplars_with(crops, tmp / "fc8", "unit_0000/maxim_002.png", b"\x89PNG"),
                      "image '{t}/fc8/unit_0000/maxim_002.png'"),
+    "histogram.txt without its header": (lambda tmp, crops: _exemplars_with(
+        crops, tmp / "fc8", "unit_0001/histogram.txt", b"-inf 0 1\n0 1 2\n1 inf 0\n"),
+        "{t}/fc8/unit_0001/histogram.txt is not a crop_max_patches.py histogram.txt (no '# ' header line)"),
+    "histogram.txt row not numbers": (lambda tmp, crops: _exemplars_with(
+        crops, tmp / "fc8", "unit_0001/histogram.txt", b"# h\n-inf 0 1\n0 1 many\n1 inf 0\n"),
+        "{t}/fc8/unit_0001/histogram.txt line 3 is not a histogram.txt row"),
+    "histogram.txt with a gap": (lambda tmp, crops: _exemplars_with(
+        crops, tmp / "fc8", "unit_0001/histogram.txt", b"# h\n-inf 0 1\n0.5 1 2\n1 inf 0\n"),
+        "{t}/fc8/unit_0001/histogram.txt is not a crop_max_patches.py histogram.txt (its rows must run"),
+    "histogram.txt without a bin": (lambda tmp, crops: _exemplars_with(
+        crops, tmp / "fc8", "unit_0001/histogram.txt", b"# h\n-inf 0 1\n0 inf 0\n"),
+        "{t}/fc8/unit_0001/histogram.txt is not a crop_max_patches.py histogram.txt (its rows must run"),
 }
 
 

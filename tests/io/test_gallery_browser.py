@@ -145,3 +145,50 @@ def test_exemplar_crops_load_beside_the_synthetic_images(browser, tmp_path_facto
     for src, complete, width, height in seen:
         shown = load_image_rgb(str(root / "res" / urllib.parse.unquote(src)))
         assert complete and width > 0 and (width, height) == (shown.shape[1], shown.shape[0]), src
+
+
+HISTOGRAM_PROBE = """<script>
+window.addEventListener("load", function () {
+  var seen = Array.prototype.map.call(document.querySelectorAll("figure.hist"), function (fig) {
+    var svg = fig.querySelector("svg"), box = svg.getBoundingClientRect();
+    var bars = Array.prototype.map.call(svg.querySelectorAll("rect.bar"), function (r) {
+      return [parseInt(r.dataset.count, 10), r.getBBox().height, getComputedStyle(r).fill]; });
+    var ticks = Array.prototype.map.call(svg.querySelectorAll("line.top"), function (l) {
+      return [parseFloat(l.dataset.value), l.getBBox().x]; });
+    var cell = fig.closest(".cell");
+    return [parseInt(cell.dataset.unit, 10), box.width, box.height, bars, ticks,
+            fig.getBoundingClientRect().top > cell.querySelector("figure.exm").getBoundingClientRect().bottom];
+  });
+  document.body.setAttribute("data-histograms", JSON.stringify(seen));
+});
+</script>
+</body>"""
+
+
+def test_each_units_histogram_is_drawn_as_svg_below_its_crops(browser, tmp_path_factory, tmp_path):
+    """The inline SVG histograms as the browser lays them out: 160 x 56 pixels, one bar per bin with its height
+    proportional to the bin's count in histogram.txt, a red tick per top-N value, below the unit's crops."""
+    root = tmp_path_factory.mktemp("histogram browser")
+    (root / "res").mkdir()
+    assert make_results(root / "res") == 0
+    crops = make_exemplars(root)
+    assert gallery_main([str(root / "res"), "--exemplars", str(crops)]) == 0
+    text = (root / "res" / "index.html").read_text()
+    (root / "res" / "probe.html").write_text(text.replace("</body>", HISTOGRAM_PROBE))
+    dom = chromium(browser, tmp_path, "--virtual-time-budget=3000", "--dump-dom",
+                   (root / "res" / "probe.html").as_uri())
+    found = re.search(r'<body [^>]*data-histograms="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    seen = json.loads(html.unescape(found.group(1)))
+    assert [s[0] for s in seen] == list(EXEMPLAR_UNITS)
+    for unit, width, height, bars, ticks, below in seen:
+        lines = (crops / f"unit_{unit:04d}" / "histogram.txt").read_text().splitlines()[1:]
+        counts = [int(line.split()[2]) for line in lines][1:-1]
+        assert (width, height) == (160, 56) and below
+        assert [b[0] for b in bars] == counts and len(counts) == 32
+        tallest = max(counts)
+        for count, bar_height, fill in bars:
+            assert bar_height == pytest.approx(count / tallest * 46, abs=0.01)
+            assert fill == "rgb(76, 114, 176)"
+        info = (crops / f"unit_{unit:04d}" / "info.txt").read_text().splitlines()[1:]
+        assert [t[0] for t in ticks] == [float(line.split()[1]) for line in info] and len(ticks) == N_TOP
