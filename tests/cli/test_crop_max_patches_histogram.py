@@ -28,7 +28,7 @@ def no_model(*args, **kwargs):
 
 def test_the_histogram_alone_writes_each_units_files_from_the_tracker_file(tracked, tmp_path, monkeypatch):
     root, _, _, nmt = tracked
-    monkeypatch.setattr(crop_job, "open_run", no_model)
+    monkeypatch.setattr(crop_job, "open_exemplar_run", no_model)
     out = tmp_path / "out"
     assert crop("--model", "tiny_test", "--do-histogram", "--idx-begin", "1", "--idx-end", "3", str(nmt),
                 str(tmp_path / "not even a folder"), str(out), "conv1") == 0

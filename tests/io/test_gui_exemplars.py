@@ -150,7 +150,7 @@ def test_extra_files_in_unit_folders_are_ignored(exemplified, tmp_path):
     shutil.copytree(crops, extra)
     for unit in EXEMPLAR_UNITS:
         Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(extra / f"unit_{unit:04d}" / "histogram.png")
-        (extra / f"unit_{unit:04d}" / "histogram.txt").write_text("# bin_low bin_high count\n0 1 5\n")
+        (extra / f"unit_{unit:04d}" / "histogram.txt").write_text("# histogram layer=fc8\n-inf 0 0\n0 1 5\n1 inf 0\n")
     (extra / "unit_0001" / "notes").mkdir()
     (extra / "README").write_text("not a unit")
     paths = [write_gui_layout([], str(tmp_path / f"gui_{name}"), crops=str(folder))
