@@ -7,8 +7,8 @@
 The run chains the three commands' jobs, each with its own checks, on one output folder:
 
 1. ``find_max_acts``: every unit of ``layer`` over the photographs, top N -> ``outdir/maxes.npz``;
-2. ``crop_max_patches``: for the chosen units, the crops of their top images, backprop images, info.txt (and the
-   activation histograms when the tracker holds them) -> ``outdir/exemplars/<layer>/unit_%04d/``;
+2. ``crop_max_patches``: for the chosen units, the crops of their top images, backprop images, info.txt and the
+   activation histogram over the photographs -> ``outdir/exemplars/<layer>/unit_%04d/``;
 3. ``optimize_image``: each chosen unit's synthetic image by the original's
    regularised gradient ascent (the README's first command's settings, ``max_iter`` steps), the units batched ->
    ``outdir/synthetic/``;
@@ -40,7 +40,7 @@ from dvtoolbox.run.context import ModelChoice, open_run
 
 log = logging.getLogger(__name__)
 
-CROP_OUTPUTS = ("maxes", "backprop", "info")
+CROP_OUTPUTS = ("maxes", "backprop", "info", "histogram")
 # The README's first command: the paper's fc8 settings, which also serve hidden layers of the embedded model.
 SYNTHETIC_SETTINGS = dict(decay=0.0001, blur_radius=1.0, blur_every=4, lr_policy="constant", lr_params={"lr": 100.0})
 MAX_SYNTHETIC_BATCH = 16

@@ -43,8 +43,10 @@ def test_one_command_makes_the_page(photos, tmp_path, capsys):
     for unit in (0, 2, 3):
         assert f"opt_conv1_{unit:04d}_0_best_X.jpg" in html
         assert (out / "exemplars" / "conv1" / f"unit_{unit:04d}" / "info.txt").is_file()
+        assert (out / "exemplars" / "conv1" / f"unit_{unit:04d}" / "histogram.txt").is_file()
         for rank in range(3):
             assert f"../exemplars/conv1/unit_{unit:04d}/maxim_{rank:03d}.png" in html
+    assert html.count('<svg class="histsvg"') == 3  # each unit's activation histogram
     assert not (out / "exemplars" / "conv1" / "unit_0001").exists()
     info = (out / "synthetic" / "opt_conv1_0002_0_info.txt").read_text()
     assert "push_unit: (2, 4, 4)" in info  # the centre of conv1's 8 x 8 grid
@@ -52,9 +54,10 @@ def test_one_command_makes_the_page(photos, tmp_path, capsys):
     # the crops are crop_max_patches.py's own
     alone = tmp_path / "alone"
     assert crop_main(["--device", "cpu", "--model", "tiny_test", "--do-maxes", "--do-backprop", "--do-info",
+                      "--do-histogram",
                       "--idx-begin", "2", "--idx-end", "4", str(out / "maxes.npz"), str(photos), str(alone),
                       "conv1"]) == 0
-    for name in ("maxim_000.png", "backprop_001.png", "info.txt"):
+    for name in ("maxim_000.png", "backprop_001.png", "info.txt", "histogram.txt"):
         assert (alone / "conv1" / "unit_0003" / name).read_bytes() == \
             (out / "exemplars" / "conv1" / "unit_0003" / name).read_bytes()
 
