@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dvtoolbox"
 ALLOWED = {  # package -> the dvtoolbox packages it may import (checks: the number checks, as basic as errors)
     "cli": {"checks", "device", "dictionaries", "errors", "exemplars", "io", "models", "objectives", "optimize", "optvis",
             "regularizers", "run"},
-    "exemplars": {"checks", "device", "errors", "io", "models", "objectives", "optimize", "run"},
+    "exemplars": {"checks", "device", "dictionaries", "errors", "io", "models", "objectives", "optimize", "run"},
     "optimize": {"checks", "device", "dictionaries", "errors", "io", "models", "objectives", "regularizers", "run"},
     "optvis": {"checks", "device", "dictionaries", "errors", "io", "models", "objectives", "regularizers", "run"},
     "run": {"checks", "device", "errors", "io", "models"},

@@ -108,14 +108,19 @@ def add_model_arguments(group, note: str = "") -> None:
                             "(default: inferred)")
 
 
-def add_dictionary_arguments(group) -> None:
-    """--dictionary (repeatable)."""
+DICTIONARY_AS_LAYER = ("A dictionary (sparse autoencoder) over LAYER's channels, a layer named NAME whose units are "
+                       "its latents (their pre-activations on LAYER's grid; name it in --layers, or leave --layers "
+                       "out to track the dictionaries alone)")
+
+
+def add_dictionary_arguments(group, what: str = "") -> None:
+    """--dictionary (repeatable); what: how this command uses it (default: named in the objective)."""
     group.add_argument("--dictionary", action="append", default=None, metavar="NAME=LAYER=PATH[,topk=K]",
-                       help="A dictionary (sparse autoencoder) over LAYER's channels, named NAME in the objective "
-                            "(NAME#k: latent k): PATH a SAELens folder (cfg.json + sae_weights.safetensors), an "
-                            "Overcomplete state dict (.pt/.pth) or a safetensors file with W_enc and b_enc; topk=K "
-                            "for a TopK dictionary whose file does not say k; repeatable (doc/dictionaries.md). "
-                            "(default: none)")
+                       help=(what or "A dictionary (sparse autoencoder) over LAYER's channels, named NAME in the "
+                             "objective (NAME#k: latent k)") + ": PATH a SAELens folder (cfg.json + "
+                       "sae_weights.safetensors), an Overcomplete state dict (.pt/.pth) or a safetensors file with W_enc "
+                       "and b_enc; topk=K for a TopK dictionary whose file does not say k; repeatable "
+                       "(doc/dictionaries.md). (default: none)")
 
 
 def dictionaries_from_args(args: argparse.Namespace) -> Dict[str, object]:

@@ -15,8 +15,8 @@ import logging
 import sys
 from typing import Optional, Sequence, Tuple
 
-from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, layouts_from_args, model_options,
-                                     new_parser)
+from dvtoolbox.cli.arguments import (DICTIONARY_AS_LAYER, add_brave_argument, add_dictionary_arguments, add_model_arguments,
+                                     dictionaries_from_args, layouts_from_args, model_options, new_parser)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
@@ -27,7 +27,7 @@ from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
 
 PROG = "crop_max_patches.py"
-FLAGS = {"n_top": "--N", "N": "--N", "weights": "--model-weights", "layouts": "--layout", "output_prefix": "outdir",
+FLAGS = {"dictionary": "--dictionary", "n_top": "--N", "N": "--N", "weights": "--model-weights", "layouts": "--layout", "output_prefix": "outdir",
          "filelist": "filelist", "datadir": "datadir", "layer": "layer", "what": "--do-*", "do": "--do-*"}
 DO_FLAGS = (("maxes", "--do-maxes", "Output max patches (the crop of the image input: maxim_%%03d.png)."),
             ("deconv", "--do-deconv", "Output deconv patches (deconv_%%03d.png)."),
@@ -64,6 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
     net = parser.add_argument_group("the network (when the paths do not name a Caffe net)")
     add_model_arguments(net, " (default: the model the tracker file records, with its weights, when it names one; "
                              f"else {DEFAULT_MODEL})")
+    add_dictionary_arguments(net, DICTIONARY_AS_LAYER + "; give the dictionary find_max_acts ran with")
     parser.set_defaults(model=None)
     run = parser.add_argument_group("the run")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N. (default: cuda when present, else cpu)")
@@ -118,7 +119,8 @@ def job_from_args(args: argparse.Namespace) -> CropJob:
         raise UsageError("nothing to do: give at least one of " + ", ".join(flag for _, flag, _ in DO_FLAGS))
     return CropJob(choice, nmt, datadir, outdir, layer, what, filelist, idx_begin=args.idx_begin,
                    idx_end=args.idx_end, n_top=args.n_top, device=args.device, brave=args.brave,
-                   layouts=layouts_from_args(args), precision=args.precision)
+                   layouts=layouts_from_args(args), precision=args.precision,
+                   dictionaries=dictionaries_from_args(args))
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

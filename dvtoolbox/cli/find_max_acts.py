@@ -14,8 +14,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from dvtoolbox.cli.arguments import (add_brave_argument, add_model_arguments, layouts_from_args, model_options,
-                                     new_parser)
+from dvtoolbox.cli.arguments import (DICTIONARY_AS_LAYER, add_brave_argument, add_dictionary_arguments, add_model_arguments,
+                                     dictionaries_from_args, layouts_from_args, model_options, new_parser)
 from dvtoolbox.cli.exit_status import run_command
 from dvtoolbox.device import PRECISIONS
 from dvtoolbox.errors import UsageError
@@ -26,7 +26,7 @@ from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.run.context import ModelChoice
 
 PROG = "find_max_acts.py"
-FLAGS = {"n_top": "--N", "weights": "--model-weights", "layouts": "--layout", "output_prefix": "outfile",
+FLAGS = {"dictionary": "--dictionary", "n_top": "--N", "weights": "--model-weights", "layouts": "--layout", "output_prefix": "outfile",
          "filelist": "filelist", "datadir": "datadir"}
 
 
@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--N", dest="n_top", type=int, default=9, help="Note and save top N activations.")
     net = parser.add_argument_group("the network (when the paths do not name a Caffe net)")
     add_model_arguments(net)
+    add_dictionary_arguments(net, DICTIONARY_AS_LAYER)
     parser.set_defaults(model=None)  # None: the default model, or the Caffe net the five paths name
     net.add_argument("--include-prefix", action="store_true",
                      help="A token layer's units read over all its tokens, the class token too (then the position "
@@ -111,7 +112,8 @@ def job_from_args(args: argparse.Namespace) -> FindMaxesJob:
                         include_prefix=args.include_prefix, progress=args.progress,
                         checkpoint_every=args.checkpoint_every, resume=args.resume, hist_bins=args.hist_bins,
                         units=tuple(parse_unit(t) for t in args.unit) + tuple(parse_directions(t)
-                                                                              for t in args.directions))
+                                                                              for t in args.directions),
+                        dictionaries=dictionaries_from_args(args))
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

@@ -35,6 +35,7 @@ from dvtoolbox.device import Execution
 from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars import shards
 from dvtoolbox.exemplars.data import ImageList, preprocess_for, read_filelist, read_rgb
+from dvtoolbox.exemplars.dictionary_layers import attach_dictionaries, check_recorded
 from dvtoolbox.exemplars.derived import derived_top, load_group, recorded_definition
 from dvtoolbox.exemplars.histogram_pages import HISTOGRAM, planned_histogram_paths, write_histograms
 from dvtoolbox.exemplars.model_run import open_exemplar_run, value_rtol
@@ -62,7 +63,7 @@ class CropJob:
     idx_begin .. idx_end - 1 (idx_end None: the layer's last unit + 1); n_top: ranks 0 .. n_top - 1 (None: the
     tracker's N); layouts: declared layouts {layer: Layout} (as find_max_acts's --layout); precision: of the deconv
     and backprop passes, float32, tf32 or bf16 (None: the one the tracker file records, float32 for the original's
-    pickle)."""
+    pickle); dictionaries: {name: LayerDictionary} as find_max_acts had them (``exemplars.dictionary_layers``)."""
 
     model: ModelChoice
     nmt: str
@@ -78,6 +79,7 @@ class CropJob:
     brave: bool = False
     layouts: Mapping[str, object] = field(default_factory=dict)
     precision: Optional[str] = None
+    dictionaries: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "what", tuple(self.what))
@@ -212,8 +214,10 @@ def run_crop_patches(job: CropJob) -> List[str]:
     if not job.brave and any(os.path.exists(p) for p in planned):
         check_writable(planned, job.brave)  # refuses before the model is loaded
     recorded_precision, precision = run_precision(job, meta)
+    check_recorded(job.layer, meta.get("dictionaries", {}), job.dictionaries, job.nmt)
     context = open_exemplar_run(job.model, job.device, precision, job.brave)
     model = context.model
+    attach_dictionaries(model, job.dictionaries, job.layouts)
     definition = recorded_definition(meta, job.layer)
     if definition is None:
         layout = layer_layout(model, job, meta, top)

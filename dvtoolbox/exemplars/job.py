@@ -37,6 +37,7 @@ from dvtoolbox.errors import UsageError
 from dvtoolbox.exemplars.data import ImageList, default_workers, image_batches, preprocess_for, read_filelist, \
     scan_folder
 from dvtoolbox.exemplars import shards
+from dvtoolbox.exemplars.dictionary_layers import attach_dictionaries, describe as describe_dictionaries
 from dvtoolbox.exemplars.derived import UnitDefinition, describe, group_arrays, plan_derived
 from dvtoolbox.exemplars.calibration import calibrate, calibration_indices
 from dvtoolbox.exemplars.checkpoint import (barrier, leave, list_digest, load_part,
@@ -66,7 +67,8 @@ class FindMaxesJob:
     checkpoint_every: batches between checkpoints (0: none); resume: take up from the checkpoint (``checkpoint``);
     units: derived groups (``derived.parse_unit`` / ``parse_directions``), tracked after the layers (with units and
     no layers, only the units); hist_bins: bins of each unit's activation histogram (0: none;
-    ``exemplars.histogram``)."""
+    ``exemplars.histogram``); dictionaries: {name: LayerDictionary}, each a layer of that name whose units are its
+    latents (``exemplars.dictionary_layers``; with dictionaries and no layers, only the dictionaries)."""
 
     model: ModelChoice
     datadir: str
@@ -86,6 +88,7 @@ class FindMaxesJob:
     resume: bool = False
     units: Tuple[UnitDefinition, ...] = ()
     hist_bins: int = DEFAULT_BINS
+    dictionaries: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
         check_int("n_top", self.n_top, 1)
@@ -137,7 +140,12 @@ def default_layers(model: nn.Module, layouts: Mapping[str, Layout]) -> Tuple[str
 def plan_layers(model: nn.Module, job: FindMaxesJob) -> Dict[str, Tuple[Layout, str, int]]:
     """{layer: (layout, kind, units)} for the job's layers (unknown names and layouts: one-line UsageError)."""
     shapes, layouts = survey_layers(model, tuple(model.input_contract.size), dict(job.layouts), "size")
-    layers = job.layers if job.layers is not None else (() if job.units else default_layers(model, layouts))
+    if job.layers is not None:
+        layers = job.layers
+    elif job.dictionaries or job.units:
+        layers = tuple(job.dictionaries)
+    else:
+        layers = default_layers(model, layouts)
     plan = {}
     for name in layers:
         resolve_layer(model, name)  # an unknown name lists the valid ones
@@ -158,6 +166,7 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                                 local_rank=shard.local_rank if shard.is_distributed else None)
     context.check_outputs([job.outfile])
     model = context.model
+    attach_dictionaries(model, job.dictionaries, job.layouts)
     plan = plan_layers(model, job)
     groups, reads = plan_derived(model, job.units, job.layouts, job.include_prefix)
     read_plan = {**{name: (r.layout, r.kind, r.shape[0]) for name, r in reads.items()}, **plan}  # layers captured
@@ -165,6 +174,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
                 "layers": [[name, str(layout), kind, units] for name, (layout, kind, units) in plan.items()]}
     if groups:  # each group's definition (a matrix by its sha256; the .npy may move between runs)
         identity["derived"] = [{k: v for k, v in d.items() if k != "file"} for d in describe(groups)]
+    if job.dictionaries:
+        identity["dictionaries"] = describe_dictionaries(job.dictionaries)
     if job.hist_bins:
         identity["hist_bins"] = job.hist_bins  # absent when 0, so a version-1 checkpoint resumes without histograms
     tracker = MaxesTracker({**{name: (kind, units) for name, (_, kind, units) in plan.items()},
@@ -223,6 +234,8 @@ def run_find_maxes(job: FindMaxesJob) -> dict:
             "include_prefix": job.include_prefix, "precision": job.precision}
     if groups:
         meta["derived"] = describe(groups)
+    if job.dictionaries:
+        meta["dictionaries"] = describe_dictionaries(job.dictionaries)
     if job.hist_bins:
         meta["hist_calibration"] = {"images": len(calibration_indices(len(images))), "margin": MARGIN}
     if shard.is_distributed:
