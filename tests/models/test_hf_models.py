@@ -354,3 +354,20 @@ def test_the_package_imports_without_transformers():
             "assert is_family_name('hf:x/y')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("family", ["vit", "dinov2_registers", "clip", "siglip"])
+def test_objective_kinds_on_each_family(tmp_path, family):
+    """A channel, a token neuron and a dictionary latent of a block, in one objective through visualize.py: the
+    objective kinds x the Hugging Face families (doc/models.md's table)."""
+    from safetensors.torch import save_file
+    config, _, block, _, _ = CONFIGS[family]
+    folder = write_folder(tmp_path / family, config)
+    g = torch.Generator().manual_seed(1)
+    save_file({"W_enc": torch.randn(32, 8, generator=g), "b_enc": torch.zeros(8)}, str(tmp_path / "sae.safetensors"))
+    out = tmp_path / "out"
+    assert visualize_main(["--model", "hf:" + folder, "--model-weights", "none", "--dictionary",
+                           f"sae={block}={tmp_path / 'sae.safetensors'}", "--objective",
+                           f"{block}:3 + 0.5 * {block}:1:2 + sae#5", "--steps", "2", "--device", "cpu",
+                           "--output-dir", str(out)]) == 0
+    assert load_image_rgb(str(out / "viz_step2_0.png")).shape == (32, 32, 3)
