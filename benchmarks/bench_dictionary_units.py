@@ -149,16 +149,24 @@ def report(args, device: torch.device, times: dict, encoder: list) -> None:
     steps = args.units / args.batch_size * args.max_iter
     print(f"encoder alone: {1000 * enc_s:.1f} ms per step of batch {args.batch_size} (all {args.latents} latents "
           f"at every position, forward + backward) = {100 * enc_s * steps / latents_s:.1f}% of the latents job")
-    # projection: per-unit time of the layer (the channel job's, scaled to the iterations) plus the encoder, whose
-    # cost grows with the latent count (the tap computes every latent at every position)
-    per_unit_layer = channels_s / args.units * args.project_iters / args.max_iter
-    enc_per_unit = enc_s * args.project_latents / args.latents * args.project_iters / args.batch_size
+    print(projection(args, where, channels_s, latents_s))
+
+
+def projection(args, where: str, channels_s: float, latents_s: float) -> str:
+    """The projected wall time of ``--project-latents`` latents x ``--project-iters`` iterations on
+    ``--project-workers`` workers each as fast as the device measured: per unit and iteration, the channel job's
+    time plus the latents job's extra time scaled by the latent count (the tap computes every latent at every
+    position, and the loop's statistics read them all). Both jobs' fixed costs (set-up, files) are counted per
+    iteration too, so it errs long."""
+    per_iter = args.units * args.max_iter
+    layer, extra = channels_s / per_iter, max(latents_s - channels_s, 0.0) / per_iter
+    scale = args.project_latents / args.latents
     per_worker = args.project_latents / args.project_workers
-    hours = per_worker * (per_unit_layer + enc_per_unit) / 3600
-    print(f"PROJECTION from the figures measured above on {where} (not a GPU measurement): "
-          f"{args.project_latents} latents x {args.project_iters} iterations on {args.project_workers} workers "
-          f"each as fast as this device = {per_worker:.0f} latents per worker x ({per_unit_layer:.2f} s of layer "
-          f"+ {enc_per_unit:.2f} s of encoder per latent) = {hours:.1f} h")
+    hours = per_worker * args.project_iters * (layer + scale * extra) / 3600
+    return (f"PROJECTION from the parts measured above on {where}, NOT a GPU measurement: {args.project_latents} "
+            f"latents x {args.project_iters} iterations on {args.project_workers} workers each as fast as this device: "
+            f"{per_worker:.0f} latents per worker x {args.project_iters} x ({1000 * layer:.1f} ms layer + "
+            f"{scale:.0f} x {1000 * extra:.1f} ms dictionary per unit-iteration) = {hours:.0f} h")
 
 
 if __name__ == "__main__":
