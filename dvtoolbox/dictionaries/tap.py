@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dvtoolbox.dictionaries.dictionary import LayerDictionary
+from dvtoolbox.dictionaries.dictionary import Dictionary, LayerDictionary
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import named_layers, resolve_layer
 from dvtoolbox.models.layouts import NC, NCHW, Layout, canonical
@@ -32,7 +32,7 @@ class DictionaryTap(nn.Module):
     def forward(self, output: torch.Tensor) -> torch.Tensor:
         t = canonical(output, self.layout, self.bound.layer)
         dictionary = self.bound.dictionary.on(t.device, t.dtype)
-        return dictionary.pre_activation(t.movedim(1, -1)).movedim(-1, 1)
+        return channels_first_pre_activation(dictionary, t)
 
     def read(self, module: nn.Module, inputs, output) -> None:
         """The bound layer's forward hook: run the tap (whose own hooks capture its output); the output is kept."""
@@ -53,3 +53,42 @@ def attach_dictionary(model: nn.Module, name: str, bound: LayerDictionary, layou
     model.add_module(name, tap)
     target.register_forward_hook(tap.read)
     return tap
+
+
+def channels_first_pre_activation(dictionary: Dictionary, t: torch.Tensor) -> torch.Tensor:
+    """``dictionary.pre_activation`` at every position of t (N, d_in, *grid), channels first: (N, n_latents,
+    *grid), computed channels first (a contiguous output, no transposed copy for the loop's statistics to read) by
+    ``EncoderProduct``."""
+    x = dictionary.encoder_input(t.movedim(1, -1)).movedim(-1, 1)  # t itself when there is nothing to do
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    pre = EncoderProduct.apply(flat, dictionary.W_enc) + dictionary.b_enc[:, None]
+    if dictionary.rescale_by_decoder_norm:
+        pre = pre * dictionary.W_dec.norm(dim=-1)[:, None]
+    return pre.reshape(x.shape[0], pre.shape[1], *x.shape[2:])
+
+
+class EncoderProduct(torch.autograd.Function):
+    """W_enc^T x: x (N, d_in, P), W_enc (d_in, n) -> (N, n, P). Its backward to x on the CPU multiplies only the
+    latents whose incoming gradient is not all zero: a pushed unit's gradient is one latent at one position per
+    image, so this is B columns of the n instead of all of them, the same numbers (the columns left out add exact
+    zeros). On other devices the dense product (choosing the columns would read back to the host and break CUDA
+    graphs)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w_enc: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w_enc)
+        return torch.matmul(w_enc.t(), x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w_enc = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            if grad.device.type == "cpu":
+                used = grad.abs().amax(dim=(0, 2)).nonzero().flatten()  # NaN counts as used
+                grad_x = torch.matmul(w_enc[:, used], grad[:, used])
+            else:
+                grad_x = torch.matmul(w_enc, grad)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.einsum("ndp,nkp->dk", x, grad)
+        return grad_x, grad_w
