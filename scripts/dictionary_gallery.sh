@@ -3,7 +3,7 @@
 # dictionary bound to _blocks.10 (112 channels, 14x14) of the embedded model, each pushed at the grid's centre with
 # the README's first command's regularisation, then screenshotted with headless Chromium.
 # The dictionary is random, so its latents are random directions of the layer: give a trained SAE for real use.
-# Usage: scripts/dictionary_gallery.sh [PYTHON] [ITERATIONS]   (about 5 minutes on a 2-core CPU at 400)
+# Usage: scripts/dictionary_gallery.sh [PYTHON] [ITERATIONS]   (5 to 8 minutes on the 2-core CPU VM at 400)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${1:-$ROOT/.venv/bin/python}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import is_fake  # the compiled engine traces on fake tensors
 
 from dvtoolbox.dictionaries.dictionary import Dictionary, LayerDictionary
 from dvtoolbox.errors import UsageError
@@ -71,12 +72,14 @@ class EncoderProduct(torch.autograd.Function):
     """W_enc^T x: x (N, d_in, P), W_enc (d_in, n) -> (N, n, P). Its backward to x on the CPU multiplies only the
     latents whose incoming gradient is not all zero: a pushed unit's gradient is one latent at one position per
     image, so this is B columns of the n instead of all of them, the same numbers (the columns left out add exact
-    zeros). On other devices the dense product (choosing the columns would read back to the host and break CUDA
-    graphs)."""
+    zeros). On other devices, and when traced (the compiled engine's make_fx on fake tensors, torch.compile), the dense product: choosing the columns
+    reads back to the host, which breaks CUDA graphs, and gives a shape that depends on the data, which inductor
+    cannot lower."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w_enc: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, w_enc)
+        ctx.pick_columns = x.device.type == "cpu" and not (torch.compiler.is_compiling() or is_fake(x))
         return torch.matmul(w_enc.t(), x)
 
     @staticmethod
@@ -84,7 +87,7 @@ class EncoderProduct(torch.autograd.Function):
         x, w_enc = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            if grad.device.type == "cpu":
+            if ctx.pick_columns:
                 used = grad.abs().amax(dim=(0, 2)).nonzero().flatten()  # NaN counts as used
                 grad_x = torch.matmul(w_enc[:, used], grad[:, used])
             else:
