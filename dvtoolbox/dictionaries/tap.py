@@ -11,14 +11,17 @@ method of the tap, so a deep copy of the model (the folded engine's) carries its
 
 from __future__ import annotations
 
+from typing import Mapping, Tuple
+
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import is_fake  # the compiled engine traces on fake tensors
 
+from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.dictionaries.dictionary import Dictionary, LayerDictionary
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.capture import named_layers, resolve_layer
-from dvtoolbox.models.layouts import NC, NCHW, Layout, canonical
+from dvtoolbox.models.layouts import NC, NCHW, Layout, canonical, survey_layers
 
 
 class DictionaryTap(nn.Module):
@@ -54,6 +57,19 @@ def attach_dictionary(model: nn.Module, name: str, bound: LayerDictionary, layou
     model.add_module(name, tap)
     target.register_forward_hook(tap.read)
     return tap
+
+
+def attach_checked(model: nn.Module, dictionaries: Mapping[str, LayerDictionary], size: Tuple[int, int],
+                   layouts: Mapping[str, object], setting: str) -> None:
+    """Each dictionary as a layer of ``model`` named after it, checked first against its layer (its channels read
+    through the layer's layout, ``layouts`` declared over the inferred ones, the model surveyed at ``size``;
+    ``setting`` names the size in messages)."""
+    if not dictionaries:
+        return
+    shapes, found = survey_layers(model, tuple(size), dict(layouts), setting=setting)
+    check_dictionary_layers(dictionaries, shapes, found)
+    for name, bound in dictionaries.items():
+        attach_dictionary(model, name, bound, found[bound.layer])
 
 
 def channels_first_pre_activation(dictionary: Dictionary, t: torch.Tensor) -> torch.Tensor:

@@ -21,23 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.dictionaries.dictionary import LayerDictionary
-from dvtoolbox.dictionaries.tap import attach_dictionary
+from dvtoolbox.dictionaries.tap import attach_checked
 from dvtoolbox.errors import UsageError
-from dvtoolbox.models.layouts import survey_layers
 
 
 def attach_dictionaries(model: nn.Module, dictionaries: Mapping[str, LayerDictionary],
                         layouts: Mapping[str, object]) -> None:
-    """Each dictionary as a layer of ``model`` named after it, checked against its layer first (its channels,
-    read through the layer's layout, ``layouts`` declared over the inferred ones)."""
-    if not dictionaries:
-        return
-    shapes, found = survey_layers(model, tuple(model.input_contract.size), dict(layouts), "size")
-    check_dictionary_layers(dictionaries, shapes, found)
-    for name, bound in dictionaries.items():
-        attach_dictionary(model, name, bound, found[bound.layer])
+    """Each dictionary as a layer of ``model`` named after it, checked against its layer first
+    (``dictionaries.tap.attach_checked`` at the model's input size)."""
+    attach_checked(model, dictionaries, tuple(model.input_contract.size), layouts, "size")
 
 
 def encoder_digest(bound: LayerDictionary) -> str:

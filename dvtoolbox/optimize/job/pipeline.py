@@ -26,7 +26,7 @@ from dvtoolbox.models.capture import resolve_layer
 from dvtoolbox.models.layouts import UNKNOWN, Layout, canonical_shape, survey_layers
 from dvtoolbox.models.pixel_space import load_mean
 from dvtoolbox.dictionaries.binding import check_dictionary_layers
-from dvtoolbox.dictionaries.tap import attach_dictionary
+from dvtoolbox.dictionaries.tap import attach_checked
 from dvtoolbox.objectives import check_layers
 from dvtoolbox.optimize import distributed, summary
 from dvtoolbox.optimize.job.outputs import (WRITER_THREADS, collect_writes, finish_summary, plan_outputs,
@@ -90,9 +90,7 @@ def attach_push_dictionary(job: OptimizeJob, model, data_size) -> None:
     """The dictionary that push_layer names, as a layer of that name (``dictionaries.tap``), checked against its
     layer first."""
     name = job.params.push_layer
-    shapes, layouts = survey_layers(model, data_size, job.layouts, setting="data_size")
-    check_dictionary_layers({name: job.dictionaries[name]}, shapes, layouts)
-    attach_dictionary(model, name, job.dictionaries[name], layouts[job.dictionaries[name].layer])
+    attach_checked(model, {name: job.dictionaries[name]}, data_size, job.layouts, "data_size")
 
 
 def unit_shape(prep: Prepared, layer: str) -> Tuple[int, int, int]:
