@@ -133,7 +133,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="the Python of a virtual environment with torch-lucent 0.1.8 and kornia 0.4.1")
     ap.add_argument("--variants", default="lucent,lucid", help=f"of {', '.join(LUCENT_VARIANTS + OURS_VARIANTS)}")
     ap.add_argument("--classes", type=int, default=7)
-    ap.add_argument("--draw", choices=("eval", "tune", "final"), default="final")
+    ap.add_argument("--draw", choices=("eval", "tune", "final", "fresh"), default="final")
     ap.add_argument("--steps", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -161,10 +161,10 @@ def run_peer(args, variant: str, classes: List[int], layer: str = "fc8", kind: s
         return np.load(out)
 
 
-def run_peer_units(args, target: str, units: List[int], layer: str) -> np.ndarray:
-    """``recipes_eval.py``'s lucent row: lucent's defaults (``lucent``) on class logits, on ``layer``'s channels or
-    on its neurons at the centre of the grid."""
-    return run_peer(args, "lucent", units, "fc8" if target == "classes" else layer,
+def run_peer_units(args, target: str, units: List[int], layer: str, variant: str = "lucent") -> np.ndarray:
+    """``recipes_eval.py``'s lucent rows: lucent's defaults (``lucent``) or its 224-pixel image (``lucent224``) on
+    class logits, on ``layer``'s channels or on its neurons at the centre of the grid."""
+    return run_peer(args, variant, units, "fc8" if target == "classes" else layer,
                     "neuron" if target == "neurons" else "channel")
 
 

@@ -5,11 +5,16 @@
    Photographs sit near -1 (amplitude ~ 1/f); a flatter slope (nearer 0) means more high-frequency energy than
    photographs have, a steeper one a blurrier image. Reported: the mean slope, and its distance to the
    photographs' mean slope (|delta slope|).
+   Also the share of images whose slope lies inside the photographs' range (lowest .. highest crop).
 2. **Kernel distance to photographs (KID)**: the unbiased squared MMD with the cubic polynomial kernel
    k(x, y) = (x.y / d + 1) ** 3 (Binkowski et al., 2018) between the images' and the photographs' features in a
    model that was NOT optimised: EfficientNet-Lite2's pooled 1280-d features (``_avg_pool``), images resized to
    260 pixels. Reported x 100. 0 means the two sets are indistinguishable to that kernel; it is biased towards
    0 neither way (unbiased estimator: small sets give noisy, possibly negative values).
+
+3. **Mean colour**: each image's mean RGB; reported: the mean over the images, its distance to the photographs'
+   mean colour ("cast", RGB in [0, 1]: a recipe that gives every image the same tint has a large one) and the share
+   of images whose mean colour lies inside the photographs' range on every channel.
 
 The photographs: the nine colour ILSVRC2012 validation photographs of ``tests/data/images`` and matplotlib's
 ``grace_hopper.jpg``, each resized to 256 (shorter side) with the four corner and the centre 224-pixel crops and
@@ -110,7 +115,11 @@ class Naturalness:
         self.features = FeatureModel(device=device)
         self.photos = reference_photographs()
         self.photo_features = self.features(self.photos)
-        self.photo_slope = float(spectral_slope(self.photos).mean())
+        slopes = spectral_slope(self.photos)
+        self.photo_slope = float(slopes.mean())
+        self.slope_range = (float(slopes.min()), float(slopes.max()))
+        colours = self.photos.mean(axis=(1, 2))
+        self.photo_colour, self.colour_range = colours.mean(axis=0), (colours.min(axis=0), colours.max(axis=0))
 
     def __call__(self, images: np.ndarray) -> Dict[str, float]:
         images = np.asarray(images, dtype=np.float32)
@@ -119,7 +128,14 @@ class Naturalness:
             x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
             images = x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
         slopes = spectral_slope(images)
+        colours = images.mean(axis=(1, 2))                                      # (N, 3) mean RGB per image
+        low, high = self.colour_range
         return {"slope": float(slopes.mean()), "delta_slope": float(abs(slopes.mean() - self.photo_slope)),
+                "slope_sd": float(slopes.std()),
+                "slope_inside": float(np.mean((slopes >= self.slope_range[0]) & (slopes <= self.slope_range[1]))),
+                "colour": colours.mean(axis=0).round(4).tolist(),
+                "colour_cast": float(np.linalg.norm(colours.mean(axis=0) - self.photo_colour)),
+                "colour_inside": float(np.mean(np.all((colours >= low) & (colours <= high), axis=1))),
                 "kid": 100 * kid(self.features(images), self.photo_features)}
 
     def floor(self, seed: int = 0) -> Dict[str, float]:
@@ -128,7 +144,9 @@ class Naturalness:
         n_photos = len(self.photos) // 10
         half = rng.permutation(n_photos)[: n_photos // 2]
         mask = np.isin(np.arange(len(self.photos)) // 10, half)
-        return {"slope": self.photo_slope, "delta_slope": 0.0,
+        return {"slope": self.photo_slope, "delta_slope": 0.0, "slope_range": list(self.slope_range),
+                "colour": self.photo_colour.round(4).tolist(),
+                "colour_range": [c.round(4).tolist() for c in self.colour_range],
                 "kid": 100 * kid(self.photo_features[mask], self.photo_features[~mask])}
 
 

@@ -11,7 +11,11 @@ at that place.
 
 Recipes (``--recipes``): ``lucid_before`` (the lucid recipe before issue 15: the transformed image resized back to
 224), ``lucid`` (``visualize()``'s lucid recipe now), ``lucent`` (lucent 0.1.8's ``render_vis`` defaults in its
-own environment, ``--lucent-python``; see ``lucent_compare.py``), ``class`` (``--recipe class``), ``maco``
+own environment, ``--lucent-python``: a 128-pixel image upsampled to 224; see ``lucent_compare.py``), ``lucent224``
+(lucent at its best setting for a 224-pixel model: ``param.image(224)``, the transformed image fed at its own
+size), ``class`` (``--recipe class``), ``lucid_own`` (lucid's recipe with the transformed image fed to the
+model at its own size, ``--no-resize``, instead of cropped or padded to 224; recipes of several views per step
+cannot: their views differ in size and share one forward pass), ``maco``
 (``--recipe maco``), ``accent`` (feature accentuation from ``--start-photo``, ``--recipe accent``). All images of a
 recipe are rendered as one batch with seed ``--seed``. Writes ``--out``/``table.md``, ``results.json``,
 ``images_<recipe>.npy`` and ``contact_sheet.png`` (rows the recipes, columns the units); ``--brave`` to overwrite.
@@ -38,7 +42,9 @@ sys.path.insert(0, HERE)
 from dvtoolbox.errors import UsageError  # noqa: E402
 
 log = logging.getLogger("recipes_eval")
-RECIPE_NAMES = ("lucid_before", "lucid", "lucent", "class", "maco", "accent")
+RECIPE_NAMES = ("lucid_before", "lucid", "lucid_own", "lucent", "lucent224", "class", "maco", "maco_fixed",
+                "maco_before", "maco_paper", "accent")
+OWN_SIZE_SUFFIX = "_own"   # the recipe with the transformed image fed at its own size (--no-resize)
 ACCENT_CLASS_LAYER = "_blocks.12"   # where the accentuation of a class logit measures its distance to the photograph
 
 
@@ -87,8 +93,11 @@ def render(name: str, model, objective, k: int, steps: int, seed: int, args) -> 
                             thresholds=[steps], lr=recipe.lr, transforms=recipe.transform_list(), views=recipe.views,
                             seed=seed, decay_power=recipe.decay_power)
         return result.images[-1]
-    recipe = RECIPES[name]
-    fv = FeatureViz(model, objective)
+    if name.startswith("maco_"):
+        return render_maco_variant(name, model, objective, size, k, steps, seed, args)
+    own_size = name.endswith(OWN_SIZE_SUFFIX)
+    recipe = RECIPES[name[:-len(OWN_SIZE_SUFFIX)] if own_size else name]
+    fv = FeatureViz(model, objective, resize_to_contract=not own_size)
     if recipe.param == "maco":
         param_f = lambda: maco_image(size, batch=k)  # noqa: E731
     else:
@@ -97,10 +106,42 @@ def render(name: str, model, objective, k: int, steps: int, seed: int, args) -> 
                         views=recipe.views)[-1]
 
 
+def render_maco_variant(name: str, model, objective, size: int, k: int, steps: int, seed: int, args) -> np.ndarray:
+    """``maco_fixed``: the MACO recipe with the mean colour fixed at the photographs' average (the paper's fixed DC
+    term); ``maco_before``: fixed mean AND the spectrum before issue 22 (``--maco-before-spectrum``, the five
+    photographs' file, e.g. ``git show 921404a:dvtoolbox/data/natural_spectrum.npz``); ``maco_paper``: the
+    paper's settings, a canvas twice the model's size, 8 crops per step of 0.55 .. 0.8 of it (the model sees the
+    canvas at 0.63 .. 0.91 of its scale, as horama's and xplique's crops do), the recipe's learning rate and noise."""
+    from dvtoolbox.optvis import FeatureViz
+    from dvtoolbox.optvis.param.maco import maco_image
+    from dvtoolbox.optvis.recipes import RECIPES
+    from dvtoolbox.optvis.spectrum import natural_amplitude
+    from dvtoolbox.optvis.transforms import MACO_NOISE, pixel_noise, random_box_crop
+
+    recipe, transforms, views = RECIPES["maco"], RECIPES["maco"].transform_list(), RECIPES["maco"].views
+    if name == "maco_fixed":
+        param_f = lambda: maco_image(size, batch=k, fixed_mean=True)  # noqa: E731
+    elif name == "maco_before":
+        if not args.maco_before_spectrum:
+            raise UsageError("maco_before needs --maco-before-spectrum FILE.npz")
+        with np.load(args.maco_before_spectrum) as data:
+            old = {"quadrant": data["quadrant"].astype(np.float64), "mean": data["mean"].astype(np.float64),
+                   "reference_size": int(data["reference_size"])}
+        amplitude, sign = natural_amplitude(size, size, old)
+        param_f = lambda: maco_image(size, batch=k, amplitude=amplitude, dc_sign=sign)  # noqa: E731
+    else:
+        param_f = lambda: maco_image(2 * size, batch=k)  # noqa: E731
+        transforms, views = [random_box_crop((0.55, 0.8), size=(size, size)), pixel_noise(MACO_NOISE)], 8
+    fv = FeatureViz(model, objective)
+    return fv.visualize(param_f, thresholds=[steps], seed=seed, lr=recipe.lr, transforms=transforms, views=views)[-1]
+
+
 def steps_for(name: str, steps: int) -> int:
     """--steps, or the recipe's measured minimum when larger (the class recipe: 384)."""
     from dvtoolbox.optvis.recipes import RECIPES
 
+    name = name[:-len(OWN_SIZE_SUFFIX)] if name.endswith(OWN_SIZE_SUFFIX) else name
+    name = "maco" if name.startswith("maco_") else name
     return max(steps, RECIPES[name].min_steps) if name in RECIPES else steps
 
 
@@ -127,7 +168,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--target", choices=("classes", "channels", "neurons"), default="classes")
-    ap.add_argument("--draw", choices=("eval", "tune", "final"), default="final")
+    ap.add_argument("--draw", choices=("eval", "tune", "final", "fresh"), default="final")
     ap.add_argument("--classes", type=int, default=6, help="K classes (--target classes)")
     ap.add_argument("--layer", default="_blocks.10", help="--target channels / neurons: the layer")
     ap.add_argument("--channels", type=int, default=6, help="--target channels / neurons: K channels")
@@ -140,6 +181,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--accent-layer", default=None,
                     help=f"accent: the distance's layer (default: {ACCENT_CLASS_LAYER} for classes, --layer for channels)")
     ap.add_argument("--accent-coef", type=float, default=None, help="accent: the distance's weight (default: accentuate's)")
+    ap.add_argument("--maco-before-spectrum", default=None, help="maco_before: the spectrum file before issue 22")
     ap.add_argument("--lucent-python", default="/work/peer-venvs/lucent/bin/python")
     ap.add_argument("--scorers", default="efficientnet_lite1,efficientnet_lite2")
     ap.add_argument("--sheet-cell", type=int, default=128)
@@ -188,8 +230,8 @@ def main(argv=None) -> int:
     rows, sheet = [], []
     for name in recipes:
         start = time.perf_counter()
-        if name == "lucent":
-            images = run_peer_units(args, args.target, units, args.layer)
+        if name in ("lucent", "lucent224"):
+            images = run_peer_units(args, args.target, units, args.layer, name)
         else:
             images = render(name, model, objective, len(units), steps_for(name, args.steps), args.seed, args)
         seconds = (time.perf_counter() - start) / len(units)
@@ -205,7 +247,8 @@ def main(argv=None) -> int:
         cells = (f"{100 * transfer['top1']:.0f}% / {100 * transfer['top5']:.0f}% / {transfer['p']:.3f} | "
                  if transfer else "")
         rows.append(f"| {name} | {cells}{nat['slope']:.2f} ({nat['delta_slope']:.2f}) | {nat['kid']:.2f} | "
-                    f"{np.mean(entry['unit_values']):.2f} | {steps_for(name, args.steps)} | {seconds:.0f} |")
+                    f"{nat['colour_cast']:.3f} | {np.mean(entry['unit_values']):.2f} | {steps_for(name, args.steps)} | "
+                    f"{seconds:.0f} |")
         log.info(rows[-1])
         sheet.append(list(thumbnails(images, args.sheet_cell)))
         text = write_outputs(args, scorers, units, names, recipes[:len(rows)], rows, sheet, floor, results)
@@ -218,11 +261,11 @@ def write_outputs(args, scorers, units, names, recipes_done, rows, sheet, floor,
     from transfer_eval import write_report
 
     head = ("| recipe | transfer top-1 / top-5 / p (Lite1 + Lite2) | " if scorers else "| recipe | ")
-    head += "slope (abs. diff. to photos) | KID x100 | source value (mean) | steps | s/image |"
+    head += "slope (abs. diff. to photos) | KID x100 | colour cast | source value (mean) | steps | s/image |"
     text = (f"# Recipes, {args.target}\n\nEfficientNet-Lite0, {len(units)} {args.target} ({args.draw if scorers else args.layer}), "
             f"{args.steps} steps, seed {args.seed}, CPU, {args.threads} threads\n\n{head}\n|"
             + "---|" * (head.count("|") - 1) + "\n" + "\n".join(rows)
-            + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | | | |\n\n"
+            + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | 0 | | | |\n\n"
             + "Units: " + ", ".join(names) + "\n\nContact sheet rows: " + ", ".join(recipes_done) + "\n")
     write_report(args.out, text, results, sheet)
     return text

@@ -63,14 +63,17 @@ DEFAULT_SCORERS = ("efficientnet_lite1", "efficientnet_lite2", "inceptionv1", "t
 
 
 # ------------------------------------------------------------------------------------------------ classes
+DRAWS = ("eval", "tune", "final", "fresh")
+
+
 def draw_classes(k: int, draw: str) -> List[int]:
-    """K standard ImageNet class indices: the first K of a seeded permutation ("eval"), K from its second half
-    ("tune"), or K from position 250 on ("final": issue 15's figures, never tuned on; K <= 250), so no two draws
-    share a class while the eval draw has K <= 250."""
-    if not 1 <= k <= (250 if draw == "final" else 500):
-        raise UsageError(f"--classes must be in 1..{250 if draw == 'final' else 500}, got {k}")
+    """K standard ImageNet class indices from one seeded permutation of the 1000: positions 0.. ("eval"), 250..
+    ("final": issue 15's figures, never tuned on), 500.. ("tune") or 750.. ("fresh": issue 22's figures, drawn
+    for them and never tuned on). Each draw holds at most 250 classes, so no two draws share a class."""
+    if not 1 <= k <= 250:
+        raise UsageError(f"--classes must be in 1..250, got {k}")
     perm = torch.randperm(1000, generator=torch.Generator().manual_seed(DRAW_SEED)).tolist()
-    start = {"eval": 0, "final": 250, "tune": 500}[draw]
+    start = {"eval": 0, "final": 250, "tune": 500, "fresh": 750}[draw]
     return sorted(perm[start:start + k])
 
 
@@ -278,7 +281,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True, help="output folder (table.md, results.json, contact_sheet.png)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--classes", type=int, default=20, help="K, the number of classes drawn")
-    ap.add_argument("--draw", choices=("eval", "tune", "final"), default="eval",
+    ap.add_argument("--draw", choices=DRAWS, default="eval",
                     help="which seeded class draw (tune recipes on 'tune' only; report 'eval')")
     ap.add_argument("--steps", type=int, default=512, help="FeatureViz steps")
     ap.add_argument("--dvt-steps", type=int, default=1000, help="DVT loop iterations (Table 1 row 3: 1000)")

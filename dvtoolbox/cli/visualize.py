@@ -27,6 +27,8 @@ from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
 from dvtoolbox.optvis.job import (DEFAULT_ALPHA_JITTER, OPTIMIZERS, PARAMETERISATIONS, VisualizeJob, layer_table,
                                   run_visualize)
+from dvtoolbox.optvis.auto_recipe import AUTO
+from dvtoolbox.optvis.job.settings import RECIPE_SETTINGS
 from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.render import check_thresholds
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
@@ -128,9 +130,11 @@ def _transparency(parser) -> None:
 
 def _optimisation(parser) -> None:
     opt = parser.add_argument_group("Optimisation")
-    opt.add_argument("--recipe", default=None, choices=tuple(RECIPES),
+    opt.add_argument("--recipe", default=None, choices=(AUTO,) + tuple(RECIPES),
                      help="Defaults for --views, --transforms, --decay-power, --lr and --param (given flags still "
-                          "win): lucid (1, standard, 1, 0.05, fft: the built-in defaults), class (4, strong, 2, "
+                          "win): auto (the default: chosen from the objective and the model, printed in one line "
+                          "and written to config.yaml; doc/optvis.md#the-recipe-auto-picks), lucid (1, standard, "
+                          "1, 0.05, fft), class (4, strong, 2, "
                           "0.0015, fft: for class logits, at least 384 steps; doc/models.md), maco (4, maco, -, 0.2, "
                           "maco: MACO), accent (4, maco, 1, 0.02, fft: feature accentuation, needs --start-image); "
                           "which to use for what: doc/optvis.md#recipes-per-use.")
@@ -173,16 +177,19 @@ def _running(parser) -> None:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    """Parse with defaults from --recipe, then --config, then the command line."""
-    return parse_with_config(get_parser(), argv, _recipe_defaults)
+    """Parse with defaults from --recipe, then --config, then the command line; no recipe anywhere is auto."""
+    args = parse_with_config(get_parser(), argv, _recipe_defaults)
+    if args.recipe is None:
+        args.recipe = AUTO
+    return args
 
 
 def _recipe_defaults(pre: argparse.Namespace, config: dict) -> dict:
-    recipe = pre.recipe if pre.recipe is not None else config.get("recipe")
-    if recipe is None:
-        return {}
+    recipe = pre.recipe if pre.recipe is not None else config.get("recipe", AUTO)
+    if recipe == AUTO:  # the job fills what no flag gives once the model says what the objective is
+        return {name: None for name in RECIPE_SETTINGS}
     if recipe not in RECIPES:
-        raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", "recipe")
+        raise UsageError(f"recipe must be one of {AUTO}, {', '.join(RECIPES)}, got {recipe!r}", "recipe")
     return RECIPES[recipe].cli_defaults()
 
 
@@ -246,7 +253,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if args.list_layers:
         print_layers(args)
         return 0
-    written = run_visualize(job_from_args(args))
+    written = run_visualize(job_from_args(args), announce=print)
     print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 

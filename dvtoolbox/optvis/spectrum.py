@@ -7,8 +7,8 @@ The space is the one ``get_image`` and ``param.maco.maco_image`` make images in:
 ``|rfft2(z, norm="ortho")|`` per channel, ``(3, H, W // 2 + 1)``; with the orthonormal transform a coefficient's
 magnitude at a frequency f (cycles per pixel) does not depend on the image size for a scale-invariant image.
 
-Shipped: ``dvtoolbox/data/natural_spectrum.npz`` (made by ``scripts/natural_spectrum.py`` from five photographs
-with free licences that PyPI packages ship; see ``dvtoolbox/data/README.md``):
+Shipped: ``dvtoolbox/data/natural_spectrum.npz`` (made by ``scripts/natural_spectrum.py`` from eight photographs
+with free licences that PyPI wheels ship, 224-pixel crops at several scales; see ``dvtoolbox/data/README.md``):
 
 - ``quadrant``: (3, R/2 + 1, R/2 + 1) float32, the mean amplitude at frequency (|fy|, |fx|) = (i / R, j / R),
   R = ``reference_size`` (224); averaged over 224-pixel crops of the photographs AND their mirror images, which
@@ -16,6 +16,8 @@ with free licences that PyPI packages ship; see ``dvtoolbox/data/README.md``):
   colour) is replaced by twice the mean of its two neighbours (a 1/f extrapolation used only to interpolate
   frequencies below 1 / R on images larger than R);
 - ``mean``: (3,) float32, the mean of z over the crops (its sign gives the DC coefficient's sign);
+  ``mean_low`` / ``mean_high`` (3,): the lowest and highest crop's mean z per channel (MACO's free mean colour
+  stays between them); ``rgb_mean``, ``rgb_low``, ``rgb_high`` (3,): the same for the crops' mean RGB in [0, 1];
 - ``reference_size`` and ``sources`` (the photographs' names).
 
 ``natural_amplitude(h, w)`` samples the quadrant bilinearly at each rfft2 coefficient's (|fy|, |fx|) (exact grid
@@ -36,6 +38,7 @@ from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED
 LOGIT_EPS = 1.0 / 255.0
 REFERENCE_SIZE = 224
 SPECTRUM_FILE = "natural_spectrum.npz"
+SPECTRUM_ARRAYS = ("quadrant", "mean", "mean_low", "mean_high", "rgb_mean", "rgb_low", "rgb_high")
 
 
 # ---------------------------------------------------------------------------------------------------- computing
@@ -140,8 +143,9 @@ def load_natural_spectrum() -> dict:
     """The shipped spectrum: {"quadrant", "mean", "reference_size", "sources"} (see the module docstring)."""
     with importlib.resources.as_file(importlib.resources.files("dvtoolbox") / "data" / SPECTRUM_FILE) as path:
         with np.load(path) as data:
-            return {"quadrant": data["quadrant"].astype(np.float64), "mean": data["mean"].astype(np.float64),
-                    "reference_size": int(data["reference_size"]), "sources": [str(s) for s in data["sources"]]}
+            out = {key: data[key].astype(np.float64) for key in SPECTRUM_ARRAYS}
+            out.update(reference_size=int(data["reference_size"]), sources=[str(s) for s in data["sources"]])
+            return out
 
 
 def sample_quadrant(quadrant: np.ndarray, reference_size: int, h: int, w: int) -> np.ndarray:

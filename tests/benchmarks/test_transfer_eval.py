@@ -20,9 +20,13 @@ def test_draws_are_seeded_sorted_and_disjoint():
     ev, tune = transfer_eval.draw_classes(8, "eval"), transfer_eval.draw_classes(16, "tune")
     assert ev == [5, 108, 112, 255, 518, 689, 807, 931]  # the classes doc/models.md reports
     assert ev == sorted(ev) and tune == sorted(tune) and len(set(tune)) == 16
-    assert not set(transfer_eval.draw_classes(500, "eval")) & set(transfer_eval.draw_classes(500, "tune"))
-    with pytest.raises(UsageError, match="--classes must be in 1..500"):
-        transfer_eval.draw_classes(501, "eval")
+    draws = [set(transfer_eval.draw_classes(250, d)) for d in transfer_eval.DRAWS]
+    assert len(set().union(*draws)) == 1000       # four disjoint quarters of the permutation
+    # issue 22's fresh draw, as doc/optvis.md reports it
+    assert transfer_eval.draw_classes(16, "fresh") == [40, 41, 65, 103, 391, 530, 538, 583, 679, 697, 722, 780,
+                                                       801, 856, 976, 980]
+    with pytest.raises(UsageError, match="--classes must be in 1..250"):
+        transfer_eval.draw_classes(251, "eval")
 
 
 @pytest.mark.parametrize("kind", ["logit", "logprob"])

@@ -26,8 +26,10 @@ def _one_thread(_seed_everything):
 
 def run(tmp_path, *flags):
     device = [] if "--device" in flags else ["--device", "cpu"]  # the CLI's own default is cuda when present
+    # lucid's settings unless the test names a recipe or a config file (recipe auto: tests/optvis/test_auto_recipe.py)
+    recipe = [] if "--recipe" in flags or "--config" in flags else ["--recipe", "lucid"]
     argv = ["--model", "tiny_test", "--objective", "fc8:2", "--steps", "3", "--output-dir", str(tmp_path / "out"),
-            *device, *flags]
+            *device, *recipe, *flags]
     try:
         return main(argv)
     except SystemExit as exc:  # argparse's own errors (OneLineErrorParser: one line, status 2)
@@ -73,7 +75,8 @@ def test_decay_power_reaches_the_fourier_image(tmp_path):
 
 
 @pytest.mark.parametrize("flags, config, expected", [
-    ([], None, (1, "standard", 1.0, 0.05)),
+    ([], None, (None, None, None, None)),         # auto: the job fills them once the model says what fc8 is
+    (["--recipe", "lucid"], None, (1, "standard", 1.0, 0.05)),
     (["--recipe", "class"], None, (4, "strong", 2.0, 0.0015)),
     (["--recipe", "class", "--lr", "0.01", "--views", "2"], None, (2, "strong", 2.0, 0.01)),
     ([], {"recipe": "class"}, (4, "strong", 2.0, 0.0015)),
@@ -99,7 +102,7 @@ def test_unknown_recipe_in_config_is_one_line(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("recipe: fancy\n")
     assert run(tmp_path, "--config", str(tmp_path / "c.yaml")) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "recipe must be one of lucid, class, maco, accent, got 'fancy'" in err, err
+    assert err.count("\n") == 1 and "recipe must be one of auto, lucid, class, maco, accent, got 'fancy'" in err, err
 
 
 def test_class_recipe_png_is_the_library_recipe(tmp_path):

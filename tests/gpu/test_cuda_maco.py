@@ -25,8 +25,10 @@ def test_maco_phase_draw_and_image_on_cuda_match_the_cpu_formula():
     assert params[0].device.type == "cuda" and image_f.amplitude.device.type == "cuda"
     z = image_f.decorrelated().detach().cpu().numpy().astype(np.float64)
     measured = np.abs(np.fft.rfft2(z, norm="ortho"))
-    amplitude = image_f.amplitude.cpu().numpy()
-    np.testing.assert_allclose(measured, np.broadcast_to(amplitude, measured.shape), atol=2e-6 * amplitude.max())
+    expected = np.broadcast_to(image_f.amplitude.cpu().numpy(), measured.shape).copy()
+    assert params[1].device.type == "cuda"                       # the free mean colour, |m| sqrt(H W) at DC
+    expected[:, :, 0, 0] = np.abs(image_f.mean_colour().detach().cpu().numpy()) * np.sqrt(12 * 16)
+    np.testing.assert_allclose(measured, expected, atol=2e-6 * expected.max())
 
 
 def test_maco_recipe_on_cuda_reproduces_and_keeps_the_amplitude():

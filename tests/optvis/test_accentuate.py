@@ -100,7 +100,7 @@ def test_cli_start_image_writes_the_librarys_image(tmp_path):
     from dvtoolbox.models.registry import create_model
 
     result = accentuate(create_model("tiny_test"), "fc8:2", photo, layer="conv1", coef=0.5, thresholds=[3],
-                        lr=0.05, views=2, transforms=preset_transforms("maco"))
+                        lr=0.02, views=2, transforms=preset_transforms("maco"))   # recipe auto: accent's lr
     png = load_image_rgb(str(tmp_path / "viz_step3_0.png"))
     from dvtoolbox.io.images import to_uint8
 

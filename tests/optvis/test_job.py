@@ -18,7 +18,7 @@ PHOTO = pathlib.Path(__file__).parents[1] / "data" / "images" / "ILSVRC2012_val_
 
 def test_run_visualize_writes_what_featureviz_makes(tmp_path):
     job = VisualizeJob(model="tiny_test", objective="fc8:2 + 0.5 * fc8:1", thresholds=(2, 3), batch=2,
-                       transforms="none", output_dir=str(tmp_path), config={"made-by": "a test"})
+                       transforms="none", output_dir=str(tmp_path), config={"made-by": "a test"}, recipe="lucid")
     written = run_visualize(job)
     assert [p.split("/")[-1] for p in written] == ["viz_step2_0.png", "viz_step2_1.png", "viz_step3_0.png",
                                                    "viz_step3_1.png", "viz_info.txt", "viz_config.yaml"]
@@ -87,7 +87,7 @@ def test_two_start_images_make_two_accentuated_images(tmp_path):
                      "viz_step3_1.png"]
     starts = np.stack([resize_center_crop(load_image_rgb(p), 8, round(8 * 256 / 224)) for p in photos])
     result = accentuate(make_tiny(), "fc8:2", starts.astype(np.float32) / 255.0, layer="conv1", coef=0.5,
-                        thresholds=[3], lr=0.05, views=2, transforms=preset_transforms("maco"))
+                        thresholds=[3], lr=0.02, views=2, transforms=preset_transforms("maco"))  # auto: accent's lr
     for n in range(2):
         np.testing.assert_array_equal(load_image_rgb(str(tmp_path / f"viz_step3_{n}.png")),
                                       to_uint8(result.images[0][n]))

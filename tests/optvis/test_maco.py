@@ -26,13 +26,53 @@ def gen(seed=0):
 
 
 # ------------------------------------------------------------------------------------------------ parameterisation
+def expected_spectrum(image_f, shape):
+    """The amplitude at every coefficient, and at DC the free mean colour's |m| sqrt(H W) (the amplitude's DC is 0)."""
+    expected = np.broadcast_to(image_f.amplitude.numpy(), shape).copy()
+    h, w = image_f.h, image_f.w
+    mean = image_f.mean_colour()
+    if mean is not None:
+        assert np.all(image_f.amplitude.numpy()[:, 0, 0] == 0)
+        expected[:, :, 0, 0] = np.abs(mean.detach().numpy()) * math.sqrt(h * w)
+    return expected
+
+
 @pytest.mark.parametrize("h, w", [(8, 8), (7, 9), (10, 7), (16, 12)])
-def test_random_phase_image_has_exactly_the_amplitude(h, w):
-    _, image_f = maco_image(w, h, batch=2, generator=gen())
+@pytest.mark.parametrize("fixed_mean", [False, True])
+def test_random_phase_image_has_exactly_the_amplitude(h, w, fixed_mean):
+    _, image_f = maco_image(w, h, batch=2, generator=gen(), fixed_mean=fixed_mean)
+    assert (image_f.mean_colour() is None) == fixed_mean
     z = image_f.decorrelated().detach().numpy().astype(np.float64)
     measured = np.abs(np.fft.rfft2(z, norm="ortho"))
-    expected = np.broadcast_to(image_f.amplitude.numpy(), measured.shape)
+    expected = expected_spectrum(image_f, measured.shape)
     np.testing.assert_allclose(measured, expected, rtol=0, atol=2e-6 * expected.max())
+
+
+def test_free_mean_colour_starts_at_the_photographs_mean_and_stays_in_their_range():
+    """m = centre + half tanh(colour), restated with numpy from the shipped low / high; it starts at the shipped
+    mean and cannot leave low .. high however far the parameter goes."""
+    spectrum = load_natural_spectrum()
+    low, high = spectrum["mean_low"], spectrum["mean_high"]
+    params, image_f = maco_image(8, batch=3, generator=gen())
+    assert len(params) == 2 and params[1].shape == (3, 3) and params[1].requires_grad
+    np.testing.assert_allclose(image_f.mean_colour().detach().numpy(), np.tile(spectrum["mean"], (3, 1)), atol=1e-5)
+    z = image_f.decorrelated().detach().numpy().astype(np.float64)
+    np.testing.assert_allclose(z.mean(axis=(2, 3)), np.tile(spectrum["mean"], (3, 1)), atol=1e-5)
+    with torch.no_grad():
+        params[1].copy_(torch.tensor([[50.0, -50.0, 0.3], [-50.0, 50.0, -0.3], [0.0, 0.0, 0.0]]))
+    m = image_f.mean_colour().detach().numpy().astype(np.float64)
+    centre, half = (low + high) / 2, (high - low) / 2
+    np.testing.assert_allclose(m[0], [high[0], low[1], centre[2] + half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m[1], [low[0], high[1], centre[2] - half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m[2], centre, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_mean_is_the_photographs_average_on_every_image():
+    spectrum = load_natural_spectrum()
+    params, image_f = maco_image(8, batch=2, generator=gen(), fixed_mean=True)
+    assert len(params) == 1
+    z = image_f.decorrelated().detach().numpy().astype(np.float64)
+    np.testing.assert_allclose(z.mean(axis=(2, 3)), np.tile(spectrum["mean"], (2, 1)), atol=1e-5)
 
 
 def test_magnitude_is_fixed_to_the_bit_through_optimisation(tiny_model):
@@ -41,18 +81,18 @@ def test_magnitude_is_fixed_to_the_bit_through_optimisation(tiny_model):
     def param_f():
         params, image_f = maco_image(8, batch=2)
         holder["f"], holder["amplitude0"] = image_f, image_f.amplitude.clone()
-        holder["phase0"] = params[0].detach().clone()
+        holder["phase0"], holder["colour0"] = params[0].detach().clone(), params[1].detach().clone()
         return params, image_f
 
     FeatureViz(tiny_model, "fc8:2").visualize(param_f, thresholds=[6], lr=0.1, transforms=maco_transforms(), views=2)
     image_f = holder["f"]
     assert torch.equal(image_f.amplitude, holder["amplitude0"])          # the constant itself, bit for bit
     assert not torch.equal(image_f.phase.detach(), holder["phase0"])    # the phase did move
+    assert not torch.equal(image_f.colour.detach(), holder["colour0"])  # and the mean colour
     z = image_f.decorrelated().detach().numpy().astype(np.float64)
     measured = np.abs(np.fft.rfft2(z, norm="ortho"))
-    amplitude = holder["amplitude0"].numpy()
-    np.testing.assert_allclose(measured, np.broadcast_to(amplitude, measured.shape), rtol=0,
-                               atol=2e-6 * amplitude.max())
+    expected = expected_spectrum(image_f, measured.shape)
+    np.testing.assert_allclose(measured, expected, rtol=0, atol=2e-6 * expected.max())
 
 
 def test_known_spectrum_gives_known_image():
@@ -128,7 +168,10 @@ def test_transparency_accumulates_the_input_gradient_magnitude(tiny_model):
 # ------------------------------------------------------------------------------------------------ spectrum
 def test_shipped_spectrum_follows_a_power_law():
     spectrum = load_natural_spectrum()
-    assert spectrum["reference_size"] == 224 and len(spectrum["sources"]) == 5
+    assert spectrum["reference_size"] == 224 and len(spectrum["sources"]) == 8
+    for mean, low, high in (("mean", "mean_low", "mean_high"), ("rgb_mean", "rgb_low", "rgb_high")):
+        assert np.all(spectrum[low] < spectrum[mean]) and np.all(spectrum[mean] < spectrum[high])  # a real range
+    assert np.all(spectrum["rgb_low"] >= 0) and np.all(spectrum["rgb_high"] <= 1)
     amplitude, _ = natural_amplitude(224, 224)
     freqs, amps = radial_profile(amplitude, 224, 224)
     slope, _, r2 = power_law_fit(freqs, amps)

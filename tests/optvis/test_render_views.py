@@ -231,7 +231,7 @@ def run_cli(tmp_path, *flags):
     from dvtoolbox.cli.visualize import main
 
     argv = ["--model", "tiny_test", "--objective", "fc8:2", "--steps", "3", "--output-dir", str(tmp_path / "out"),
-            "--device", "cpu", *flags]
+            "--device", "cpu", "--recipe", "lucid", *flags]
     try:
         return main(argv)
     except SystemExit as exc:

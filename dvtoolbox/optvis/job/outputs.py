@@ -20,7 +20,7 @@ from dvtoolbox import __version__
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.images import over_checkerboard, over_white, save_image, save_rgba_png
 from dvtoolbox.optvis.alpha import TransparentResult
-from dvtoolbox.optvis.job.settings import VisualizeJob
+from dvtoolbox.optvis.job.settings import RECIPE_SETTINGS, VisualizeJob
 from dvtoolbox.run.context import RunContext
 
 ALPHA_KINDS = ("rgba", "checker", "white")   # the files written per threshold with alpha
@@ -137,9 +137,12 @@ def info_text(objective, history: Sequence[float], thresholds: Sequence[int], el
 
 def config_text(job: VisualizeJob, context: RunContext, size, alpha: Optional[dict] = None) -> str:
     """config.yaml: the caller's record (``job.config``), the version if it has none, and what was resolved (the
-    run context's model, device, engine and precision, the image size and, with alpha, the alpha settings with
+    run context's model, device, engine and precision, the image size, what recipe auto chose and, with alpha, the alpha settings with
     their defaults filled in and the measured alpha mean)."""
     resolved = context.resolved({"size": list(size)})
+    if job.auto_choice is not None:
+        resolved["recipe"] = {**job.auto_choice.record(),
+                              "settings": {name: getattr(job, name) for name in RECIPE_SETTINGS}}
     if alpha is not None:
         resolved["alpha"] = alpha
     config = dict(job.config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,18 +37,23 @@ from dvtoolbox.run.context import RunContext, open_run
 log = logging.getLogger(__name__)
 
 
-def run_visualize(job: VisualizeJob) -> List[str]:
-    """Run one job end to end (see the module docstring); returns the files written."""
+def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] = None) -> List[str]:
+    """Run one job end to end (see the module docstring); returns the files written. ``announce`` gets the one
+    line that says what ``recipe="auto"`` chose (default: logged at INFO)."""
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
     objective = create_objective(job.parsed_objective, model=model)
-    if job.dictionaries:  # each dictionary fits its layer's channels, before any file
+    if job.dictionaries or job.recipe_pending:
         shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)
-        check_dictionary_layers(job.dictionaries, shapes, layouts)
+        if job.dictionaries:  # each dictionary fits its layer's channels, before any file
+            check_dictionary_layers(job.dictionaries, shapes, layouts)
+        job.settle_recipe(layouts)
+    say = lambda: job.auto_choice is None or (announce or log.info)(job.auto_choice.line())  # noqa: E731
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))
     if job.alpha:
         check_model_survey(job, model)
+        say()
         return run_transparent(job, context)
     h, w = image_size(job, model.input_contract)
     kwargs = render_kwargs(job)
@@ -61,7 +66,8 @@ def run_visualize(job: VisualizeJob) -> List[str]:
                     programs=context.programs)
     paths, extra = image_paths(job), extra_paths(job)
     context.check_outputs([p for group in paths.values() for p in group] + list(extra.values()) + side_paths(job))
-    warn_if_too_few_steps(job.recipe, job.thresholds[-1])
+    warn_if_too_few_steps(job.recipe_name, job.thresholds[-1])
+    say()  # what recipe auto chose, once every check has passed
 
     start = time.perf_counter()
     images = fv.visualize(param_f, device=context.device, show_progress=job.progress, execution=context.execution,

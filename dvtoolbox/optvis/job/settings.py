@@ -27,6 +27,7 @@ from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.dvt import LRSchedule
 from dvtoolbox.optvis.job.parameterisations import PARAMETERISATIONS
+from dvtoolbox.optvis.auto_recipe import AUTO, STARTS_FROM_PHOTOGRAPH, TRANSPARENT, AutoChoice, choose, objective_kind
 from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.render import FIT_MODES, check_thresholds
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
@@ -35,7 +36,8 @@ from dvtoolbox.regularizers.settings import Regularizers
 from dvtoolbox.run.context import ModelChoice
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-DEFAULT_RECIPE = "lucid"       # the recipe settings a job without one gets
+DEFAULT_RECIPE = "lucid"       # the recipe settings a job with recipe None gets (and auto's until the model decides)
+RECIPE_SETTINGS = ("param", "views", "transforms", "decay_power", "lr")
 DEFAULT_BACKGROUND = "color"   # render_transparent's default
 DEFAULT_ALPHA_JITTER = 2       # the notebook's jitter_n
 ALPHA_SETTINGS = ("background", "adversarial_bg", "alpha_target", "alpha_coef", "alpha_jitter")
@@ -50,9 +52,12 @@ class VisualizeJob:
     ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``start_images`` (photograph paths, one per image
     or one for all) turn on feature accentuation (``optvis.accentuate``), with ``accent_layer`` (None: the
     objective's layer) and ``accent_coef`` (None: ``accentuate.DEFAULT_COEF``); ``fit``: how a transformed image
-    reaches the model's input size (``FeatureViz``). ``recipe`` (``recipes.RECIPES``, None: lucid's) gives the
-    settings left None: param, views, transforms, decay_power and lr, exactly as ``visualize.py --recipe`` gives
-    their flags' defaults; a setting given explicitly wins over the recipe."""
+    reaches the model's input size (``FeatureViz``). ``recipe`` (``recipes.RECIPES``, ``"auto"`` (the default:
+    chosen from the objective and the model, ``optvis.auto_recipe``), None: lucid's) gives the settings left None:
+    param, views, transforms, decay_power and lr, exactly as ``visualize.py --recipe`` gives their flags' defaults;
+    a setting given explicitly wins over the recipe. With ``"auto"``, ``auto_choice`` says what was chosen: set at
+    once for a photograph or alpha, else by ``settle_recipe`` once the model's layers are known (until then the
+    job holds lucid's settings)."""
 
     objective: str = "_blocks.10:97"
     model: Union[str, nn.Module] = DEFAULT_MODEL
@@ -77,7 +82,7 @@ class VisualizeJob:
     alpha_target: Optional[float] = None
     alpha_coef: Optional[float] = None
     alpha_jitter: Optional[int] = None
-    recipe: Optional[str] = None
+    recipe: Optional[str] = AUTO
     thresholds: Sequence[int] = (512,)
     lr: Optional[float] = None  # None: the recipe's (lucid: 0.05)
     optimizer: str = "adam"
@@ -99,8 +104,12 @@ class VisualizeJob:
     trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     dictionaries: Dict[str, LayerDictionary] = field(default_factory=dict)  # for DICT#k objective terms
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
+    auto_choice: Optional[AutoChoice] = field(init=False, default=None)
 
     def __post_init__(self):
+        self._given = frozenset(name for name in RECIPE_SETTINGS if getattr(self, name) is not None)
+        if self.recipe == AUTO:
+            self.auto_choice = STARTS_FROM_PHOTOGRAPH if self.start_images else TRANSPARENT if self.alpha else None
         self._apply_recipe()
         self.thresholds = check_thresholds(self.thresholds)
         if self.allow_tf32 and self.precision not in ("float32", "tf32"):
@@ -114,19 +123,48 @@ class VisualizeJob:
                              "every random scale is another size (another compile, minutes each): use engine folded "
                              "or eager, or let the images be fitted to the model's size", "engine",
                              "resize_to_contract=False")
+        self._check_settings()
+        # parsed once; layers checked with the model
+        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
+
+    def _check_settings(self) -> None:
         self._check_values()
         self._check_accent()
         self._check_alpha()
         if self.regularizers.active and self.param != "dvt":
             raise UsageError(f"regularizers need param dvt, got param {self.param}", "regularizers", "param")
-        # parsed once; layers checked with the model
-        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
+
+    @property
+    def recipe_name(self) -> Optional[str]:
+        """The recipe whose settings the job holds: the given one, auto's choice, or None (lucid's settings)."""
+        if self.recipe == AUTO:
+            return self.auto_choice.recipe if self.auto_choice is not None else None
+        return self.recipe
+
+    @property
+    def recipe_pending(self) -> bool:
+        """recipe auto, waiting for the model's layers (``settle_recipe``)."""
+        return self.recipe == AUTO and self.auto_choice is None
+
+    def settle_recipe(self, layouts) -> Optional[AutoChoice]:
+        """recipe auto: choose from the objective and ``layouts`` (layer name -> Layout, the model's survey), give
+        the chosen recipe's settings to those not given explicitly and check them again. Returns the choice (None
+        for a named recipe)."""
+        if self.recipe_pending:
+            self.auto_choice = choose(objective_kind(self.parsed_objective, layouts), self._given)
+            for name in RECIPE_SETTINGS:
+                if name not in self._given:
+                    setattr(self, name, None)
+            self._apply_recipe()
+            self._check_settings()
+        return self.auto_choice
 
     def _apply_recipe(self) -> None:
-        """The recipe's settings (lucid's without one) for every recipe setting left None."""
-        if self.recipe is not None and self.recipe not in RECIPES:
-            raise UsageError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}", "recipe")
-        for name, value in RECIPES[self.recipe or DEFAULT_RECIPE].cli_defaults().items():
+        """The recipe's settings (lucid's without one, or while auto waits for the model) for every recipe setting
+        left None."""
+        if self.recipe is not None and self.recipe != AUTO and self.recipe not in RECIPES:
+            raise UsageError(f"recipe must be one of {AUTO}, {', '.join(RECIPES)}, got {self.recipe!r}", "recipe")
+        for name, value in RECIPES[self.recipe_name or DEFAULT_RECIPE].cli_defaults().items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
 
@@ -163,7 +201,7 @@ class VisualizeJob:
             raise UsageError("param maco cannot be combined with decorrelate=False (it makes images in the "
                              "decorrelated colour space of its spectrum)", "param", "decorrelate=False")
         if not self.start_images:
-            if self.recipe == "accent":
+            if self.recipe_name == "accent":
                 raise UsageError("recipe accent accentuates a photograph: give start_images", "recipe",
                                  "start_images")
             for name in ("accent_layer", "accent_coef"):
@@ -192,8 +230,8 @@ class VisualizeJob:
             if given:
                 raise UsageError(f"{given[0]} needs alpha", given[0], "alpha")
             return
-        if self.recipe not in (None, "lucid"):
-            raise UsageError(f"alpha cannot be combined with recipe {self.recipe} (it renders one transparent image "
+        if self.recipe_name not in (None, "lucid"):
+            raise UsageError(f"alpha cannot be combined with recipe {self.recipe_name} (it renders one transparent image "
                              "with lucid's settings)", "alpha", "recipe")
         if self.views != 1:
             raise UsageError(f"views must be 1 with alpha, got {self.views}", "views", "alpha")
