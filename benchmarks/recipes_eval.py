@@ -152,12 +152,15 @@ def unit_values(model, images: np.ndarray, target: str, units: List[int], layer:
     from dvtoolbox.models.pixel_space import to_model_input
     from dvtoolbox.optvis.param.spatial import resize_bilinear
 
+    from dvtoolbox.models.layouts import canonical, model_layouts
+
     name = "fc8" if target == "classes" else layer
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     x = to_model_input(resize_bilinear(x, model.input_contract.size), model.input_contract)
+    layout = model_layouts(model, tuple(model.input_contract.size))[name]
     with LayerCapture(model, [name]) as capture:
         model(x)
-        out = capture.outputs[name]
+        out = canonical(capture.outputs[name], layout, name)     # (N, C, H, W) or (N, C)
     if target == "neurons":  # the centre, as the neuron objective's default place
         return [float(out[i, u, out.shape[2] // 2, out.shape[3] // 2]) for i, u in enumerate(units)]
     return [float(out[i, u].mean()) for i, u in enumerate(units)]
@@ -170,6 +173,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--target", choices=("classes", "channels", "neurons"), default="classes")
     ap.add_argument("--draw", choices=("eval", "tune", "final", "fresh"), default="final")
     ap.add_argument("--classes", type=int, default=6, help="K classes (--target classes)")
+    ap.add_argument("--model", default="efficientnet_lite0",
+                    help="the model optimised (--target channels / neurons for another one, e.g. a token model)")
+    ap.add_argument("--model-weights", choices=("default", "none"), default="default",
+                    help="none: random weights, seeded (torch.manual_seed(0))")
     ap.add_argument("--layer", default="_blocks.10", help="--target channels / neurons: the layer")
     ap.add_argument("--channels", type=int, default=6, help="--target channels / neurons: K channels")
     ap.add_argument("--seed-channels", type=int, default=15)
@@ -207,16 +214,22 @@ def main(argv=None) -> int:
     table_path = os.path.join(args.out, "table.md")
     if os.path.exists(table_path) and not args.brave:
         raise UsageError(f"{args.out} already holds results; use --brave to overwrite")
-    model = create_model("efficientnet_lite0").eval().requires_grad_(False)
+    if args.model != "efficientnet_lite0" and (args.target == "classes" or "lucent" in ",".join(recipes)):
+        raise UsageError("--model: another model than efficientnet_lite0 takes --target channels or neurons and "
+                         "no lucent row (lucent reads every layer as channels first)")
+    torch.manual_seed(0)                                # random weights (--model-weights none) are seeded
+    model = create_model(args.model, weights=None if args.model_weights == "none" else "default")
+    model = model.eval().requires_grad_(False)
     labels = model.input_contract.labels
     if args.target == "classes":
         units = draw_classes(args.classes, args.draw)
         names = [labels[c] for c in units]
         scorers = load_scorers(args.scorers.split(","), "cpu")
     else:
-        from dvtoolbox.models.capture import layer_shapes
+        from dvtoolbox.models.layouts import canonical_shape, survey_layers
 
-        n_channels = layer_shapes(model, tuple(model.input_contract.size))[args.layer][0]
+        shapes, layouts = survey_layers(model, tuple(model.input_contract.size))
+        n_channels = canonical_shape(shapes[args.layer], layouts[args.layer], args.layer)[0]
         gen = torch.Generator().manual_seed(args.seed_channels)
         units = sorted(torch.randperm(n_channels, generator=gen)[:args.channels].tolist())
         names = [f"{args.layer}:{u}" for u in units]
@@ -262,7 +275,7 @@ def write_outputs(args, scorers, units, names, recipes_done, rows, sheet, floor,
 
     head = ("| recipe | transfer top-1 / top-5 / p (Lite1 + Lite2) | " if scorers else "| recipe | ")
     head += "slope (abs. diff. to photos) | KID x100 | colour cast | source value (mean) | steps | s/image |"
-    text = (f"# Recipes, {args.target}\n\nEfficientNet-Lite0, {len(units)} {args.target} ({args.draw if scorers else args.layer}), "
+    text = (f"# Recipes, {args.target}\n\n{args.model} ({args.model_weights} weights), {len(units)} {args.target} ({args.draw if scorers else args.layer}), "
             f"{args.steps} steps, seed {args.seed}, CPU, {args.threads} threads\n\n{head}\n|"
             + "---|" * (head.count("|") - 1) + "\n" + "\n".join(rows)
             + f"\n| photographs | {'- | ' if scorers else ''}{floor['slope']:.2f} (0) | {floor['kid']:.2f} (half vs half) | 0 | | | |\n\n"
