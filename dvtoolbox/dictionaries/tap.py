@@ -104,7 +104,8 @@ class EncoderProduct(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             if ctx.pick_columns:
-                used = grad.abs().amax(dim=(0, 2)).nonzero().flatten()  # NaN counts as used
+                # two reads and no |grad| copy; a NaN makes amax NaN, which counts as used
+                used = ((grad.amax(dim=(0, 2)) != 0) | (grad.amin(dim=(0, 2)) != 0)).nonzero().flatten()
                 grad_x = torch.matmul(w_enc[:, used], grad[:, used])
             else:
                 grad_x = torch.matmul(w_enc, grad)

@@ -118,12 +118,13 @@ class Iteration:
         self.x, self.x0, self.mean = x0.clone(), x0, mean
         self.units = torch.as_tensor(units, dtype=torch.long, device=x0.device)
         self.signs = torch.as_tensor(signs, dtype=torch.float32, device=x0.device)
+        self.any_negative = any(s < 0 for s in signs)
 
     def __call__(self, ii: int, last: bool):
         """Iteration ii (``last``: no step, as the original); returns what -v logging reads."""
         x = crop_to_valid_range(self.x, self.mean)                                  # 0. crop to [0, 255]
         acts, grad = self.push(x.to(torch.float32))                                 # 1. forward (4. backward)
-        stats = batch_statistics(acts, x, self.x0, grad, self.units, self.signs)
+        stats = batch_statistics(acts, x, self.x0, grad, self.units, self.signs, self.any_negative)
         if self.objective:                                                          #    obj: the objective's
             stats[:, 0] = self.push.values
         self.record.record(stats, x)                                                # 2. record (4. grad 0)

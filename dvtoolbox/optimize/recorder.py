@@ -19,15 +19,19 @@ STAT_COLUMNS = ("obj", "idx", "norm", "dist", "std", "grad_norm")
 
 
 def batch_statistics(acts: torch.Tensor, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor,
-                     units: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+                     units: torch.Tensor, signs: torch.Tensor, any_negative: bool = True) -> torch.Tensor:
     """(N, 6) float64 table of STAT_COLUMNS. acts (N, C, H, W) float32; x, x0 (N, 3, H, W) the image state; grad
     (N, 3, H, W) float32; units (N, 3) long; signs (N,) = sign(push_dir): idx is the flat index of the most extreme
     unit in the push direction. obj is the float32 activation (exact in float64); norm, dist and std are computed in
     float64 as numpy computed them; grad_norm is numpy's float32 ``dot(grad, grad)`` (0 exactly when the original's
-    ``norm(grad) == 0``)."""
+    ``norm(grad) == 0``). any_negative: whether some sign is -1 (False skips the argmin pass; known on the host
+    when the batch is made, so nothing is read back)."""
     n = acts.shape[0]
     obj = acts[torch.arange(n, device=acts.device), units[:, 0], units[:, 1], units[:, 2]]
-    idx = (acts * signs[:, None, None, None]).reshape(n, -1).argmax(dim=1)
+    flat = acts.reshape(n, -1)
+    idx = flat.argmax(dim=1)     # the first most extreme unit; argmin is the first largest of -acts, so no copy
+    if any_negative:
+        idx = torch.where(signs > 0, idx, flat.argmin(dim=1))
     flat_x = x.reshape(n, -1).to(torch.float64)
     columns = (obj, idx, torch.linalg.vector_norm(flat_x, dim=1),
                torch.linalg.vector_norm(flat_x - x0.reshape(n, -1).to(torch.float64), dim=1),
