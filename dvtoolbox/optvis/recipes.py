@@ -2,7 +2,8 @@
 decay and Adam's learning rate. ``lucid`` is ``visualize()``'s own defaults; ``class`` is the recipe for class
 visualisations measured in doc/models.md (images of a class made on one model that other models recognise, with
 large object-like shapes); ``maco`` renders MACO's phase-only images (``param.maco``) and ``accent`` accentuates
-features of a photograph (``accentuate``; doc/optvis.md#recipes-per-use says which to use for what).
+features of a photograph (``accentuate``). Which to use for what is measured in doc/optvis.md#the-recipe-auto-picks
+and chosen by ``visualize.py --recipe auto`` (the default; ``auto_recipe.AUTO_TABLE``).
 ``visualize.py --recipe NAME`` sets the flags' defaults (``Recipe.cli_defaults``).
 
     from dvtoolbox.optvis import FeatureViz, get_image
@@ -53,12 +54,4 @@ RECIPES: Dict[str, Recipe] = {
     # MACO and feature accentuation (needs --start-image): doc/optvis.md#recipes-per-use
     "maco": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.2, min_steps=128, param="maco"),
     "accent": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.02, min_steps=128),
-}
-
-# the recipe recommended for each use, from the measurements in doc/optvis.md#recipes-per-use
-RECOMMENDED: Dict[str, str] = {
-    "class logit": "maco",           # recognised by held-out models as often as lucid's, and the most photographic
-    "hidden channel": "lucid",       # the strongest activation; MACO when the photographic look matters
-    "neuron": "lucid",               # measured: near the class recipe's value at 1/13 of its time; MACO's crops move it
-    "unit in a photograph": "accent",
 }

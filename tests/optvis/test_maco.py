@@ -293,10 +293,3 @@ def test_cli_recipe_maco_is_the_library_recipe(tmp_path):
     transparency = load_image_rgb(str(tmp_path / "viz_step3_0_transparency.png"))[:, :, 0]
     assert np.array_equal(transparency, to_uint8(holder["f"].transparency_map()[0]))
     assert not (tmp_path / "viz_step2_0_transparency.png").exists()
-
-
-def test_every_recommended_recipe_exists():
-    from dvtoolbox.optvis.recipes import RECIPES, RECOMMENDED
-
-    assert set(RECOMMENDED) == {"class logit", "hidden channel", "neuron", "unit in a photograph"}
-    assert {RECIPES[name].param for name in RECOMMENDED.values()} <= {"fft", "maco"}
