@@ -28,7 +28,7 @@ from dvtoolbox.optvis.backgrounds import CLI_BACKGROUNDS
 from dvtoolbox.optvis.job import (DEFAULT_ALPHA_JITTER, OPTIMIZERS, PARAMETERISATIONS, VisualizeJob, layer_table,
                                   run_visualize)
 from dvtoolbox.optvis.auto_recipe import AUTO
-from dvtoolbox.optvis.job.settings import RECIPE_SETTINGS
+from dvtoolbox.optvis.job.settings import DEFAULT_OBJECTIVE, RECIPE_SETTINGS
 from dvtoolbox.optvis.recipes import RECIPES
 from dvtoolbox.optvis.render import check_thresholds
 from dvtoolbox.optvis.transforms import TRANSFORM_PRESETS
@@ -55,9 +55,13 @@ def get_parser() -> argparse.ArgumentParser:
 def _what(parser) -> None:
     what = parser.add_argument_group("What to visualise")
     add_model_arguments(what)
-    what.add_argument("--objective", default="_blocks.10:97",
+    what.add_argument("--objective", default=None,
                       help=f"{OBJECTIVE_GRAMMAR}; e.g. \"_blocks.11:154@0 - _blocks.11:154@1\". The objective is "
-                           "maximised.")
+                           f"maximised. (default: {DEFAULT_OBJECTIVE})")
+    what.add_argument("--text", default=None,
+                      help="Instead of --objective, a text direction: the cosine similarity of a CLIP or SigLIP "
+                           "model's image embedding (hf:<repo>, its layer image_embeds) with this prompt's "
+                           "embedding by the model's own text tower and tokenizer (doc/models.md).")
     add_dictionary_arguments(what)
     add_listing_arguments(what)
 
@@ -181,6 +185,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = parse_with_config(get_parser(), argv, _recipe_defaults)
     if args.recipe is None:
         args.recipe = AUTO
+    if args.objective is None and args.text is None:
+        args.objective = DEFAULT_OBJECTIVE
     return args
 
 
@@ -219,7 +225,7 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
     config = flags_record(args)
     config["config-file"] = args.config
     return VisualizeJob(
-        objective=args.objective, model=args.model, param=args.param, decorrelate=not args.no_decorrelate,
+        objective=args.objective, text=args.text, model=args.model, param=args.param, decorrelate=not args.no_decorrelate,
         decay_power=args.decay_power, lowres_factor=args.lowres_factor, size=args.size, batch=args.batch,
         resize_to_contract=not args.no_resize, fit=args.fit, start_images=start_images_from_args(args),
         accent_layer=args.accent_layer, accent_coef=args.accent_coef, alpha=args.alpha, background=args.background,

@@ -14,12 +14,13 @@ from dvtoolbox.objectives.expression import parse_objective
 from dvtoolbox.objectives.library import (L1, L2, alignment, blur3, blur_input_each_step, channel,
                                           channel_interpolate, class_logit, deepdream,
                                           dictionary_latent, direction, direction_neuron,
+                                          text_direction,
                                           diversity, layer, neuron, total_variation)
 from dvtoolbox.objectives.objective import INPUT, Activations, Objective, wrap_objective
 
 __all__ = [
     "INPUT", "L1", "L2", "Activations", "Objective", "alignment", "as_objective", "blur3", "blur_input_each_step",
     "channel", "channel_interpolate", "check_layers", "class_logit", "create_objective", "deepdream",
-    "dictionary_latent", "direction", "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "total_variation",
+    "dictionary_latent", "direction", "direction_neuron", "diversity", "hooked_layers", "layer", "neuron", "parse_objective", "text_direction", "total_variation",
     "wrap_objective",
 ]

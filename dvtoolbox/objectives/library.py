@@ -197,6 +197,20 @@ def direction(layer: str, vec, batch: Batch = None, cossim_pow: float = 0):
 
 
 @wrap_objective()
+def text_direction(layer: str, embedding, batch: Batch = None):
+    """Mean over batch (and positions) of the cosine similarity of the activation vector (over channels) with
+    ``embedding`` (C,): a CLIP-like model's image embedding (its ``image_embeds`` layer) pushed towards a text
+    prompt's embedding (``models.hf_text.text_embeddings``), as CLIP compares them."""
+
+    def inner(acts):
+        t = layer_output(acts, layer, batch)
+        v = _vector(embedding, t, layer)
+        return torch.nn.functional.cosine_similarity(t, v.expand_as(t), dim=1, eps=1e-8).mean()
+
+    return inner
+
+
+@wrap_objective()
 def direction_neuron(layer: str, vec, x: Optional[int] = None, y: Optional[int] = None, batch: Batch = None,
                      cossim_pow: float = 0):
     """``direction`` at one position (row ``y``, column ``x``; centre by default)."""

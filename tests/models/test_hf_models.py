@@ -229,6 +229,7 @@ def fake_cache(tmp_path, repo, model):
     (snapshot / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
     (root / "refs").mkdir(parents=True)
     (root / "refs" / "main").write_text(commit)
+    return snapshot
 
 
 def test_default_weights_from_the_local_cache_clip_vision_tower(tmp_path):

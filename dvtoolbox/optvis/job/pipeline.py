@@ -42,6 +42,8 @@ def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] =
     line that says what ``recipe="auto"`` chose (default: logged at INFO)."""
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
+    if job.text is not None:
+        job.text_objective()
     objective = create_objective(job.parsed_objective, model=model)
     if job.dictionaries or job.recipe_pending:
         shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)

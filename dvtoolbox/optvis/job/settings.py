@@ -23,7 +23,7 @@ from dvtoolbox.device import Execution
 from dvtoolbox.dictionaries import LayerDictionary
 from dvtoolbox.errors import UsageError
 from dvtoolbox.models.registry import DEFAULT_MODEL
-from dvtoolbox.objectives import Objective, create_objective
+from dvtoolbox.objectives import Objective, create_objective, text_direction
 from dvtoolbox.optvis.alpha import ALPHA_COEF, ALPHA_TARGET
 from dvtoolbox.optvis.dvt import LRSchedule
 from dvtoolbox.optvis.job.parameterisations import PARAMETERISATIONS
@@ -38,6 +38,8 @@ from dvtoolbox.run.context import ModelChoice
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 DEFAULT_RECIPE = "lucid"       # the recipe settings a job with recipe None gets (and auto's until the model decides)
 RECIPE_SETTINGS = ("param", "views", "transforms", "decay_power", "lr")
+DEFAULT_OBJECTIVE = "_blocks.10:97"
+TEXT_LAYER = "image_embeds"     # where hf_models puts a CLIP-like model's image embedding
 DEFAULT_BACKGROUND = "color"   # render_transparent's default
 DEFAULT_ALPHA_JITTER = 2       # the notebook's jitter_n
 ALPHA_SETTINGS = ("background", "adversarial_bg", "alpha_target", "alpha_coef", "alpha_jitter")
@@ -59,7 +61,8 @@ class VisualizeJob:
     once for a photograph or alpha, else by ``settle_recipe`` once the model's layers are known (until then the
     job holds lucid's settings)."""
 
-    objective: str = "_blocks.10:97"
+    objective: Optional[str] = DEFAULT_OBJECTIVE
+    text: Optional[str] = None   # instead of objective: a text direction on a CLIP-like model's image_embeds
     model: Union[str, nn.Module] = DEFAULT_MODEL
     weights: Union[None, str] = "default"
     input_mean: Optional[Tuple[float, float, float]] = None
@@ -124,8 +127,37 @@ class VisualizeJob:
                              "or eager, or let the images be fitted to the model's size", "engine",
                              "resize_to_contract=False")
         self._check_settings()
+        if self.text is not None:
+            self._check_text()
+            return                       # the objective needs the text tower: ``text_objective``, at run time
+        if self.objective is None:
+            raise UsageError("give an objective (or a text)", "objective", "text")
         # parsed once; layers checked with the model
         self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
+
+    def _check_text(self) -> None:
+        if self.objective is not None:
+            raise UsageError("give an objective or a text, not both", "objective", "text")
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise UsageError(f"text must be a non-empty prompt, got {self.text!r}", "text")
+        if self.alpha:
+            raise UsageError("alpha renders a single unit (layer:channel); a text direction is not one", "alpha",
+                             "text")
+        if not (isinstance(self.model, str) and self.model.startswith("hf:")):
+            raise UsageError(f"text needs a CLIP or SigLIP model by name (hf:<repo or folder>), got "
+                             f"{self.model if isinstance(self.model, str) else type(self.model).__name__}",
+                             "text", "model")
+
+    def text_objective(self) -> Objective:
+        """The text direction (``objectives.text_direction`` on ``image_embeds``), made once: it loads the text
+        tower and tokenizer of the job's model (``models.hf_text``)."""
+        if self.parsed_objective is None:
+            from dvtoolbox.models.hf_text import text_embeddings
+
+            weights = None if self.weights is None else self.weights
+            embedding = text_embeddings(self.model[len("hf:"):], [self.text], weights)[0]
+            self.parsed_objective = text_direction(TEXT_LAYER, embedding)
+        return self.parsed_objective
 
     def _check_settings(self) -> None:
         self._check_values()
