@@ -11,7 +11,7 @@ method of the tap, so a deep copy of the model (the folded engine's) carries its
 
 from __future__ import annotations
 
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -78,14 +78,15 @@ def channels_first_pre_activation(dictionary: Dictionary, t: torch.Tensor) -> to
     ``EncoderProduct``."""
     x = dictionary.encoder_input(t.movedim(1, -1)).movedim(-1, 1)  # t itself when there is nothing to do
     flat = x.reshape(x.shape[0], x.shape[1], -1)
-    pre = EncoderProduct.apply(flat, dictionary.W_enc) + dictionary.b_enc[:, None]
+    pre = EncoderProduct.apply(flat, dictionary.W_enc, dictionary.b_enc)
     if dictionary.rescale_by_decoder_norm:
         pre = pre * dictionary.W_dec.norm(dim=-1)[:, None]
     return pre.reshape(x.shape[0], pre.shape[1], *x.shape[2:])
 
 
 class EncoderProduct(torch.autograd.Function):
-    """W_enc^T x: x (N, d_in, P), W_enc (d_in, n) -> (N, n, P). Its backward to x on the CPU multiplies only the
+    """W_enc^T x (+ b_enc): x (N, d_in, P), W_enc (d_in, n), b_enc (n,) or None -> (N, n, P), the bias added by
+    the product itself (``baddbmm``: one pass over the output instead of two; the same numbers). Its backward to x on the CPU multiplies only the
     latents whose incoming gradient is not all zero: a pushed unit's gradient is one latent at one position per
     image, so this is B columns of the n instead of all of them, the same numbers (the columns left out add exact
     zeros). On other devices, and when traced (the compiled engine's make_fx on fake tensors, torch.compile), the dense product: choosing the columns
@@ -93,15 +94,18 @@ class EncoderProduct(torch.autograd.Function):
     cannot lower."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w_enc: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w_enc: torch.Tensor, b_enc: Optional[torch.Tensor] = None) -> torch.Tensor:
         ctx.save_for_backward(x, w_enc)
         ctx.pick_columns = x.device.type == "cpu" and not (torch.compiler.is_compiling() or is_fake(x))
-        return torch.matmul(w_enc.t(), x)
+        if b_enc is None:
+            return torch.matmul(w_enc.t(), x)
+        n, (batch, d_in, _) = w_enc.shape[1], x.shape
+        return torch.baddbmm(b_enc.view(1, n, 1), w_enc.t().expand(batch, n, d_in), x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, w_enc = ctx.saved_tensors
-        grad_x = grad_w = None
+        grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             if ctx.pick_columns:
                 # two reads and no |grad| copy; a NaN makes amax NaN, which counts as used
@@ -111,4 +115,6 @@ class EncoderProduct(torch.autograd.Function):
                 grad_x = torch.matmul(w_enc, grad)
         if ctx.needs_input_grad[1]:
             grad_w = torch.einsum("ndp,nkp->dk", x, grad)
-        return grad_x, grad_w
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(dim=(0, 2))
+        return grad_x, grad_w, grad_b

@@ -100,3 +100,18 @@ def test_the_compiled_engine_runs_latents_as_eager(tmp_path):
         assert run(tmp_path / engine / "opt", "--push-channel", "0:3", "--batch-size", "3", "--engine", engine) == 0
         best[engine] = [float(load(tmp_path / engine / "opt", k).best_obj) for k in range(3)]
     np.testing.assert_allclose(best["compiled"], best["eager"], rtol=1e-5)
+
+
+def test_the_bias_is_added_by_the_product_with_its_gradient():
+    """W_enc^T x + b_enc in one product: the numpy sum, bit for bit the same as the product then the bias, and the
+    bias's gradient the sum of the incoming one over batch and positions."""
+    g = torch.Generator().manual_seed(9)
+    w, b = torch.randn(D_IN, N_LATENTS, generator=g), torch.randn(N_LATENTS, generator=g).requires_grad_(True)
+    x = torch.randn(2, D_IN, 3, generator=g)
+    out = EncoderProduct.apply(x, w, b)
+    assert torch.equal(out, EncoderProduct.apply(x, w) + b.detach()[:, None])
+    np.testing.assert_allclose(out.detach().numpy(), np.einsum("dk,ndp->nkp", w.numpy(), x.numpy())
+                               + b.detach().numpy()[:, None], rtol=1e-5, atol=1e-5)
+    weights = torch.randn(2, N_LATENTS, 3, generator=g)
+    (grad_b,) = torch.autograd.grad((out * weights).sum(), b)
+    np.testing.assert_allclose(grad_b.numpy(), weights.numpy().sum(axis=(0, 2)), rtol=1e-5, atol=1e-6)
