@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dvtoolbox.io.atomic import write_bytes_atomic  # noqa: E402
+from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED  # noqa: E402
 from dvtoolbox.optvis.spectrum import (REFERENCE_SIZE, average_spectrum, decorrelated_logit,  # noqa: E402
                                        power_law_fit, radial_profile, sample_quadrant)
 
@@ -109,12 +110,16 @@ def main(argv=None) -> int:
             n_crops += count
     quadrant = np.mean(quadrants, axis=0)
     z_means, rgb_means = np.array(z_means), np.array(rgb_means)
+    # MACO's mean colour moves its RGB logits' mean between the logits of the crops' lowest and highest mean RGB:
+    # with a symmetric texture around it, the image's mean RGB then lies between that logit's sigmoid and 0.5
+    logit_low, logit_high = (np.log(v / (1 - v)) for v in (rgb_means.min(axis=0), rgb_means.max(axis=0)))
+    start = COLOR_CORRELATION_NORMALIZED.astype(np.float64) @ z_means.mean(axis=0)
+    assert np.all((logit_low < start) & (start < logit_high)), (logit_low, start, logit_high)
     amplitude = sample_quadrant(quadrant, REFERENCE_SIZE, REFERENCE_SIZE, REFERENCE_SIZE)
     slope, _, r2 = power_law_fit(*radial_profile(amplitude, REFERENCE_SIZE, REFERENCE_SIZE))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, quadrant=quadrant.astype(np.float32), mean=z_means.mean(axis=0).astype(np.float32),
-                        mean_low=z_means.min(axis=0).astype(np.float32),
-                        mean_high=z_means.max(axis=0).astype(np.float32),
+                        logit_low=logit_low.astype(np.float32), logit_high=logit_high.astype(np.float32),
                         rgb_mean=rgb_means.mean(axis=0).astype(np.float32),
                         rgb_low=rgb_means.min(axis=0).astype(np.float32),
                         rgb_high=rgb_means.max(axis=0).astype(np.float32),

@@ -16,8 +16,9 @@ with free licences that PyPI wheels ship, 224-pixel crops at several scales; see
   colour) is replaced by twice the mean of its two neighbours (a 1/f extrapolation used only to interpolate
   frequencies below 1 / R on images larger than R);
 - ``mean``: (3,) float32, the mean of z over the crops (its sign gives the DC coefficient's sign);
-  ``mean_low`` / ``mean_high`` (3,): the lowest and highest crop's mean z per channel (MACO's free mean colour
-  stays between them); ``rgb_mean``, ``rgb_low``, ``rgb_high`` (3,): the same for the crops' mean RGB in [0, 1];
+  ``logit_low`` / ``logit_high`` (3,): the logits of the lowest and highest crop mean RGB per colour channel
+  (MACO's free mean logit stays between them); ``rgb_mean``, ``rgb_low``, ``rgb_high`` (3,): the crops'
+  mean RGB in [0, 1], their average, lowest and highest per channel;
 - ``reference_size`` and ``sources`` (the photographs' names).
 
 ``natural_amplitude(h, w)`` samples the quadrant bilinearly at each rfft2 coefficient's (|fy|, |fx|) (exact grid
@@ -38,7 +39,7 @@ from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED
 LOGIT_EPS = 1.0 / 255.0
 REFERENCE_SIZE = 224
 SPECTRUM_FILE = "natural_spectrum.npz"
-SPECTRUM_ARRAYS = ("quadrant", "mean", "mean_low", "mean_high", "rgb_mean", "rgb_low", "rgb_high")
+SPECTRUM_ARRAYS = ("quadrant", "mean", "logit_low", "logit_high", "rgb_mean", "rgb_low", "rgb_high")
 
 
 # ---------------------------------------------------------------------------------------------------- computing

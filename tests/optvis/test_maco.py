@@ -49,10 +49,11 @@ def test_random_phase_image_has_exactly_the_amplitude(h, w, fixed_mean):
 
 
 def test_free_mean_colour_starts_at_the_photographs_mean_and_stays_in_their_range():
-    """m = centre + half tanh(colour), restated with numpy from the shipped low / high; it starts at the shipped
-    mean and cannot leave low .. high however far the parameter goes."""
+    """C m = centre + half tanh(colour) per RGB logit, restated with numpy from the shipped logit_low / high; it
+    starts at the photographs' mean and cannot leave low .. high however far the parameter goes; z's mean is m."""
     spectrum = load_natural_spectrum()
-    low, high = spectrum["mean_low"], spectrum["mean_high"]
+    low, high = spectrum["logit_low"], spectrum["logit_high"]
+    c = COLOR_CORRELATION_NORMALIZED.astype(np.float64)
     params, image_f = maco_image(8, batch=3, generator=gen())
     assert len(params) == 2 and params[1].shape == (3, 3) and params[1].requires_grad
     np.testing.assert_allclose(image_f.mean_colour().detach().numpy(), np.tile(spectrum["mean"], (3, 1)), atol=1e-5)
@@ -60,11 +61,13 @@ def test_free_mean_colour_starts_at_the_photographs_mean_and_stays_in_their_rang
     np.testing.assert_allclose(z.mean(axis=(2, 3)), np.tile(spectrum["mean"], (3, 1)), atol=1e-5)
     with torch.no_grad():
         params[1].copy_(torch.tensor([[50.0, -50.0, 0.3], [-50.0, 50.0, -0.3], [0.0, 0.0, 0.0]]))
-    m = image_f.mean_colour().detach().numpy().astype(np.float64)
+    logit = image_f.mean_logit().detach().numpy().astype(np.float64)
     centre, half = (low + high) / 2, (high - low) / 2
-    np.testing.assert_allclose(m[0], [high[0], low[1], centre[2] + half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m[1], [low[0], high[1], centre[2] - half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m[2], centre, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logit[0], [high[0], low[1], centre[2] + half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logit[1], [low[0], high[1], centre[2] - half[2] * np.tanh(0.3)], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logit[2], centre, rtol=1e-5, atol=1e-5)
+    z = image_f.decorrelated().detach().numpy().astype(np.float64)
+    np.testing.assert_allclose(np.einsum("ck,nk->nc", c, z.mean(axis=(2, 3))), logit, atol=1e-4)  # C (mean z)
 
 
 def test_fixed_mean_is_the_photographs_average_on_every_image():
@@ -169,8 +172,10 @@ def test_transparency_accumulates_the_input_gradient_magnitude(tiny_model):
 def test_shipped_spectrum_follows_a_power_law():
     spectrum = load_natural_spectrum()
     assert spectrum["reference_size"] == 224 and len(spectrum["sources"]) == 8
-    for mean, low, high in (("mean", "mean_low", "mean_high"), ("rgb_mean", "rgb_low", "rgb_high")):
-        assert np.all(spectrum[low] < spectrum[mean]) and np.all(spectrum[mean] < spectrum[high])  # a real range
+    assert np.all(spectrum["rgb_low"] < spectrum["rgb_mean"]) and np.all(spectrum["rgb_mean"] < spectrum["rgb_high"])
+    rgb = lambda logit: 1 / (1 + np.exp(-logit))  # noqa: E731
+    np.testing.assert_allclose(rgb(spectrum["logit_low"]), spectrum["rgb_low"], rtol=1e-5)
+    np.testing.assert_allclose(rgb(spectrum["logit_high"]), spectrum["rgb_high"], rtol=1e-5)
     assert np.all(spectrum["rgb_low"] >= 0) and np.all(spectrum["rgb_high"] <= 1)
     amplitude, _ = natural_amplitude(224, 224)
     freqs, amps = radial_profile(amplitude, 224, 224)
@@ -293,3 +298,19 @@ def test_cli_recipe_maco_is_the_library_recipe(tmp_path):
     transparency = load_image_rgb(str(tmp_path / "viz_step3_0_transparency.png"))[:, :, 0]
     assert np.array_equal(transparency, to_uint8(holder["f"].transparency_map()[0]))
     assert not (tmp_path / "viz_step2_0_transparency.png").exists()
+
+
+def test_maco_images_have_a_photographs_slope_and_mean_colour():
+    """Random-phase MACO images at 224 (the start of every run, and what the fixed amplitude keeps): each image's
+    spectral slope inside the range of photographs' (-1.65 .. -0.96 for the naturalness benchmark's 100 crops) and
+    its mean colour inside the shipped crops' range on every channel, for the start and for the extreme mean
+    colours the parameter can reach."""
+    spectrum = load_natural_spectrum()
+    params, image_f = maco_image(224, batch=4, generator=gen(3))
+    with torch.no_grad():
+        params[1][2:] = torch.tensor([[3.0, -3.0, 3.0], [-3.0, 3.0, -3.0]])   # two images near the range's corners
+        images = image_f().permute(0, 2, 3, 1).numpy().astype(np.float64)
+    slopes = spectral_slope(images)
+    assert np.all((-1.65 < slopes) & (slopes < -0.96)), slopes
+    colours = images.mean(axis=(1, 2))
+    assert np.all(colours > spectrum["rgb_low"]) and np.all(colours < spectrum["rgb_high"]), colours

@@ -11,10 +11,11 @@ Contract: ``maco_image(w, h, batch, ...) => (params, image_f)``, ``image_f()`` (
     z      = irfft2(amplitude * exp(i phase'), s=(h, w), norm="ortho") + m    the DECORRELATED LOGIT image
     image  = sigmoid(C z)                      C = ``color.COLOR_CORRELATION_NORMALIZED``
 
-The mean colour m (batch, 3, 1, 1): with the shipped spectrum (``amplitude`` None) it is free but bounded,
-``m = centre + half * tanh(params[1])`` with ``params[1]`` (batch, 3) starting at the photographs' mean, where
-centre +- half is the range of the photographs' crops' mean z per decorrelated channel, and the amplitude's DC
-coefficient is 0: each image picks its own mean colour inside the photographs' range (``fixed_mean=True``, or a
+The mean colour m (batch, 3, 1, 1): with the shipped spectrum (``amplitude`` None) it is free but bounded in each
+RGB channel's logit, ``C m = centre + half * tanh(params[1])`` with ``params[1]`` (batch, 3) starting at the
+photographs' mean, where centre +- half spans the logits of the photographs' crops' lowest and highest mean RGB
+per colour channel (a texture symmetric about that mean logit gives a mean RGB between its sigmoid and 0.5), and
+the amplitude's DC coefficient is 0: each image picks its own mean colour inside the photographs' range (``fixed_mean=True``, or a
 given ``amplitude``: m = 0 and the DC coefficient is the amplitude's, a fixed mean as the paper has it; with the
 shipped spectrum that fixed mean is the photographs' average, the same cast on every image). So
 ``|rfft2(z, norm="ortho")| == amplitude`` at every coefficient but DC (to float32 rounding) at every step, and the
@@ -43,7 +44,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from dvtoolbox.optvis.param.color import linear_decorrelate_color
+from dvtoolbox.optvis.param.color import COLOR_CORRELATION_NORMALIZED, linear_decorrelate_color
 from dvtoolbox.optvis.param.rng import DeviceLike, resolve
 
 TRANSPARENCY_PERCENTILE = 99.0
@@ -64,6 +65,8 @@ class MacoImage:
                  colour: Optional[torch.Tensor] = None, colour_range: Optional[tuple] = None):
         self.phase, self.amplitude, self.h, self.w = phase, amplitude, h, w
         self.colour, self.colour_range = colour, colour_range
+        inverse = np.linalg.inv(COLOR_CORRELATION_NORMALIZED.astype(np.float64))
+        self._to_decorrelated = torch.tensor(inverse, dtype=torch.float32, device=phase.device)
         self._offset = torch.zeros(amplitude.shape, device=phase.device)   # pi at DC where the mean is negative
         self._offset[:, 0, 0] = dc_offset.view(3)
         self._cols = torch.tensor(self_conjugate_columns(w), device=phase.device)
@@ -76,12 +79,17 @@ class MacoImage:
         anti = 0.5 * (sym - sym[..., self._neg_rows, :])
         return self.phase.index_copy(3, self._cols, anti) + self._offset
 
-    def mean_colour(self) -> Optional[torch.Tensor]:
-        """m: (N, 3) float32, the free mean of z per decorrelated channel, or None for a fixed mean."""
+    def mean_logit(self) -> Optional[torch.Tensor]:
+        """C m: (N, 3) float32, the free mean of each RGB channel's logit, or None for a fixed mean."""
         if self.colour is None:
             return None
         centre, half = self.colour_range
         return centre + half * torch.tanh(self.colour)
+
+    def mean_colour(self) -> Optional[torch.Tensor]:
+        """m: (N, 3) float32, the free mean of z per decorrelated channel (``C^-1`` of ``mean_logit``), or None."""
+        logit = self.mean_logit()
+        return None if logit is None else logit @ self._to_decorrelated.t()
 
     def decorrelated(self) -> torch.Tensor:
         """z: (N, 3, H, W) float32, the decorrelated logit image."""
@@ -151,12 +159,13 @@ def maco_image(w: int, h: Optional[int] = None, batch: int = 1, amplitude: Optio
 
 
 def free_colour(batch: int, device: DeviceLike):
-    """The mean colour's parameter (batch, 3), at the photographs' average mean z, and its (centre, half) range
-    (each (3,) float32): the shipped spectrum's ``mean_low`` .. ``mean_high``."""
+    """The mean colour's parameter (batch, 3), at the photographs' average mean logit, and its (centre, half) range
+    (each (3,) float32, RGB logits): the shipped spectrum's ``logit_low`` .. ``logit_high``."""
     from dvtoolbox.optvis.spectrum import load_natural_spectrum
 
     spectrum = load_natural_spectrum()
-    low, high, mean = spectrum["mean_low"], spectrum["mean_high"], spectrum["mean"]
+    low, high = spectrum["logit_low"], spectrum["logit_high"]
+    mean = COLOR_CORRELATION_NORMALIZED.astype(np.float64) @ spectrum["mean"]
     centre, half = 0.5 * (low + high), 0.5 * (high - low)
     start = np.arctanh((mean - centre) / half)
     colour = torch.tensor(np.tile(start, (batch, 1)), dtype=torch.float32, device=device).requires_grad_(True)
