@@ -11,7 +11,6 @@ import logging
 import os
 import tempfile
 
-import numpy as np
 import torch
 
 import tests.dictionaries.test_planted as planted
