@@ -98,10 +98,12 @@ def _image(parser) -> None:
                        help="Feed the model the transformed image at its own size, as lucid does (for models that "
                             "take any size, such as efficientnet_lite0; doc/transparency.md's figures), instead of "
                             "bringing it to the model's input size (needed by fixed-size models).")
-    image.add_argument("--fit", default="crop", choices=("crop", "resize"),
+    image.add_argument("--fit", default=None, choices=("crop", "resize"),
                        help="How a transformed image is brought to the model's input size: crop (centre crop, or "
                             "grey padding, keeping the scale the transforms drew, as lucid feeds it) or resize "
-                            "(bilinear: dvtoolbox before 2026-11, which undoes the random scale).")
+                            "(bilinear: dvtoolbox before 2026-11, which undoes the random scale). (default: crop, "
+                            "or, where --recipe auto's table says so and the model takes any size, the image at "
+                            "its own size, as --no-resize)")
 
 
 def _transparency(parser) -> None:

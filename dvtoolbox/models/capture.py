@@ -127,3 +127,23 @@ def layer_shapes(model: nn.Module, size: Tuple[int, int], device="cpu") -> Dict[
         for handle in handles:
             handle.remove()
     return shapes
+
+
+OTHER_SIZE_FACTORS = (0.9, 1.15)   # the standard transforms make images of about 0.95 .. 1.16 of the image's side
+
+
+def takes_other_sizes(model: nn.Module, size: Tuple[int, int]) -> bool:
+    """True when ``model`` runs on zeros of 0.9 and 1.15 times ``size`` (H, W) (one dry forward pass each, on its
+    parameters' device and dtype): a network with global pooling does; a ViT with fixed position embeddings, or a
+    classifier that flattens a fixed grid, does not."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    for factor in OTHER_SIZE_FACTORS:
+        other = tuple(max(1, round(side * factor)) for side in size)
+        try:
+            with torch.no_grad():
+                model(torch.zeros((1, 3) + other, device=device, dtype=dtype))
+        except (AssertionError, RuntimeError, ValueError):  # torchvision's, timm's and transformers' size checks
+            return False
+    return True

@@ -13,12 +13,18 @@ Kinds (``objective_kind``), from the objective's first term and the layout of th
 
 A photograph to start from (``start_images``) always means ``accent``, and transparency (``alpha``) lucid's own
 settings; neither needs the model.
+
+A row may also feed the transformed image to the model at its own size (``own_size``, as lucid and lucent feed it)
+instead of cropping or padding it to the model's size: only where the model takes other sizes (a dry forward pass
+at two other sizes, ``models.capture.takes_other_sizes``), the run draws one view per step (views of several sizes
+share one forward pass) and nothing pins the size (``fit`` or ``resize_to_contract`` given, the compiled engine);
+otherwise the image is cropped and the line says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, Iterable, Mapping
 
 from dvtoolbox.models.layouts import Layout
 from dvtoolbox.objectives.objective import INPUT, Objective
@@ -29,32 +35,67 @@ NEURON_OBJECTIVES = ("neuron", "direction_neuron")
 DICTIONARY_OBJECTIVES = ("dictionary_latent",)
 
 
+FED_OWN_SIZE = "at its own size"
+FED_MODEL_SIZE = "cropped to the model's size"
+
+
+@dataclass(frozen=True)
+class AutoRow:
+    """One row of ``AUTO_TABLE``: the recipe (a ``recipes.RECIPES`` name), why (one clause, from the measurement)
+    and whether the transformed image is fed at its own size where the model allows it."""
+
+    recipe: str
+    why: str
+    own_size: bool = False
+
+
 @dataclass(frozen=True)
 class AutoChoice:
-    """What ``--recipe auto`` chose: the kind of unit, the recipe (a ``recipes.RECIPES`` name) and why (one
-    clause, from the measurement)."""
+    """What ``--recipe auto`` chose: the kind of unit, the recipe (a ``recipes.RECIPES`` name), why (one clause,
+    from the measurement), whether the transformed image is fed at its own size (the table's wish until
+    ``settle_fit``) and, once settled, why it is not."""
 
     kind: str
     recipe: str
     why: str
+    own_size: bool = False
+    cropped_because: str = ""
+
+    def settle_fit(self, blocker: str) -> "AutoChoice":
+        """The choice once the model is known: ``blocker`` is empty when the image can be fed at its own size,
+        else the reason it is cropped."""
+        if not self.own_size or not blocker:
+            return self
+        return replace(self, own_size=False, cropped_because=blocker)
+
+    @property
+    def fed(self) -> str:
+        return FED_OWN_SIZE if self.own_size else FED_MODEL_SIZE
 
     def line(self) -> str:
         """The one line the command line prints."""
-        return f"recipe auto: {self.recipe} for a {self.kind} ({self.why}; --recipe NAME to choose another)"
+        fed = f", fed {FED_OWN_SIZE}" if self.own_size else (
+            f", cropped to the model's size ({self.cropped_because})" if self.cropped_because else "")
+        return (f"recipe auto: {self.recipe} for a {self.kind}{fed} ({self.why}; --recipe NAME to choose "
+                "another)")
 
     def record(self) -> Dict[str, str]:
         """config.yaml's ``resolved.recipe``."""
-        return {"chosen": self.recipe, "for": self.kind, "why": self.why}
+        record = {"chosen": self.recipe, "for": self.kind, "why": self.why, "fed": self.fed}
+        if self.cropped_because:
+            record["cropped_because"] = self.cropped_because
+        return record
 
 
-# kind -> (recipe, why): doc/optvis.md#the-recipe-auto-picks gives the measurements behind each row
-AUTO_TABLE: Dict[str, Tuple[str, str]] = {
-    "class logit": ("maco", "measured on 16 fresh classes: recognised by held-out models, closest to photographs"),
-    "hidden channel": ("lucid", "measured on channels of two layers: the strongest activation, a quarter of MACO's "
-                                "time"),
-    "neuron": ("lucid", "measured: MACO's random crops move the neuron's place from view to view"),
-    "token feature": ("lucid", "as a hidden channel; a token model's input size is fixed, so views are cropped"),
-    "dictionary latent": ("lucid", "as the channels of the layer the dictionary reads"),
+# kind -> row: doc/optvis.md#the-recipe-auto-picks gives the measurements behind each row
+AUTO_TABLE: Dict[str, AutoRow] = {
+    "class logit": AutoRow("lucid", "measured on 16 fresh classes, 3 seeds: recognised by held-out models as well "
+                                    "as lucent at its best or better", own_size=True),
+    "hidden channel": AutoRow("lucid", "measured on channels of two layers: the strongest activation, a quarter of "
+                                       "MACO's time"),
+    "neuron": AutoRow("lucid", "measured: MACO's random crops move the neuron's place from view to view"),
+    "token feature": AutoRow("lucid", "as a hidden channel; a token model's input size is fixed"),
+    "dictionary latent": AutoRow("lucid", "as the channels of the layer the dictionary reads"),
 }
 STARTS_FROM_PHOTOGRAPH = AutoChoice("unit in a photograph", "accent", "start_images given")
 TRANSPARENT = AutoChoice("transparent image", "lucid", "alpha renders with lucid's settings")
@@ -85,8 +126,9 @@ def choose(kind: str, given: Iterable[str] = ()) -> AutoChoice:
     explicitly) holds a parameterisation or a spectrum decay and the table's recipe is not a Fourier image."""
     from dvtoolbox.optvis.recipes import RECIPES
 
-    recipe, why = AUTO_TABLE[kind]
+    row = AUTO_TABLE[kind]
     fixed = [name for name in FOURIER_SETTINGS if name in set(given)]
-    if fixed and RECIPES[recipe].param != "fft":
-        return AutoChoice(kind, "lucid", f"{' and '.join(fixed)} given: the table's {recipe} is not a Fourier image")
-    return AutoChoice(kind, recipe, why)
+    if fixed and RECIPES[row.recipe].param != "fft":
+        return AutoChoice(kind, "lucid", f"{' and '.join(fixed)} given: the table's {row.recipe} is not a Fourier "
+                                         "image")
+    return AutoChoice(kind, row.recipe, row.why, own_size=row.own_size)

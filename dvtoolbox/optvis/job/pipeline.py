@@ -16,7 +16,7 @@ import torch
 
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.images import load_image_rgb, resize_center_crop
-from dvtoolbox.models.capture import layer_shapes
+from dvtoolbox.models.capture import layer_shapes, takes_other_sizes
 from dvtoolbox.models.layouts import Layout, model_layouts, survey_layers
 from dvtoolbox.models.pixel_space import InputContract
 from dvtoolbox.dictionaries.binding import check_dictionary_layers
@@ -50,6 +50,7 @@ def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] =
         if job.dictionaries:  # each dictionary fits its layer's channels, before any file
             check_dictionary_layers(job.dictionaries, shapes, layouts)
         job.settle_recipe(layouts)
+        job.settle_fit(lambda: takes_other_sizes(model, image_size(job, model.input_contract)))
     say = lambda: job.auto_choice is None or (announce or log.info)(job.auto_choice.line())  # noqa: E731
     if not job.resize_to_contract:
         check_input_size(model, image_size(job, model.input_contract))

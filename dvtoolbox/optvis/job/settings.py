@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from dvtoolbox.regularizers.settings import Regularizers
 from dvtoolbox.run.context import ModelChoice
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+DEFAULT_FIT = "crop"
 DEFAULT_RECIPE = "lucid"       # the recipe settings a job with recipe None gets (and auto's until the model decides)
 RECIPE_SETTINGS = ("param", "views", "transforms", "decay_power", "lr")
 DEFAULT_OBJECTIVE = "_blocks.10:97"
@@ -54,7 +55,8 @@ class VisualizeJob:
     ``alpha_coef`` and ``alpha_jitter`` (None: their defaults); ``start_images`` (photograph paths, one per image
     or one for all) turn on feature accentuation (``optvis.accentuate``), with ``accent_layer`` (None: the
     objective's layer) and ``accent_coef`` (None: ``accentuate.DEFAULT_COEF``); ``fit``: how a transformed image
-    reaches the model's input size (``FeatureViz``). ``recipe`` (``recipes.RECIPES``, ``"auto"`` (the default:
+    reaches the model's input size (``FeatureViz``; None: crop, or the image at its own size where recipe auto's
+    table says so and the model takes it, ``settle_fit``). ``recipe`` (``recipes.RECIPES``, ``"auto"`` (the default:
     chosen from the objective and the model, ``optvis.auto_recipe``), None: lucid's) gives the settings left None:
     param, views, transforms, decay_power and lr, exactly as ``visualize.py --recipe`` gives their flags' defaults;
     a setting given explicitly wins over the recipe. With ``"auto"``, ``auto_choice`` says what was chosen: set at
@@ -75,7 +77,7 @@ class VisualizeJob:
     size: Optional[int] = None
     batch: int = 1
     resize_to_contract: bool = True
-    fit: str = "crop"
+    fit: Optional[str] = None  # None: crop, or own size where recipe auto feeds it so (settle_fit)
     start_images: Sequence[str] = ()
     accent_layer: Optional[str] = None
     accent_coef: Optional[float] = None
@@ -111,6 +113,9 @@ class VisualizeJob:
 
     def __post_init__(self):
         self._given = frozenset(name for name in RECIPE_SETTINGS if getattr(self, name) is not None)
+        self._fit_given = self.fit is not None
+        if self.fit is None:
+            self.fit = DEFAULT_FIT
         if self.recipe == AUTO:
             self.auto_choice = STARTS_FROM_PHOTOGRAPH if self.start_images else TRANSPARENT if self.alpha else None
         self._apply_recipe()
@@ -190,6 +195,30 @@ class VisualizeJob:
             self._apply_recipe()
             self._check_settings()
         return self.auto_choice
+
+    def own_size_blocker(self) -> str:
+        """Why this job cannot feed the transformed image at its own size, whatever the model ("" when it can)."""
+        if not self.resize_to_contract:
+            return ""                     # given: fed at its own size already
+        if self._fit_given:
+            return "fit given"
+        if self.execution.compiled:
+            return "engine compiled traces one size"
+        if self.views != 1:
+            return f"{self.views} views per step share one forward pass"
+        return ""
+
+    def settle_fit(self, takes_other_sizes: Callable[[], bool]) -> None:
+        """recipe auto, after ``settle_recipe``: where the chosen row feeds the image at its own size, do so
+        (``resize_to_contract=False``) when nothing in the job pins the size and ``takes_other_sizes()`` (a dry
+        forward pass of the model at other sizes) says the model allows it; ``auto_choice`` records why not."""
+        if self.auto_choice is None or not self.auto_choice.own_size:
+            return
+        blocker = self.own_size_blocker() or (
+            "" if not self.resize_to_contract or takes_other_sizes() else "the model takes only its own size")
+        self.auto_choice = self.auto_choice.settle_fit(blocker)
+        if self.auto_choice.own_size:
+            self.resize_to_contract = False
 
     def _apply_recipe(self) -> None:
         """The recipe's settings (lucid's without one, or while auto waits for the model) for every recipe setting
