@@ -4,7 +4,8 @@ pooled, the spread over seeds shown.
 Per recipe and run (a seed): transfer per held-out model (top-1, top-5, mean target probability, from the run's
 ``results.json``), naturalness recomputed from its ``images_<recipe>.npy`` with ``naturalness.py`` (the slope and
 the share of images inside the photographs' slope range, KID x 100 against the photographs, the mean colour's
-distance to theirs ("cast") and the share of images whose mean colour is inside their range), the objective's value
+distance to theirs ("cast") and the share of images whose mean colour is inside their range, and inside the wider
+range of the 297 crops MACO's statistics come from), the objective's value
 at rest, and the seconds per image the run measured. Several runs of a recipe (seeds) give "mean (lowest ..
 highest)" cells; a recipe in one run only gives its value and "1" in the seeds column.
 
@@ -87,6 +88,7 @@ def table_rows(per_recipe: Dict[str, List[dict]], order: Sequence[str], scorers:
         cells += [spread([n["slope"] for n in nat], ".2f"), spread([100 * n["slope_inside"] for n in nat], ".0f") + "%",
                   spread([n["kid"] for n in nat], ".1f"), spread([n["colour_cast"] for n in nat], ".3f"),
                   spread([100 * n["colour_inside"] for n in nat], ".0f") + "%",
+                  spread([100 * n["colour_inside_wide"] for n in nat], ".0f") + "%",
                   spread([r["value"] for r in runs], ".1f"), spread([r["seconds"] for r in runs], ".0f")]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -166,10 +168,10 @@ def main(argv=None) -> int:
     scorers = sorted({s for rs in per_recipe.values() for r in rs for s in r["transfer"]})
     head = ["recipe", "seeds"] + [f"{SCORER_NAMES.get(s, s)} top-1 / top-5 / p" for s in scorers]
     head += ["slope", "slope in photos' range", "KID x100", "colour cast", "colour in photos' range",
-             "value at rest", "s/image"]
+             "colour in the 297 crops' range", "value at rest", "s/image"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + table_rows(per_recipe, order, scorers)
     lines.append(f"| photographs | | {'| ' * len(scorers)}{floor['slope']:.2f} ({floor['slope_range'][0]:.2f} .. "
-                 f"{floor['slope_range'][1]:.2f}) | 100% | {floor['kid']:.1f} (half vs half) | 0 | 100% | | |")
+                 f"{floor['slope_range'][1]:.2f}) | 100% | {floor['kid']:.1f} (half vs half) | 0 | 100% | | | |")
     names = runs[0]["names"]
     text = (f"# Recipes: {len(names)} units, {len(runs)} runs\n\nUnits: {', '.join(names)}\n\n"
             + "\n".join(lines) + f"\n\nPhotographs' mean colour (RGB) {np.round(floor['colour'], 3).tolist()}, range {np.round(floor['colour_range'], 3).tolist()}\n"

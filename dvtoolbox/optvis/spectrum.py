@@ -141,7 +141,8 @@ def spectral_slope(images01: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def load_natural_spectrum() -> dict:
-    """The shipped spectrum: {"quadrant", "mean", "reference_size", "sources"} (see the module docstring)."""
+    """The shipped spectrum: the arrays of ``SPECTRUM_ARRAYS`` (float64), "reference_size" and "sources" (see the
+    module docstring)."""
     with importlib.resources.as_file(importlib.resources.files("dvtoolbox") / "data" / SPECTRUM_FILE) as path:
         with np.load(path) as data:
             out = {key: data[key].astype(np.float64) for key in SPECTRUM_ARRAYS}

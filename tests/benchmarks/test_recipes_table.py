@@ -47,6 +47,7 @@ def test_naturalness_colour_measures_against_numpy():
     measure = object.__new__(naturalness.Naturalness)       # no feature model: only the colour and slope parts
     measure.photo_colour = np.array([0.4, 0.4, 0.4])
     measure.colour_range = (np.array([0.2, 0.2, 0.2]), np.array([0.6, 0.6, 0.6]))
+    measure.wide_colour_range = (np.array([0.05, 0.05, 0.05]), np.array([0.95, 0.95, 0.95]))
     measure.photo_slope, measure.slope_range = -1.3, (-1.6, -1.0)
     measure.features = lambda images: np.random.RandomState(0).randn(len(images), 4)
     measure.photo_features = np.random.RandomState(1).randn(6, 4)
@@ -59,3 +60,4 @@ def test_naturalness_colour_measures_against_numpy():
     np.testing.assert_allclose(out["colour"], mean, atol=1e-4)
     assert out["colour_cast"] == pytest.approx(np.linalg.norm(mean - 0.4), abs=1e-4)
     assert out["colour_inside"] == 0.5
+    assert out["colour_inside_wide"] == 1.0                     # (0.9, 0.9, 0.1) is inside 0.05 .. 0.95
