@@ -142,8 +142,7 @@ def _optimisation(parser) -> None:
                           "and written to config.yaml; doc/optvis.md#the-recipe-auto-picks), lucid (1, standard, "
                           "1, 0.05, fft), class (4, strong, 2, "
                           "0.0015, fft: for class logits, at least 384 steps; doc/models.md), maco (4, maco, -, 0.2, "
-                          "maco: MACO), accent (4, maco, 1, 0.02, fft: feature accentuation, needs --start-image); "
-                          "which to use for what: doc/optvis.md#recipes-per-use.")
+                          "maco: MACO), accent (4, maco, 1, 0.02, fft: feature accentuation, needs --start-image).")
     opt.add_argument("--steps", type=int, default=512, help="Number of steps (the last threshold).")
     opt.add_argument("--thresholds", default=None,
                      help="Comma-separated steps after which images are written, e.g. 128,256,512 (overrides "

@@ -16,9 +16,10 @@ settings; neither needs the model.
 
 A row may also feed the transformed image to the model at its own size (``own_size``, as lucid and lucent feed it)
 instead of cropping or padding it to the model's size: only where the model takes other sizes (a dry forward pass
-at two other sizes, ``models.capture.takes_other_sizes``), the run draws one view per step (views of several sizes
-share one forward pass) and nothing pins the size (``fit`` or ``resize_to_contract`` given, the compiled engine);
-otherwise the image is cropped and the line says why.
+at two other sizes, ``models.capture.takes_other_sizes``) and has no token layers (a ViT would interpolate its
+position embeddings: not measured), the run draws one view per step (views of several sizes share one forward
+pass) and nothing pins the size (``fit`` given, the compiled engine); otherwise the image is cropped and the line
+says why.
 """
 
 from __future__ import annotations

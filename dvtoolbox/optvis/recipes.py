@@ -51,7 +51,7 @@ class Recipe:
 RECIPES: Dict[str, Recipe] = {
     "lucid": Recipe(views=1, transforms="standard", decay_power=1.0, lr=0.05, min_steps=128),
     "class": Recipe(views=4, transforms="strong", decay_power=2.0, lr=0.0015, min_steps=384),
-    # MACO and feature accentuation (needs --start-image): doc/optvis.md#recipes-per-use
+    # MACO and feature accentuation (needs --start-image): doc/optvis.md#the-recipe-auto-picks
     "maco": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.2, min_steps=128, param="maco"),
     "accent": Recipe(views=4, transforms="maco", decay_power=1.0, lr=0.02, min_steps=128),
 }

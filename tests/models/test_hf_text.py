@@ -93,7 +93,7 @@ def test_visualize_text_one_run(tmp_path, capsys):
     assert visualize_main(["--model", "hf:someone/tiny-clip", "--text", "a photo of a cat", "--steps", "2",
                            "--device", "cpu", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("recipe auto: maco for a class logit")      # the image embedding is flat
+    assert printed.startswith("recipe auto: lucid for a class logit, cropped to the model's size (a token model")   # a flat embedding
     info = (out / "viz_info.txt").read_text()
     assert info.startswith("objective: text_direction('image_embeds'")
     config = yaml.safe_load((out / "viz_config.yaml").read_text())

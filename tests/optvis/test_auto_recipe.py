@@ -175,3 +175,11 @@ def test_settle_fit_crops_for_a_model_that_takes_only_its_size():
 def test_takes_other_sizes_runs_the_model_at_two_other_sizes():
     assert takes_other_sizes(tiny_sequential(), (8, 8))        # global pooling
     assert not takes_other_sizes(make_tiny(), (8, 8))          # flattens its 8 x 8 grid
+
+
+def test_a_token_model_is_cropped_even_where_it_takes_other_sizes():
+    job = VisualizeJob(model="tiny_test", objective="fc8:2")
+    job.settle_recipe({"fc8": NC, "blocks.1": LAYOUTS["blocks.1"]})
+    job.auto_choice = auto_recipe.AutoChoice("class logit", "lucid", "measured", own_size=True)
+    job.settle_fit(lambda: True)
+    assert job.resize_to_contract and job.auto_choice.cropped_because.startswith("a token model")

@@ -114,6 +114,7 @@ class VisualizeJob:
     def __post_init__(self):
         self._given = frozenset(name for name in RECIPE_SETTINGS if getattr(self, name) is not None)
         self._fit_given = self.fit is not None
+        self._token_model = False          # set by settle_recipe from the model's layouts
         if self.fit is None:
             self.fit = DEFAULT_FIT
         if self.recipe == AUTO:
@@ -188,6 +189,7 @@ class VisualizeJob:
         the chosen recipe's settings to those not given explicitly and check them again. Returns the choice (None
         for a named recipe)."""
         if self.recipe_pending:
+            self._token_model = any(layout.kind == "NTC" for layout in layouts.values())
             self.auto_choice = choose(objective_kind(self.parsed_objective, layouts), self._given)
             for name in RECIPE_SETTINGS:
                 if name not in self._given:
@@ -206,6 +208,8 @@ class VisualizeJob:
             return "engine compiled traces one size"
         if self.views != 1:
             return f"{self.views} views per step share one forward pass"
+        if self._token_model:
+            return "a token model: another size interpolates its position embeddings, not measured"
         return ""
 
     def settle_fit(self, takes_other_sizes: Callable[[], bool]) -> None:
