@@ -24,6 +24,7 @@ their mirror images: 100 reference images (used here only as a measurement refer
 package). Their own slope and the KID of a held-out half against the other half are printed as the floor.
 
     python benchmarks/naturalness.py IMAGES.npy [...]      # (N, H, W, 3) in [0, 1]; prints both measures
+    python benchmarks/naturalness.py --grid-period 16 IMAGES.npy [...]   # a ViT's patch grid in the spectrum
 """
 
 from __future__ import annotations
@@ -167,8 +168,35 @@ class Naturalness:
                 "kid": 100 * kid(self.photo_features[mask], self.photo_features[~mask])}
 
 
+def grid_peak(images01: np.ndarray, period: int = 16) -> np.ndarray:
+    """(N,): how much of each (N, H, W, 3) image's grey-level amplitude spectrum sits at the frequencies of a grid
+    of ``period`` pixels (a ViT's patches): the mean, over the grid's first two harmonics on both axes (H / period
+    and 2 H / period cycles per image, both signs), of the amplitude there over the mean amplitude of the ring of
+    the same radius. About 1 for an image without a grid (isotropic texture); photographs' horizontal and vertical
+    edges raise the axes somewhat; a patch-grid artefact raises it well above."""
+    grey = np.asarray(images01, np.float64).mean(axis=-1)
+    n = grey.shape[1]
+    if grey.shape[1] != grey.shape[2] or n % period:
+        raise ValueError(f"grid_peak needs square images whose side is a multiple of {period}, got {grey.shape[1:]}")
+    f = np.fft.fftfreq(n) * n
+    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    peaks = [(k * n // period) * s for k in (1, 2) for s in (1, -1)]
+    out = []
+    for image in grey:
+        amplitude = np.abs(np.fft.fft2(image - image.mean()))
+        ratios = [amplitude[p, 0] / amplitude[np.abs(radius - abs(p)) < 0.5].mean() for p in peaks]
+        ratios += [amplitude[0, p] / amplitude[np.abs(radius - abs(p)) < 0.5].mean() for p in peaks]
+        out.append(np.mean(ratios))
+    return np.array(out)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--grid-period"]:   # only the patch-grid measure: --grid-period 16 IMAGES.npy ...
+        for path in argv[2:]:
+            peaks = grid_peak(np.load(path), int(argv[1]))
+            print(f"{path}: grid peak {peaks.mean():.2f} ({peaks.min():.2f} .. {peaks.max():.2f})")
+        return 0
     torch.set_num_threads(2)
     measure = Naturalness()
     print(f"photographs: slope {measure.photo_slope:.3f}, KID half vs half {measure.floor()['kid']:.3f}")

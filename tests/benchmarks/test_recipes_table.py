@@ -61,3 +61,19 @@ def test_naturalness_colour_measures_against_numpy():
     assert out["colour_cast"] == pytest.approx(np.linalg.norm(mean - 0.4), abs=1e-4)
     assert out["colour_inside"] == 0.5
     assert out["colour_inside_wide"] == 1.0                     # (0.9, 0.9, 0.1) is inside 0.05 .. 0.95
+
+
+def test_grid_peak_finds_a_patch_grid_and_not_noise():
+    """A 16-pixel grid (a sawtooth on both axes: every harmonic) added to noise is a tall peak; noise alone sits
+    near 1."""
+    import naturalness
+
+    rng = np.random.RandomState(0)
+    noise = rng.rand(2, 224, 224, 3)
+    y = np.arange(224)
+    grating = 0.3 * ((y % 16) / 16.0)[:, None] + 0.3 * ((y % 16) / 16.0)[None, :]
+    gridded = noise + grating[None, :, :, None]
+    assert naturalness.grid_peak(noise, 16).max() < 3
+    assert naturalness.grid_peak(gridded, 16).min() > 10
+    with pytest.raises(ValueError, match="multiple of 16"):
+        naturalness.grid_peak(np.zeros((1, 60, 60, 3)), 16)
