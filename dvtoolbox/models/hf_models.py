@@ -52,7 +52,7 @@ import math
 import os
 import re
 from dataclasses import replace
-from typing import Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -260,20 +260,33 @@ class HFPixelSpaceModel(PixelSpaceModel):
         return self.image_embeds(out)
 
 
+def family_config(transformers, config_path: str, families, unsupported: Callable[[object], UsageError]):
+    """(model_type, the config) of ``config_path`` when its ``model_type`` is one of ``families``; else raises
+    ``unsupported(model_type)``. The config's ``auto_map`` is dropped: code a config names is never imported."""
+    data = _read_json(config_path, "model config")
+    kind = data.get("model_type")
+    if kind not in families:
+        raise unsupported(kind)
+    data = {k: v for k, v in data.items() if k != "auto_map"}
+    return kind, transformers.AutoConfig.for_model(**data)
+
+
+def tower_config(config, kind: str, tower: str):
+    """A CLIP / SigLIP config's ``tower`` ("vision_config", "text_config"), with CLIP's projection size."""
+    sub = getattr(config, tower)
+    if kind == "clip":
+        sub.projection_dim = config.projection_dim
+    return sub
+
+
 def _vision_config(transformers, config_path: str):
     """The vision model's config: the file's, or the vision tower's of a CLIP / SigLIP config (with CLIP's
     projection size); an unknown ``model_type`` is a UsageError."""
-    data = _read_json(config_path, "model config")
-    kind = data.get("model_type")
-    if kind not in FAMILIES:
-        raise UsageError(f"{config_path}: model_type {kind!r} is not a supported vision model; supported: "
-                         f"{', '.join(FAMILIES)}", "model")
-    data = {k: v for k, v in data.items() if k != "auto_map"}   # code a config names is never imported
-    config = transformers.AutoConfig.for_model(**data)
+    kind, config = family_config(transformers, config_path, FAMILIES, lambda kind: UsageError(
+        f"{config_path}: model_type {kind!r} is not a supported vision model; supported: {', '.join(FAMILIES)}",
+        "model"))
     if kind in ("clip", "siglip"):
-        vision = config.vision_config
-        if kind == "clip":
-            vision.projection_dim = config.projection_dim
+        vision = tower_config(config, kind, "vision_config")
         vision.architectures = config.architectures
         return vision
     return config

@@ -34,17 +34,10 @@ TEXT_FAMILIES = {
 
 def text_config(transformers, config_path: str):
     """(model_type, the text tower's config): only a full CLIP / SigLIP config has one."""
-    data = hf_models._read_json(config_path, "model config")
-    kind = data.get("model_type")
-    if kind not in TEXT_FAMILIES:
-        raise UsageError(f"{config_path}: text directions need a CLIP or SigLIP model with its text tower "
-                         f"(model_type {', '.join(TEXT_FAMILIES)}), got model_type {kind!r}", "text")
-    data = {k: v for k, v in data.items() if k != "auto_map"}   # code a config names is never imported
-    config = transformers.AutoConfig.for_model(**data)
-    text = config.text_config
-    if kind == "clip":
-        text.projection_dim = config.projection_dim
-    return kind, text
+    kind, config = hf_models.family_config(transformers, config_path, TEXT_FAMILIES, lambda kind: UsageError(
+        f"{config_path}: text directions need a CLIP or SigLIP model with its text tower (model_type "
+        f"{', '.join(TEXT_FAMILIES)}), got model_type {kind!r}", "text"))
+    return kind, hf_models.tower_config(config, kind, "text_config")
 
 
 TOKENIZER_CONFIG = "tokenizer_config.json"

@@ -54,13 +54,7 @@ PROCESSOR = {"do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "
              "do_rescale": True, "do_resize": True}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """Never the network: an empty Hugging Face cache, offline; one thread."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("hf_offline")   # tests/models/conftest.py
 
 
 def write_folder(folder, config, processor=PROCESSOR):

@@ -21,12 +21,7 @@ transformers = pytest.importorskip("transformers")
 PROMPTS = ["a photo of a cat", "dog"]
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("hf_offline")   # tests/models/conftest.py
 
 
 def tiny_tokenizer(folder):

@@ -160,8 +160,7 @@ class VisualizeJob:
         if self.parsed_objective is None:
             from dvtoolbox.models.hf_text import text_embeddings
 
-            weights = None if self.weights is None else self.weights
-            embedding = text_embeddings(self.model[len("hf:"):], [self.text], weights)[0]
+            embedding = text_embeddings(self.model[len("hf:"):], [self.text], self.weights)[0]
             self.parsed_objective = text_direction(TEXT_LAYER, embedding)
         return self.parsed_objective
 
@@ -200,8 +199,6 @@ class VisualizeJob:
 
     def own_size_blocker(self) -> str:
         """Why this job cannot feed the transformed image at its own size, whatever the model ("" when it can)."""
-        if not self.resize_to_contract:
-            return ""                     # given: fed at its own size already
         if self._fit_given:
             return "fit given"
         if self.execution.compiled:
@@ -216,10 +213,9 @@ class VisualizeJob:
         """recipe auto, after ``settle_recipe``: where the chosen row feeds the image at its own size, do so
         (``resize_to_contract=False``) when nothing in the job pins the size and ``takes_other_sizes()`` (a dry
         forward pass of the model at other sizes) says the model allows it; ``auto_choice`` records why not."""
-        if self.auto_choice is None or not self.auto_choice.own_size:
-            return
-        blocker = self.own_size_blocker() or (
-            "" if not self.resize_to_contract or takes_other_sizes() else "the model takes only its own size")
+        if self.auto_choice is None or not self.auto_choice.own_size or not self.resize_to_contract:
+            return                        # resize_to_contract=False given: fed at its own size already
+        blocker = self.own_size_blocker() or ("" if takes_other_sizes() else "the model takes only its own size")
         self.auto_choice = self.auto_choice.settle_fit(blocker)
         if self.auto_choice.own_size:
             self.resize_to_contract = False
