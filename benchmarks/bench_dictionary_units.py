@@ -14,8 +14,9 @@ and ``--push-spatial``:
 
 Each job is timed end to end (model set-up, the loop, the files written), so the units/s figure is the user's.
 The two alternate within interleaved rounds (the machine is shared: each round is printed) and the ratio of the
-medians is the figure. The encoder alone (the tap's forward over every position of a batch, all latents, and its
-backward to the layer, as one step of the loop does it) is timed per step in the same rounds. Then a projection to
+medians is the figure. The encoder alone (the tap's forward over every position of a batch, all latents, and the
+pushed latents read through their encoder columns, forward and backward to the layer, as one step of the loop does
+it) is timed per step in the same rounds. Then a projection to
 ``--project-latents`` latents on ``--project-workers`` workers from these measured parts (labelled with the device
 it was measured on). Not a test.
 
@@ -40,7 +41,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from _timing import machine, timed  # noqa: E402  (benchmarks/, the script's folder)
 from dvtoolbox.dictionaries import load_dictionary  # noqa: E402
 from dvtoolbox.dictionaries.dictionary import LayerDictionary  # noqa: E402
-from dvtoolbox.dictionaries.tap import channels_first_pre_activation  # noqa: E402
+from dvtoolbox.dictionaries.tap import DictionaryTap, channels_first_pre_activation  # noqa: E402
+from dvtoolbox.models.layouts import NCHW  # noqa: E402
 from dvtoolbox.optimize.job import OptimizeJob, run_job  # noqa: E402
 from dvtoolbox.optimize.params import FindParams  # noqa: E402
 
@@ -88,18 +90,21 @@ def make_job(args, layer: str, out: str, dictionaries: dict) -> OptimizeJob:
 
 
 def encoder_step(bound: LayerDictionary, args, device: torch.device):
-    """One loop step's encoder work, as the tap does it (``tap.channels_first_pre_activation``): the
-    pre-activations of every latent at every position of a batch of the layer's output (batch, channels, 14, 14),
-    and the backward of one latent at one position per batch element to the layer (what a pushed unit asks)."""
+    """One loop step's dictionary work, as the loop does it: the tap's pre-activations of every latent at every
+    position of a batch of the layer's output (batch, channels, 14, 14) (``tap.channels_first_pre_activation``; the
+    loop's statistics read them all), and the pushed latent of each batch element read through its one encoder
+    column (``DictionaryTap.read_units``), forward and backward to the layer."""
     dictionary = bound.dictionary.on(device, torch.float32)
+    tap = DictionaryTap(bound, NCHW)
     g = torch.Generator().manual_seed(1)
     acts = torch.randn(args.batch_size, args.channels, 14, 14, generator=g).to(device).requires_grad_(True)
     y, x = (int(v) for v in args.push_spatial.split(","))
     rows = torch.arange(args.batch_size, device=device)
+    latents, ys, xs = rows % args.latents, torch.full_like(rows, y), torch.full_like(rows, x)
 
     def step():
-        pre = channels_first_pre_activation(dictionary, acts)
-        torch.autograd.grad(pre[rows, rows % pre.shape[1], y, x].sum(), acts)
+        channels_first_pre_activation(dictionary, acts)
+        torch.autograd.grad(tap.read_units(acts, latents, ys, xs).sum(), acts)
     return step
 
 
@@ -148,18 +153,21 @@ def report(args, device: torch.device, times: dict, encoder: list) -> None:
     print(f"ratio of medians, latents/s over channels/s: {rate_l / rate_c:.3f} (goal >= 0.9)")
     steps = args.units / args.batch_size * args.max_iter
     print(f"encoder alone: {1000 * enc_s:.1f} ms per step of batch {args.batch_size} (all {args.latents} latents "
-          f"at every position, forward + backward) = {100 * enc_s * steps / latents_s:.1f}% of the latents job")
-    print(projection(args, where, channels_s, latents_s))
+          f"at every position forward, the pushed latents' columns forward + backward) = "
+          f"{100 * enc_s * steps / latents_s:.1f}% of the latents job")
+    print(projection(args, where, channels_s, latents_s, enc_s))
 
 
-def projection(args, where: str, channels_s: float, latents_s: float) -> str:
+def projection(args, where: str, channels_s: float, latents_s: float, encoder_s: float) -> str:
     """The projected wall time of ``--project-latents`` latents x ``--project-iters`` iterations on
     ``--project-workers`` workers each as fast as the device measured: per unit and iteration, the channel job's
-    time plus the latents job's extra time scaled by the latent count (the tap computes every latent at every
-    position, and the loop's statistics read them all). Both jobs' fixed costs (set-up, files) are counted per
-    iteration too, so it errs long."""
+    time plus the dictionary's extra scaled by the latent count (the tap computes every latent at every position,
+    and the loop's statistics read them all): the latents job's extra time over the channels job, or the encoder's
+    own time per unit where that is larger (the jobs' difference is within their noise). Both jobs' fixed costs
+    (set-up, files) are counted per iteration too, so it errs long."""
     per_iter = args.units * args.max_iter
-    layer, extra = channels_s / per_iter, max(latents_s - channels_s, 0.0) / per_iter
+    layer = channels_s / per_iter
+    extra = max((latents_s - channels_s) / per_iter, encoder_s / args.batch_size)
     scale = args.project_latents / args.latents
     per_worker = args.project_latents / args.project_workers
     hours = per_worker * args.project_iters * (layer + scale * extra) / 3600

@@ -146,6 +146,13 @@ class Dictionary:
         pre = self.pre_activation(x)
         return pre, self.activate(pre)
 
+    def latents_at(self, x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+        """Row n's pre-activation of latent ``ks[n]``: x (N, d_in), ks (N,) long -> (N,). One encoder column per
+        row (what pushing one latent per image needs), not the (N, n_latents) product."""
+        columns = self.W_enc.t()[ks]
+        pre = (self.encoder_input(x) * columns).sum(dim=-1) + self.b_enc[ks]
+        return pre * self.W_dec[ks].norm(dim=-1) if self.rescale_by_decoder_norm else pre
+
     def latent(self, x: torch.Tensor, k: int, pre_activation: bool = True) -> torch.Tensor:
         """Latent ``k``'s pre-activation or activation on x (..., d_in): (...,). One encoder column unless the
         activation is topk (which ranks every latent)."""

@@ -38,6 +38,23 @@ class DictionaryTap(nn.Module):
         dictionary = self.bound.dictionary.on(t.device, t.dtype)
         return channels_first_pre_activation(dictionary, t)
 
+    @property
+    def unit_source(self) -> str:
+        """The layer ``read_units`` reads (the bound layer)."""
+        return self.bound.layer
+
+    def read_units(self, source_output: torch.Tensor, channel: torch.Tensor, row: torch.Tensor,
+                   col: torch.Tensor) -> torch.Tensor:
+        """Image n's pre-activation of latent ``channel[n]`` at position (``row[n]``, ``col[n]``) of this tap's
+        output, computed from the bound layer's output (``source_output``) with one encoder column per image:
+        (N,). A pushed unit's gradient then flows through that column only, instead of through every latent's
+        (N, n_latents, H, W) product with a gradient that is zero but at one element per image."""
+        t = canonical(source_output, self.layout, self.bound.layer)
+        grid = t.reshape(t.shape[0], t.shape[1], -1) if t.dim() > 2 else t[:, :, None]
+        width = t.shape[3] if t.dim() == 4 else 1
+        vectors = grid[torch.arange(t.shape[0], device=t.device), :, row * width + col]
+        return self.bound.dictionary.on(t.device, t.dtype).latents_at(vectors, channel)
+
     def read(self, module: nn.Module, inputs, output) -> None:
         """The bound layer's forward hook: run the tap (whose own hooks capture its output); the output is kept."""
         self(output)

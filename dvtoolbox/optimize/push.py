@@ -80,29 +80,43 @@ class UnitPush:
         index = torch.as_tensor(units, dtype=torch.long, device=device)
         self.channel, self.row, self.col = index[:, 0], index[:, 1], index[:, 2]
         self.push_dirs = torch.as_tensor(push_dirs, dtype=torch.float32, device=device)
+        reader = _unit_reader(model, self.source)
+        names = {layer, self.source} | ({reader.unit_source} if reader is not None else set())
         key = ProgramKey.of("unit", layer, read, execution, device)
         self.network, self.program = _entry(
-            ProgramCache() if programs is None else programs, key, model, {layer, self.source}, True, execution,
-            device, lambda network: unit_step(network, layer, self.source, read), f"push {layer}")
+            ProgramCache() if programs is None else programs, key, model, names, True, execution,
+            device, lambda network: unit_step(network, layer, self.source, read, reader), f"push {layer}")
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         self.network.prepare(x)
         return self.program(x, self.channel, self.row, self.col, self.push_dirs)
 
 
+def _unit_reader(model: nn.Module, source: str):
+    """The module ``source`` when it computes a pushed unit from another layer's output itself (it has
+    ``unit_source`` and ``read_units``, as a dictionary's tap does), else None."""
+    module = named_layers(model).get(source)
+    return module if hasattr(module, "read_units") and hasattr(module, "unit_source") else None
+
+
 def unit_step(network: CapturedNetwork, layer: str, source: str,
-              layouts: Tuple[Optional[Layout], Optional[Layout]] = (None, None)) -> Callable:
+              layouts: Tuple[Optional[Layout], Optional[Layout]] = (None, None), reader=None) -> Callable:
     """The push's step, a function of tensors: (x (N, 3, H, W) float32, channel, row, col (N,) long, push_dirs
     (N,) float32) -> (acts of ``layer`` as units (N, C, H, W) detached, d(push_dir_n * unit_n) / dx (N, 3, H, W)).
-    layouts: those of ``layer`` and ``source`` (None: channels first)."""
+    layouts: those of ``layer`` and ``source`` (None: channels first). reader: a module that computes image n's
+    unit of ``source`` from its ``unit_source`` layer's output (``read_units``; a dictionary's tap), so that
+    backward never passes through the whole of ``source``; None: the unit is read from ``source``'s output."""
 
     def step(x: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
              push_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         outputs = network.forward(x)
         acts = as_units3d(outputs[layer], layouts[0], layer)
-        pushed = as_units3d(outputs[source], layouts[1], source)[torch.arange(x.shape[0], device=x.device), channel,
-                                                                  row, col]
+        if reader is not None:
+            pushed = reader.read_units(outputs[reader.unit_source], channel, row, col)
+        else:
+            pushed = as_units3d(outputs[source], layouts[1], source)[torch.arange(x.shape[0], device=x.device),
+                                                                      channel, row, col]
         (grad,) = torch.autograd.grad((pushed * push_dirs).sum(), x)
         return acts.detach(), grad.contiguous()
 
