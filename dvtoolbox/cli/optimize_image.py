@@ -25,7 +25,7 @@ from dvtoolbox.optimize.job import OptimizeJob, layer_table, prepare, run_job
 from dvtoolbox.optimize.loop import STATS_EVERY
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.start import START_AT_CHOICES
-from dvtoolbox.optimize.units import is_single_unit
+from dvtoolbox.run.units import is_single_unit
 
 PROG = "optimize_image.py"
 FLAGS = {"allow_tf32": "--tf32", "unit_spec": "--push-channel", "push_token": "--push-spatial",  # library names

@@ -62,6 +62,14 @@ def _what(parser) -> None:
                       help="Instead of --objective, a text direction: the cosine similarity of a CLIP or SigLIP "
                            "model's image embedding (hf:<repo>, its layer image_embeds) with this prompt's "
                            "embedding by the model's own text tower and tokenizer (doc/models.md).")
+    what.add_argument("--units", default=None, metavar="all|A:B|K,K,...",
+                      help="Every unit of the layer or dictionary that --objective names alone (--objective "
+                           "_blocks.10, --objective sae): all, a range 0:64 (0:64:4 with a step) or a list 3,5,9. "
+                           "One image per unit (a layer's channel LAYER:k, a dictionary's latent DICT#k), --batch "
+                           "units per render; files PREFIX_NAME_kkkk_*, and index.html (doc/dictionaries.md).")
+    what.add_argument("--resume", action="store_true",
+                      help="With --units: skip the units whose files are all written; refuse units made with other "
+                           "flags.")
     add_dictionary_arguments(what)
     add_listing_arguments(what)
 
@@ -93,7 +101,8 @@ def _image(parser) -> None:
     image.add_argument("--lowres-factor", type=int, default=4, help="Down-sampling factor of --param lowres.")
     image.add_argument("--size", type=int, default=None,
                        help="Image width and height in pixels. (default: the model's input size)")
-    image.add_argument("--batch", type=int, default=1, help="Number of images optimised together.")
+    image.add_argument("--batch", type=int, default=1,
+                       help="Number of images optimised together (with --units: units per render).")
     image.add_argument("--no-resize", action="store_true",
                        help="Feed the model the transformed image at its own size, as lucid does (for models that "
                             "take any size, such as efficientnet_lite0; doc/transparency.md's figures), instead of "
@@ -238,6 +247,7 @@ def job_from_args(args: argparse.Namespace) -> VisualizeJob:
         lr_policy=args.lr_policy, lr_params=None if args.lr_params is None else parse_lr_params(args.lr_params),
         output_dir=args.output_dir, output_prefix=args.output_prefix, brave=args.brave, progress=not args.verbose,
         config=config, layouts=layouts_from_args(args), dictionaries=dictionaries_from_args(args),
+        units=args.units, resume=args.resume,
         **model_options(args))
 
 
@@ -261,7 +271,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print_layers(args)
         return 0
     written = run_visualize(job_from_args(args), announce=print)
-    print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
+    if args.units is not None:
+        print(f"wrote {len(written)} files in {args.output_dir} (see {os.path.join(args.output_dir, 'index.html')})")
+    else:
+        print(f"wrote {len(written)} files in {args.output_dir}: " + ", ".join(os.path.basename(p) for p in written))
     return 0
 
 

@@ -34,7 +34,7 @@ from dvtoolbox.exemplars.job import FindMaxesJob, plan_layers, run_find_maxes
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.optimize.job import OptimizeJob, run_job
 from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.optimize.units import UnitSpec, parse_channels
+from dvtoolbox.run.units import UnitSpec, parse_channels
 from dvtoolbox.models.layouts import canonical_shape, survey_layers
 from dvtoolbox.run.context import ModelChoice, open_run
 
@@ -50,7 +50,7 @@ MAX_SYNTHETIC_BATCH = 16
 class LayerPageJob:
     """What one layer page runs. datadir: the photographs (a folder tree, or the original's datadir with
     ``filelist``); outdir: the page's folder (empty or absent, else brave); layer: a layer name; units: the units
-    shown (``optimize.units`` forms: ``0:8``, ``1,130,554``, ``all``); n_top: crops per unit; max_iter, seed: the
+    shown (``run.units`` forms: ``0:8``, ``1,130,554``, ``all``); n_top: crops per unit; max_iter, seed: the
     synthetic images' steps and seed; batch_size: images per forward pass of find_max_acts; layouts: declared
     layouts {layer: Layout or text} (the commands' --layout)."""
 

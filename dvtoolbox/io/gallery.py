@@ -1,7 +1,8 @@
 """``index.html``: a browsable page of every unit optimized into one folder.
 
 Source of truth: the folder's ``*info.txt`` files (every run, single or many-unit, writes one per unit, atomically,
-as plain text: no pickle is loaded). Each ``<prefix>info.txt`` is one cell of the grid, whatever the prefix, layer or
+as plain text: no pickle is loaded; visualize.py --units writes one per unit too, with a ``VisualizeUnit`` section,
+whose cell shows the unit's image at the last step and its value there instead of best_X and best obj). Each ``<prefix>info.txt`` is one cell of the grid, whatever the prefix, layer or
 seed, so a folder holding several runs shows all of them. A cell shows the ``<prefix>best_X.jpg`` thumbnail (an
 ``<img>`` with its width and height), the layer, unit, seed, best obj (with its iteration) and the meta result, and
 links to ``best_X.jpg``, ``best_Xpm.jpg``, ``last_X.jpg``, ``last_Xpm.jpg``, ``info.txt`` and ``curve.png`` (only those
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.html"
 INFO_SUFFIX = "info.txt"
+VISUALIZE_SECTION = "VisualizeUnit"  # the section of a visualize.py --units unit's info.txt
 GENERATOR = "dvtoolbox.io.gallery"
 THUMB_PX = 160
 LINKS = (("best_X", "best_X.jpg"), ("best_Xpm", "best_Xpm.jpg"), ("last_X", "last_X.jpg"),
@@ -79,6 +81,9 @@ class UnitCell:
     meta_result: str
     files: Dict[str, str] = field(default_factory=dict)
     thumb_size: Optional[Tuple[int, int]] = None
+    thumb: str = "best_X"            # the files' label of the thumbnail
+    obj_label: str = "best obj"      # visualize.py's units: "value", at "step T"
+    when: str = ""                   # "" -> "iteration <best_ii>"
 
     @property
     def sort_key(self) -> Tuple:
@@ -100,12 +105,16 @@ def parse_info_text(text: str) -> Dict[str, Dict[str, str]]:
 
 
 def read_cell(info_path: str) -> UnitCell:
-    """The cell of one ``<prefix>info.txt``; an info.txt that is not an optimize_image one raises UsageError."""
+    """The cell of one ``<prefix>info.txt`` (optimize_image.py's, or a unit's of visualize.py --units); any other
+    info.txt raises UsageError."""
     try:
         with open(info_path, encoding="utf-8") as handle:
-            sections = parse_info_text(handle.read())
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {info_path}: {getattr(exc, 'strerror', None) or exc}") from None
+    sections = parse_info_text(text)
+    if VISUALIZE_SECTION in sections:
+        return _visualize_cell(info_path, sections[VISUALIZE_SECTION])
     params, results = sections.get("FindParams", {}), sections.get("FindResults", {})
     try:
         layer, channel, seed = params["push_layer"], int(params["push_channel"]), int(params["rand_seed"])
@@ -124,6 +133,31 @@ def read_cell(info_path: str) -> UnitCell:
                     meta_result=results.get("meta_result", "None"), files=files, thumb_size=thumb)
 
 
+def _visualize_cell(info_path: str, unit: Dict[str, str]) -> UnitCell:
+    """The cell of a visualize.py --units unit: its image at the last step as the thumbnail, its value there."""
+    try:
+        layer, channel, seed, step = unit["layer"], int(unit["unit"]), int(unit["seed"]), int(unit["step"])
+    except (KeyError, ValueError):
+        raise UsageError(f"{info_path}: its {VISUALIZE_SECTION} section lacks layer / unit / seed / step") from None
+    folder, name = os.path.split(info_path)
+    prefix = name[:-len(INFO_SUFFIX)]
+    pattern = re.compile(re.escape(prefix) + r"step(\d+)_0\.png")
+    matches = sorted((int(m.group(1)), m.group(0)) for m in map(pattern.fullmatch, os.listdir(folder or ".")) if m)
+    files = {f"step {t}": f for t, f in matches}
+    last = files.get(f"step {step}")
+    extras = [("transparency", f"{last[:-len('.png')]}_transparency.png" if last else ""),
+              ("info.txt", name), ("config", prefix + "config.yaml")]
+    files.update({label: f for label, f in extras if f and os.path.isfile(os.path.join(folder, f))})
+    thumb = None
+    if last is not None:
+        img = load_image_rgb(os.path.join(folder, last))
+        thumb = (img.shape[1], img.shape[0])
+    return UnitCell(prefix=prefix, layer=layer, channel=channel, spatial="", seed=seed,
+                    best_obj=_float_or_none(unit.get("value")), best_ii=str(step),
+                    meta_result=f"recipe {unit.get('recipe', '?')}", files=files, thumb_size=thumb,
+                    thumb=f"step {step}", obj_label="value", when=f"step {step}")
+
+
 def scan_folder(folder: str) -> List[UnitCell]:
     """Every unit of the folder (one per ``*info.txt``), ordered by layer, unit, spatial position, seed."""
     if not os.path.isdir(folder):
@@ -131,7 +165,8 @@ def scan_folder(folder: str) -> List[UnitCell]:
     paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*" + INFO_SUFFIX)))
     paths = [p for p in paths if not os.path.basename(p).startswith(".") and os.path.isfile(p)]
     if not paths:
-        raise UsageError(f"no results in {folder!r}: no *info.txt file of optimize_image.py there")
+        raise UsageError(f"no results in {folder!r}: no *info.txt file of optimize_image.py or visualize.py --units "
+                         "there")
     return sorted((read_cell(p) for p in paths), key=lambda c: c.sort_key)
 
 
@@ -146,8 +181,9 @@ def gallery_html(cells: List[UnitCell], title: str, extra_links: Tuple[str, ...]
     if exemplars is not None:
         head += f"; natural exemplars of {exemplars.layer} units from {exemplars.href}/"
     links = "".join(f' &middot; <a href="{esc(quote(name))}">{esc(name)}</a>' for name in extra_links)
+    value = "value" if cells and all(c.obj_label == "value" for c in cells) else "best obj"
     buttons = "".join(f'<button type="button" data-sort="{key}">{label}</button>'
-                      for key, label in zip(SORT_KEYS, ("unit", "best obj &darr;", "best obj &uarr;")))
+                      for key, label in zip(SORT_KEYS, ("unit", f"{value} &darr;", f"{value} &uarr;")))
     body = "\n".join(render(i) for i, render in enumerate(_cell_renderers(cells, exemplars)))
     return _PAGE.format(generator=GENERATOR, title=esc(title), head=esc(head), links=links, buttons=buttons,
                         cells=body, script=_SCRIPT)
@@ -181,12 +217,20 @@ def write_gallery(folder: str, brave: bool = False, exemplars: Optional[str] = N
     if old == text:
         log.info("%s is up to date", path)
         return path
-    if old is not None and f'<meta name="generator" content="{GENERATOR}">' not in old and not brave:
-        raise UsageError(f"cowardly refusing to overwrite {path}, which dvtoolbox did not write; allow it with "
-                         "brave", "brave")
+    check_index(folder, brave)
     write_text_atomic(path, text)
     log.info("wrote %s (%d units)", path, len(cells))
     return path
+
+
+def check_index(folder: str, brave: bool = False) -> None:
+    """A UsageError when ``<folder>/index.html`` exists and this module did not write it (unless ``brave``): the
+    check ``write_gallery`` makes, for a run to make before any work."""
+    path = os.path.join(folder, INDEX_NAME)
+    old = _read_text(path)
+    if old is not None and f'<meta name="generator" content="{GENERATOR}">' not in old and not brave:
+        raise UsageError(f"cowardly refusing to overwrite {path}, which dvtoolbox did not write; allow it with "
+                         "brave", "brave")
 
 
 def _cell_renderers(cells: List[UnitCell], exemplars: Optional[Exemplars]) -> List:
@@ -210,18 +254,19 @@ def _cell_html(order: int, cell: UnitCell, exemplars: Optional[ExemplarUnit] = N
     name = f"{cell.layer} unit {cell.channel}"
     if cell.spatial not in ("", "(0, 0)"):
         name += f" at {cell.spatial}"
-    best = cell.files.get("best_X")
-    thumb = _thumbnail_html(esc(quote(best)) if best else None, cell.thumb_size, THUMB_PX, f"{name}, best_X",
-                            "no best_X.jpg")
+    best = cell.files.get(cell.thumb)
+    thumb = _thumbnail_html(esc(quote(best)) if best else None, cell.thumb_size, THUMB_PX, f"{name}, {cell.thumb}",
+                            "no best_X.jpg" if cell.thumb == "best_X" else f"no {cell.thumb} image")
     obj = "none" if cell.best_obj is None else f"{cell.best_obj:g}"
     meta = cell.meta_result.replace("Metaresult: ", "")
-    meta_class = "ok" if meta == "majority success" else "fail"
+    meta_class = "ok" if meta == "majority success" else "fail" if cell.thumb == "best_X" else "recipe"
     links = " ".join(f'<a href="{esc(quote(fname))}">{esc(label)}</a>' for label, fname in cell.files.items())
     data_obj = "" if cell.best_obj is None else repr(cell.best_obj)
     return (f'<div class="cell" id="{esc(cell.prefix)}" data-order="{order}" data-obj="{esc(data_obj)}" '
             f'data-layer="{esc(cell.layer)}" data-unit="{cell.channel}" data-seed="{cell.seed}">{thumb}'
             f'<div class="name">{esc(name)}, seed {cell.seed}</div>'
-            f'<div class="obj">best obj <b>{esc(obj)}</b> (iteration {esc(cell.best_ii)})</div>'
+            f'<div class="obj">{esc(cell.obj_label)} <b>{esc(obj)}</b> '
+            f'({esc(cell.when or "iteration " + cell.best_ii)})</div>'
             f'<div class="meta {meta_class}">{esc(meta)}</div><div class="links">{links}</div>'
             f'{"" if exemplars is None else _exemplars_html(exemplars, name, href)}</div>')
 

@@ -1,7 +1,7 @@
 """This process's place among the processes torchrun started (RANK, WORLD_SIZE, LOCAL_RANK): ``current_rank()``.
 
 Without torchrun a process is rank 0 of 1. Both jobs that spread work over processes read it here: optimize_image's
-units (``optimize.distributed``) and find_max_acts' images (``exemplars.checkpoint``).
+units and visualize.py's (``run.distributed``) and find_max_acts' images (``exemplars.checkpoint``).
 """
 
 from __future__ import annotations

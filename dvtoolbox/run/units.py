@@ -1,4 +1,5 @@
-"""Which units a run pushes: the original's single ``--push-channel``, or a list, a range or a whole layer.
+"""Which units a run pushes: the original's single ``--push-channel``, or a list, a range or a whole layer (also
+visualize.py's ``--units``).
 
 Text forms: ``130`` (one unit, exactly the original), ``1,130,554`` (a list), ``0:1000`` (a Python-style range,
 end excluded; ``0:1000:10`` with a step), ``all`` (every channel of the push layer). Lists may mix the forms:
@@ -15,8 +16,9 @@ from dvtoolbox.errors import UsageError
 UnitSpec = Union[int, str]
 
 
-def parse_channels(spec: UnitSpec, n_channels: int) -> List[int]:
-    """The channels ``spec`` names, in order, without repeats; every one must lie in 0..n_channels-1."""
+def parse_channels(spec: UnitSpec, n_channels: int, setting: str = "push_channel", noun: str = "channels") -> List[int]:
+    """The channels ``spec`` names, in order, without repeats; every one must lie in 0..n_channels-1. ``setting``
+    names the setting in messages, ``noun`` what the layer has."""
     if isinstance(spec, int) and not isinstance(spec, bool):
         channels = [spec]
     elif isinstance(spec, str) and spec.strip() == "all":
@@ -24,30 +26,30 @@ def parse_channels(spec: UnitSpec, n_channels: int) -> List[int]:
     elif isinstance(spec, str):
         channels = []
         for part in spec.split(","):
-            channels += _parse_part(part.strip(), spec)
+            channels += _parse_part(part.strip(), spec, setting)
     else:
-        raise UsageError(f"push_channel must be an integer, a list (1,130,554), a range (0:1000) or all; "
-                         f"got {spec!r}", "push_channel")
+        raise UsageError(f"{setting} must be an integer, a list (1,130,554), a range (0:1000) or all; "
+                         f"got {spec!r}", setting)
     channels = list(dict.fromkeys(channels))
     if not channels:
-        raise UsageError(f"push_channel {spec!r} names no unit; e.g. 130, 1,130,554, 0:1000 or all", "push_channel")
+        raise UsageError(f"{setting} {spec!r} names no unit; e.g. 130, 1,130,554, 0:1000 or all", setting)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad:
-        raise UsageError(f"push_channel {spec!r}: unit {bad[0]} is out of range; the layer has {n_channels} "
-                         f"channels (0..{n_channels - 1})", "push_channel")
+        raise UsageError(f"{setting} {spec!r}: unit {bad[0]} is out of range; the layer has {n_channels} "
+                         f"{noun} (0..{n_channels - 1})", setting)
     return channels
 
 
-def _parse_part(part: str, whole: str) -> List[int]:
+def _parse_part(part: str, whole: str, setting: str) -> List[int]:
     if re.fullmatch(r"-?\d+", part):
         return [int(part)]
     match = re.fullmatch(r"(\d+):(\d+)(?::(\d+))?", part)
     if match is None:
-        raise UsageError(f"push_channel {whole!r}: cannot read {part!r}; use e.g. 130, 1,130,554, 0:1000, "
-                         "0:1000:10 or all", "push_channel")
+        raise UsageError(f"{setting} {whole!r}: cannot read {part!r}; use e.g. 130, 1,130,554, 0:1000, "
+                         "0:1000:10 or all", setting)
     start, stop, step = int(match.group(1)), int(match.group(2)), int(match.group(3) or 1)
     if step < 1:
-        raise UsageError(f"push_channel {whole!r}: the step of {part!r} must be >= 1", "push_channel")
+        raise UsageError(f"{setting} {whole!r}: the step of {part!r} must be >= 1", setting)
     return list(range(start, stop, step))
 
 

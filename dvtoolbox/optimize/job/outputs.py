@@ -16,7 +16,8 @@ from dvtoolbox.io.atomic import remove_stale_temps
 from dvtoolbox.io.gallery import write_gallery
 from dvtoolbox.io.outputs import check_writable
 from dvtoolbox.models.pixel_space import mean_is_per_channel
-from dvtoolbox.optimize import distributed, summary
+from dvtoolbox.optimize import summary
+from dvtoolbox.run import distributed
 from dvtoolbox.optimize.job.settings import OptimizeJob
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults

@@ -28,7 +28,8 @@ from dvtoolbox.models.pixel_space import load_mean
 from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.dictionaries.tap import attach_checked
 from dvtoolbox.objectives import check_layers
-from dvtoolbox.optimize import distributed, summary
+from dvtoolbox.optimize import summary
+from dvtoolbox.run import distributed
 from dvtoolbox.optimize.job.outputs import (WRITER_THREADS, collect_writes, finish_summary, plan_outputs,
                                             resolved_settings, run_settings, submit_writes, update_summary,
                                             write_index)
@@ -37,7 +38,7 @@ from dvtoolbox.optimize.loop import optimize
 from dvtoolbox.optimize.params import FindParams
 from dvtoolbox.optimize.results import FindResults
 from dvtoolbox.optimize.start import initial_x
-from dvtoolbox.optimize.units import batches, is_single_unit, parse_channels
+from dvtoolbox.run.units import batches, is_single_unit, parse_channels
 from dvtoolbox.run.context import RunContext, open_run
 from dvtoolbox.run.ranks import Rank, current_rank
 

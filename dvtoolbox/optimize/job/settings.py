@@ -24,7 +24,7 @@ from dvtoolbox.models.registry import DEFAULT_MODEL
 from dvtoolbox.objectives import Objective, create_objective
 from dvtoolbox.optimize.loop import STATS_EVERY
 from dvtoolbox.optimize.params import FindParams
-from dvtoolbox.optimize.units import UnitSpec
+from dvtoolbox.run.units import UnitSpec
 from dvtoolbox.run.context import ModelChoice
 
 IMAGE_DTYPES = {"float64": torch.float64, "float32": torch.float32}

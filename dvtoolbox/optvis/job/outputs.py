@@ -79,11 +79,13 @@ def alpha_info_lines(record: dict) -> List[str]:
             f"alpha mean: {record['alpha-mean']:.6g}"]
 
 
-def image_paths(job: VisualizeJob) -> Dict[int, List[str]]:
-    """threshold -> one PNG path per image: OUTPUT_DIR/PREFIX_step<T>_<n>.png."""
+def image_paths(job: VisualizeJob, prefix: Optional[str] = None, batch: Optional[int] = None) -> Dict[int, List[str]]:
+    """threshold -> one PNG path per image: OUTPUT_DIR/PREFIX_step<T>_<n>.png (``prefix``, ``batch``: instead of
+    the job's output_prefix and batch, e.g. one unit's of a whole-layer run)."""
     width = len(str(job.thresholds[-1]))
-    return {t: [os.path.join(job.output_dir, f"{job.output_prefix}_step{t:0{width}d}_{n}.png")
-                for n in range(job.batch)] for t in job.thresholds}
+    prefix = job.output_prefix if prefix is None else prefix
+    return {t: [os.path.join(job.output_dir, f"{prefix}_step{t:0{width}d}_{n}.png")
+                for n in range(job.batch if batch is None else batch)] for t in job.thresholds}
 
 
 def alpha_paths(job: VisualizeJob) -> Dict[int, Dict[str, str]]:
@@ -98,10 +100,11 @@ def background_path(job: VisualizeJob) -> str:
     return image_paths(job)[job.thresholds[-1]][0][:-len(".png")] + "_background.png"
 
 
-def extra_paths(job: VisualizeJob) -> Dict[int, str]:
+def extra_paths(job: VisualizeJob, prefix: Optional[str] = None, batch: Optional[int] = None) -> Dict[int, str]:
     """Image n -> its extra file: MACO's transparency map at the last threshold
-    (OUTPUT_DIR/PREFIX_step<T>_<n>_transparency.png), or the accentuation's start image (PREFIX_start_<n>.png)."""
-    last = image_paths(job)[job.thresholds[-1]]
+    (OUTPUT_DIR/PREFIX_step<T>_<n>_transparency.png), or the accentuation's start image (PREFIX_start_<n>.png).
+    prefix, batch: as ``image_paths``'."""
+    last = image_paths(job, prefix, batch)[job.thresholds[-1]]
     if job.param == "maco":
         return {n: p[:-len(".png")] + "_transparency.png" for n, p in enumerate(last)}
     if job.start_images:
@@ -109,21 +112,28 @@ def extra_paths(job: VisualizeJob) -> Dict[int, str]:
     return {}
 
 
+def extra_images(param_f) -> List[np.ndarray]:
+    """The extra file's image of each image of a run, from its ``KeepImageF``: MACO's transparency map (grey) or
+    the accentuation's start image, (H, W, 3) in [0, 1]."""
+    if param_f.start is None:  # maco: the transparency map, grey
+        return [np.repeat(m[:, :, None], 3, axis=2) for m in param_f.image_f.transparency_map()]
+    return list(param_f.start.permute(0, 2, 3, 1).cpu().numpy())
+
+
 def write_extra(extra: Dict[int, str], param_f) -> List[str]:
     """Write ``extra_paths``' files from the run's ``KeepImageF``; returns the paths written."""
     if not extra:
         return []
-    if param_f.start is None:  # maco: the transparency map, grey
-        images = [np.repeat(m[:, :, None], 3, axis=2) for m in param_f.image_f.transparency_map()]
-    else:
-        images = list(param_f.start.permute(0, 2, 3, 1).cpu().numpy())
+    images = extra_images(param_f)
     for n, path in extra.items():
         save_image(path, images[n])
     return list(extra.values())
 
 
-def side_paths(job: VisualizeJob) -> List[str]:
-    return [os.path.join(job.output_dir, f"{job.output_prefix}_{name}") for name in ("info.txt", "config.yaml")]
+def side_paths(job: VisualizeJob, prefix: Optional[str] = None) -> List[str]:
+    """[OUTPUT_DIR/PREFIX_info.txt, OUTPUT_DIR/PREFIX_config.yaml] (``prefix``: as ``image_paths``')."""
+    prefix = job.output_prefix if prefix is None else prefix
+    return [os.path.join(job.output_dir, f"{prefix}_{name}") for name in ("info.txt", "config.yaml")]
 
 
 def info_text(objective, history: Sequence[float], thresholds: Sequence[int], elapsed: float, device,
@@ -135,16 +145,19 @@ def info_text(objective, history: Sequence[float], thresholds: Sequence[int], el
     return "\n".join(lines + list(extra)) + "\n"
 
 
-def config_text(job: VisualizeJob, context: RunContext, size, alpha: Optional[dict] = None) -> str:
+def config_text(job: VisualizeJob, context: RunContext, size, alpha: Optional[dict] = None,
+                unit: Optional[dict] = None) -> str:
     """config.yaml: the caller's record (``job.config``), the version if it has none, and what was resolved (the
-    run context's model, device, engine and precision, the image size, what recipe auto chose and, with alpha, the alpha settings with
-    their defaults filled in and the measured alpha mean)."""
+    run context's model, device, engine and precision, the image size, what recipe auto chose, with alpha the alpha
+    settings with their defaults filled in and the measured alpha mean, and in a whole-layer run the ``unit``)."""
     resolved = context.resolved({"size": list(size)})
     if job.auto_choice is not None:
         resolved["recipe"] = {**job.auto_choice.record(),
                               "settings": {name: getattr(job, name) for name in RECIPE_SETTINGS}}
     if alpha is not None:
         resolved["alpha"] = alpha
+    if unit is not None:
+        resolved["unit"] = unit
     config = dict(job.config)
     config.setdefault("dvtoolbox-version", __version__)
     config["resolved"] = resolved

@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] = None) -> List[str]:
     """Run one job end to end (see the module docstring); returns the files written. ``announce`` gets the one
-    line that says what ``recipe="auto"`` chose (default: logged at INFO)."""
+    line that says what ``recipe="auto"`` chose (default: logged at INFO). A job with ``units`` runs as
+    ``units.run_units`` says."""
+    if job.units is not None:
+        from dvtoolbox.optvis.job.units import run_units  # it builds on this module's helpers
+
+        return run_units(job, announce)
     context = open_run(job.model_choice, job.device, job.execution, job.brave)
     model = context.model
     if job.text is not None:

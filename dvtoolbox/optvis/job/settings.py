@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -108,6 +109,8 @@ class VisualizeJob:
     config: Dict[str, object] = field(default_factory=dict)
     trust_model_file: bool = False  # unpickle a module file whole, past the allow-list (models.module_files)
     dictionaries: Dict[str, LayerDictionary] = field(default_factory=dict)  # for DICT#k objective terms
+    units: Optional[str] = None  # every unit of the layer or dictionary ``objective`` names: all, 0:64, 3,5,9
+    resume: bool = False         # with units: skip the batches already written (``job.units``)
     parsed_objective: Optional[Objective] = field(init=False, repr=False, default=None)
     auto_choice: Optional[AutoChoice] = field(init=False, default=None)
 
@@ -133,17 +136,42 @@ class VisualizeJob:
                              "or eager, or let the images be fitted to the model's size", "engine",
                              "resize_to_contract=False")
         self._check_settings()
+        if self.resume and self.units is None:
+            raise UsageError("resume needs units (a whole-layer run)", "resume", "units")
         if self.text is not None:
             self._check_text()
             return                       # the objective needs the text tower: ``text_objective``, at run time
         if self.objective is None:
             raise UsageError("give an objective (or a text)", "objective", "text")
-        # parsed once; layers checked with the model
-        self.parsed_objective = create_objective(self.objective, dictionaries=self.dictionaries)
+        if self.units is not None:
+            self._check_units()
+        # parsed once (with units: unit 0's, for recipe auto); layers checked with the model
+        self.parsed_objective = create_objective(self.objective if self.units is None else self.unit_objective(0),
+                                                 dictionaries=self.dictionaries)
+
+    def _check_units(self) -> None:
+        """units: the objective names a layer or a dictionary alone; one image per unit, so no photographs, no
+        alpha."""
+        if not isinstance(self.units, str) or not self.units.strip():
+            raise UsageError(f"units must be all, a range (0:64) or a list (3,5,9), got {self.units!r}", "units")
+        if not re.fullmatch(r"[\w./]+(?:@[A-Za-z_][\w./]*)*", self.objective):
+            raise UsageError(f"units: the objective must name a layer or a dictionary alone (e.g. _blocks.10 or "
+                             f"sae), got {self.objective!r}", "units", "objective")
+        for name, bad in (("alpha", self.alpha), ("start_images", bool(self.start_images))):
+            if bad:
+                raise UsageError(f"units cannot be combined with {name} (one image per unit)", "units", name)
+
+    def unit_objective(self, k: int) -> str:
+        """units: unit k of the objective's NAME, ``NAME#k`` (latent k's pre-activation) for a dictionary,
+        ``NAME:k`` (channel k) for a layer."""
+        return f"{self.objective}#{k}" if self.objective in self.dictionaries else f"{self.objective}:{k}"
 
     def _check_text(self) -> None:
         if self.objective is not None:
             raise UsageError("give an objective or a text, not both", "objective", "text")
+        if self.units is not None:
+            raise UsageError("units are those of the layer or dictionary the objective names, not of a text",
+                             "units", "text")
         if not isinstance(self.text, str) or not self.text.strip():
             raise UsageError(f"text must be a non-empty prompt, got {self.text!r}", "text")
         if self.alpha:
