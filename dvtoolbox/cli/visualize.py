@@ -59,9 +59,11 @@ def _what(parser) -> None:
                       help=f"{OBJECTIVE_GRAMMAR}; e.g. \"_blocks.11:154@0 - _blocks.11:154@1\". The objective is "
                            f"maximised. (default: {DEFAULT_OBJECTIVE})")
     what.add_argument("--text", default=None,
-                      help="Instead of --objective, a text direction: the cosine similarity of a CLIP or SigLIP "
-                           "model's image embedding (hf:<repo>, its layer image_embeds) with this prompt's "
-                           "embedding by the model's own text tower and tokenizer (doc/models.md).")
+                      help="A text direction: the cosine similarity of a CLIP or SigLIP model's image embedding "
+                           "(hf:<repo>, its layer image_embeds) with this prompt's embedding by the model's own text "
+                           "tower and tokenizer; an --objective given too is added to it (a faceted text objective, "
+                           "e.g. a facet's probe as a one-latent --dictionary: --objective \"0.5 * facet#0\"; "
+                           "doc/models.md).")
     what.add_argument("--units", default=None, metavar="all|A:B|K,K,...",
                       help="Every unit of the layer or dictionary that --objective names alone (--objective "
                            "_blocks.10, --objective sae): all, a range 0:64 (0:64:4 with a step) or a list 3,5,9. "

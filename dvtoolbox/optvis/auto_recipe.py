@@ -34,6 +34,7 @@ AUTO = "auto"
 KINDS = ("class logit", "hidden channel", "neuron", "token feature", "dictionary latent")
 NEURON_OBJECTIVES = ("neuron", "direction_neuron")
 DICTIONARY_OBJECTIVES = ("dictionary_latent",)
+TEXT_OBJECTIVES = ("text_direction",)   # an image embedding towards a prompt: a flat unit, whatever terms follow
 
 
 FED_OWN_SIZE = "at its own size"
@@ -109,6 +110,8 @@ def objective_kind(objective: Objective, layouts: Mapping[str, Layout]) -> str:
     first = objective.name.split(" ")[0] if objective.name else ""
     if first in NEURON_OBJECTIVES:
         return "neuron"
+    if first in TEXT_OBJECTIVES:
+        return "class logit"
     layers = sorted(name for name in (objective.layers or ()) if name != INPUT)
     kinds = [layouts[name].kind for name in layers if name in layouts]
     if kinds and all(kind == "NC" for kind in kinds):

@@ -98,8 +98,6 @@ def test_visualize_text_one_run(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--model", "tiny_test", "--text", "a cat"], "--text needs a CLIP or SigLIP --model by name (hf:<repo or "
                                                   "folder>), got tiny_test"),
-    (["--model", "hf:someone/tiny-clip", "--text", "a cat", "--objective", "image_embeds:1"],
-     "give an --objective or a --text, not both"),
     (["--model", "hf:someone/tiny-clip", "--text", "  "], "text must be a non-empty prompt"),
     (["--model", "hf:someone/tiny-clip", "--text", "a cat", "--alpha"], "a --text direction is not one"),
     (["--model", "hf:someone/no-tokenizer", "--text", "a cat"], "the tokenizer of hf:someone/no-tokenizer is not there"),
@@ -117,6 +115,34 @@ def test_bad_text_inputs_are_one_line(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_a_faceted_text_objective_adds_the_facets_probe(tmp_path):
+    """--text with --objective: the objective is the text direction plus the terms, here a facet's linear probe
+    on the image embedding given as a one-latent dictionary (w . e + b), against numpy on random embeddings."""
+    from safetensors.torch import save_file
+
+    from dvtoolbox.dictionaries.binding import parse_dictionary_bindings
+    from dvtoolbox.optvis.job import VisualizeJob
+
+    clip_in_cache(tmp_path)
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=(16, 1)).astype(np.float32), rng.normal(size=1).astype(np.float32)
+    save_file({"W_enc": torch.from_numpy(w), "b_enc": torch.from_numpy(b)}, str(tmp_path / "probe.safetensors"))
+    facet = parse_dictionary_bindings([f"facet=image_embeds={tmp_path / 'probe.safetensors'}"])
+    job = VisualizeJob(model="hf:someone/tiny-clip", text="a cat", objective="0.5 * facet#0", dictionaries=facet)
+    objective = job.text_objective()
+    e = rng.normal(size=(1, 16)).astype(np.float32)
+    t = text_embeddings("someone/tiny-clip", ["a cat"])[0].numpy().astype(np.float64)
+    cosine = float(e[0] @ t / (np.linalg.norm(e[0]) * np.linalg.norm(t)))
+    value = objective({"image_embeds": torch.from_numpy(e)})
+    assert float(value) == pytest.approx(cosine + 0.5 * float(e[0] @ w[:, 0] + b[0]), rel=1e-5)
+    out = tmp_path / "out"
+    assert visualize_main(["--model", "hf:someone/tiny-clip", "--text", "a cat", "--dictionary",
+                           f"facet=image_embeds={tmp_path / 'probe.safetensors'}", "--objective", "0.5 * facet#0",
+                           "--steps", "2", "--device", "cpu", "--output-dir", str(out)]) == 0
+    info = (out / "viz_info.txt").read_text()
+    assert info.startswith("objective: (text_direction('image_embeds', ...) + 0.5 * facet#0 (image_embeds))")
 
 
 def test_a_weights_file_is_refused_for_the_text_tower(tmp_path):

@@ -65,7 +65,7 @@ class VisualizeJob:
     job holds lucid's settings)."""
 
     objective: Optional[str] = DEFAULT_OBJECTIVE
-    text: Optional[str] = None   # instead of objective: a text direction on a CLIP-like model's image_embeds
+    text: Optional[str] = None   # a text direction on a CLIP-like model's image_embeds (objective: terms added)
     model: Union[str, nn.Module] = DEFAULT_MODEL
     weights: Union[None, str] = "default"
     input_mean: Optional[Tuple[float, float, float]] = None
@@ -138,8 +138,11 @@ class VisualizeJob:
         self._check_settings()
         if self.resume and self.units is None:
             raise UsageError("resume needs units (a whole-layer run)", "resume", "units")
+        self._facet: Optional[Objective] = None
         if self.text is not None:
             self._check_text()
+            if self.objective is not None:   # terms added to the text direction, e.g. a facet's probe
+                self._facet = create_objective(self.objective, dictionaries=self.dictionaries)
             return                       # the objective needs the text tower: ``text_objective``, at run time
         if self.objective is None:
             raise UsageError("give an objective (or a text)", "objective", "text")
@@ -167,8 +170,6 @@ class VisualizeJob:
         return f"{self.objective}#{k}" if self.objective in self.dictionaries else f"{self.objective}:{k}"
 
     def _check_text(self) -> None:
-        if self.objective is not None:
-            raise UsageError("give an objective or a text, not both", "objective", "text")
         if self.units is not None:
             raise UsageError("units are those of the layer or dictionary the objective names, not of a text",
                              "units", "text")
@@ -183,13 +184,15 @@ class VisualizeJob:
                              "text", "model")
 
     def text_objective(self) -> Objective:
-        """The text direction (``objectives.text_direction`` on ``image_embeds``), made once: it loads the text
-        tower and tokenizer of the job's model (``models.hf_text``)."""
+        """The text direction (``objectives.text_direction`` on ``image_embeds``), plus the objective's terms when
+        one is given too (a faceted text objective: e.g. ``0.5 * facet#0``, a facet's linear probe as a one-latent
+        dictionary), made once: it loads the text tower and tokenizer of the job's model (``models.hf_text``)."""
         if self.parsed_objective is None:
             from dvtoolbox.models.hf_text import text_embeddings
 
             embedding = text_embeddings(self.model[len("hf:"):], [self.text], self.weights)[0]
-            self.parsed_objective = text_direction(TEXT_LAYER, embedding)
+            direction = text_direction(TEXT_LAYER, embedding)
+            self.parsed_objective = direction if self._facet is None else direction + self._facet
         return self.parsed_objective
 
     def _check_settings(self) -> None:
