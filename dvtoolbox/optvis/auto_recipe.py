@@ -7,7 +7,8 @@ Kinds (``objective_kind``), from the objective's first term and the layout of th
 - ``class logit``: every layer it reads is flat, (N, C) (a classifier's logits, a pooled feature, a fully connected
   layer): the unit has no position;
 - ``neuron``: one position of a layer (``layer:channel:y:x``, ``neuron``, ``direction_neuron``);
-- ``dictionary latent``: a dictionary's latent (``NAME#k``) read over a conv or token layer;
+- ``dictionary latent``: a dictionary's latent (``NAME#k``) read over a conv layer's grid;
+- ``dictionary latent on tokens``: a dictionary's latent read over a token layer (NTC: a ViT's block);
 - ``token feature``: a channel of a token layer (NTC: a ViT's block), averaged over its patches;
 - ``hidden channel``: a channel of a conv layer (NCHW / NHWC), averaged over its grid.
 
@@ -31,7 +32,8 @@ from dvtoolbox.models.layouts import Layout
 from dvtoolbox.objectives.objective import INPUT, Objective
 
 AUTO = "auto"
-KINDS = ("class logit", "hidden channel", "neuron", "token feature", "dictionary latent")
+KINDS = ("class logit", "hidden channel", "neuron", "token feature", "dictionary latent",
+         "dictionary latent on tokens")
 NEURON_OBJECTIVES = ("neuron", "direction_neuron")
 DICTIONARY_OBJECTIVES = ("dictionary_latent",)
 TEXT_OBJECTIVES = ("text_direction",)   # an image embedding towards a prompt: a flat unit, whatever terms follow
@@ -98,7 +100,9 @@ AUTO_TABLE: Dict[str, AutoRow] = {
     "neuron": AutoRow("lucid", "measured: MACO's random crops move the neuron's place from view to view"),
     "token feature": AutoRow("maco", "measured on 6 channels of a ViT block (random weights): more activation on 5 "
                                      "of 6, and no patch grid in the spectrum where lucid's images gain one"),
-    "dictionary latent": AutoRow("lucid", "as the channels of the layer the dictionary reads"),
+    "dictionary latent": AutoRow("lucid", "as the channels of the conv layer the dictionary reads"),
+    "dictionary latent on tokens": AutoRow("maco", "measured on 6 latents of a random dictionary on a ViT block "
+                                                   "(random weights): more activation on 5 of 6"),
 }
 STARTS_FROM_PHOTOGRAPH = AutoChoice("unit in a photograph", "accent", "start_images given")
 TRANSPARENT = AutoChoice("transparent image", "lucid", "alpha renders with lucid's settings")
@@ -117,7 +121,7 @@ def objective_kind(objective: Objective, layouts: Mapping[str, Layout]) -> str:
     if kinds and all(kind == "NC" for kind in kinds):
         return "class logit"
     if first in DICTIONARY_OBJECTIVES:
-        return "dictionary latent"
+        return "dictionary latent on tokens" if "NTC" in kinds else "dictionary latent"
     if "NTC" in kinds:
         return "token feature"
     return "hidden channel"

@@ -45,7 +45,7 @@ def test_objective_kind(spec, kind):
     assert objective_kind(create_objective(spec), LAYOUTS) == kind
 
 
-@pytest.mark.parametrize("layer, kind", [("conv", "dictionary latent"), ("blocks.1", "dictionary latent"),
+@pytest.mark.parametrize("layer, kind", [("conv", "dictionary latent"), ("blocks.1", "dictionary latent on tokens"),
                                          ("fc8", "class logit")])
 def test_a_dictionary_latent_is_its_own_kind_on_a_grid(layer, kind):
     latent = Objective(lambda acts: acts[layer].sum(), "dictionary_latent", layers=[layer])
