@@ -62,7 +62,9 @@ class VisualizeJob:
     param, views, transforms, decay_power and lr, exactly as ``visualize.py --recipe`` gives their flags' defaults;
     a setting given explicitly wins over the recipe. With ``"auto"``, ``auto_choice`` says what was chosen: set at
     once for a photograph or alpha, else by ``settle_recipe`` once the model's layers are known (until then the
-    job holds lucid's settings)."""
+    job holds lucid's settings). ``units`` (all, ``0:64``, ``3,5,9``) makes it a whole-layer job over the layer or
+    dictionary that ``objective`` names alone, ``batch`` units per render, ``resume`` skipping what is written
+    (``job.units``); ``text`` with ``objective`` adds the objective's terms to the text direction."""
 
     objective: Optional[str] = DEFAULT_OBJECTIVE
     text: Optional[str] = None   # a text direction on a CLIP-like model's image_embeds (objective: terms added)
