@@ -50,9 +50,8 @@ class DictionaryTap(nn.Module):
         (N,). A pushed unit's gradient then flows through that column only, instead of through every latent's
         (N, n_latents, H, W) product with a gradient that is zero but at one element per image."""
         t = canonical(source_output, self.layout, self.bound.layer)
-        grid = t.reshape(t.shape[0], t.shape[1], -1) if t.dim() > 2 else t[:, :, None]
-        width = t.shape[3] if t.dim() == 4 else 1
-        vectors = grid[torch.arange(t.shape[0], device=t.device), :, row * width + col]
+        t = t.reshape(*t.shape[:2], *(tuple(t.shape[2:]) + (1, 1))[:2])   # (N, d_in, H, W), a flat layer 1 x 1
+        vectors = t[torch.arange(t.shape[0], device=t.device), :, row, col]
         return self.bound.dictionary.on(t.device, t.dtype).latents_at(vectors, channel)
 
     def read(self, module: nn.Module, inputs, output) -> None:

@@ -124,10 +124,7 @@ def read_cell(info_path: str) -> UnitCell:
     folder, name = os.path.split(info_path)
     prefix = name[:-len(INFO_SUFFIX)]
     files = {label: prefix + suffix for label, suffix in LINKS if os.path.isfile(os.path.join(folder, prefix + suffix))}
-    thumb = None
-    if "best_X" in files:
-        img = load_image_rgb(os.path.join(folder, files["best_X"]))
-        thumb = (img.shape[1], img.shape[0])
+    thumb = _image_size(folder, files.get("best_X"))
     return UnitCell(prefix=prefix, layer=layer, channel=channel, spatial=params.get("push_spatial", ""), seed=seed,
                     best_obj=_float_or_none(results.get("best_obj")), best_ii=results.get("best_ii", "None"),
                     meta_result=results.get("meta_result", "None"), files=files, thumb_size=thumb)
@@ -148,14 +145,19 @@ def _visualize_cell(info_path: str, unit: Dict[str, str]) -> UnitCell:
     extras = [("transparency", f"{last[:-len('.png')]}_transparency.png" if last else ""),
               ("info.txt", name), ("config", prefix + "config.yaml")]
     files.update({label: f for label, f in extras if f and os.path.isfile(os.path.join(folder, f))})
-    thumb = None
-    if last is not None:
-        img = load_image_rgb(os.path.join(folder, last))
-        thumb = (img.shape[1], img.shape[0])
+    thumb = _image_size(folder, last)
     return UnitCell(prefix=prefix, layer=layer, channel=channel, spatial="", seed=seed,
                     best_obj=_float_or_none(unit.get("value")), best_ii=str(step),
                     meta_result=f"recipe {unit.get('recipe', '?')}", files=files, thumb_size=thumb,
                     thumb=f"step {step}", obj_label="value", when=f"step {step}")
+
+
+def _image_size(folder: str, name: Optional[str]) -> Optional[Tuple[int, int]]:
+    """(width, height) of the image ``name`` in ``folder``, None when there is none."""
+    if name is None:
+        return None
+    img = load_image_rgb(os.path.join(folder, name))
+    return img.shape[1], img.shape[0]
 
 
 def scan_folder(folder: str) -> List[UnitCell]:

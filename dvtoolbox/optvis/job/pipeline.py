@@ -50,15 +50,8 @@ def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] =
     if job.text is not None:
         job.text_objective()
     objective = create_objective(job.parsed_objective, model=model)
-    if job.dictionaries or job.recipe_pending:
-        shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)
-        if job.dictionaries:  # each dictionary fits its layer's channels, before any file
-            check_dictionary_layers(job.dictionaries, shapes, layouts)
-        job.settle_recipe(layouts)
-        job.settle_fit(lambda: takes_other_sizes(model, image_size(job, model.input_contract)))
+    settle_with_model(job, model)
     say = lambda: job.auto_choice is None or (announce or log.info)(job.auto_choice.line())  # noqa: E731
-    if not job.resize_to_contract:
-        check_input_size(model, image_size(job, model.input_contract))
     if job.alpha:
         check_model_survey(job, model)
         say()
@@ -81,6 +74,22 @@ def run_visualize(job: VisualizeJob, announce: Optional[Callable[[str], None]] =
     images = fv.visualize(param_f, device=context.device, show_progress=job.progress, execution=context.execution,
                           **kwargs)
     return write_render(job, context, fv, images, param_f, time.perf_counter() - start)
+
+
+def settle_with_model(job: VisualizeJob, model, survey: bool = False):
+    """What needs the model, before any file: each dictionary fits its layer's channels, recipe auto chooses (and
+    whether the image is fed at its own size), and a model fed at its own size takes that size. Returns the
+    layer survey ``(shapes, layouts)``, made when ``survey`` or something above needs it, else None."""
+    found = None
+    if survey or job.dictionaries or job.recipe_pending:
+        found = shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)
+        if job.dictionaries:
+            check_dictionary_layers(job.dictionaries, shapes, layouts)
+        job.settle_recipe(layouts)
+        job.settle_fit(lambda: takes_other_sizes(model, image_size(job, model.input_contract)))
+    if not job.resize_to_contract:
+        check_input_size(model, image_size(job, model.input_contract))
+    return found
 
 
 def check_model_survey(job: VisualizeJob, model) -> None:

@@ -30,19 +30,18 @@ import numpy as np
 import torch
 import yaml
 
-from dvtoolbox.dictionaries.binding import check_dictionary_layers
 from dvtoolbox.errors import UsageError
 from dvtoolbox.io.atomic import write_text_atomic
 from dvtoolbox.io.gallery import check_index, write_gallery
 from dvtoolbox.io.images import save_image
-from dvtoolbox.models.capture import LayerCapture, forward_captured, takes_other_sizes
-from dvtoolbox.models.layouts import canonical_shape, survey_layers
+from dvtoolbox.models.capture import LayerCapture, forward_captured
+from dvtoolbox.models.layouts import canonical_shape
 from dvtoolbox.objectives import INPUT, Activations, Objective, create_objective
 from dvtoolbox.run import distributed
 from dvtoolbox.run.units import batches, parse_channels
 from dvtoolbox.optvis.job.outputs import config_text, extra_images, extra_paths, image_paths, side_paths
 from dvtoolbox.optvis.job.parameterisations import PARAMETERISATIONS
-from dvtoolbox.optvis.job.pipeline import check_input_size, image_size, render_kwargs, warn_if_too_few_steps
+from dvtoolbox.optvis.job.pipeline import image_size, render_kwargs, settle_with_model, warn_if_too_few_steps
 from dvtoolbox.optvis.job.settings import VisualizeJob
 from dvtoolbox.optvis.render import FeatureViz
 from dvtoolbox.run.context import RunContext, open_run
@@ -101,13 +100,8 @@ def run_units(job: VisualizeJob, announce: Optional[Callable[[str], None]] = Non
     context = open_run(job.model_choice, job.device, job.execution, job.brave,
                        rank.local_rank if rank.is_distributed else None)
     model = context.model
-    shapes, layouts = survey_layers(model, tuple(model.input_contract.size), job.layouts)
-    check_dictionary_layers(job.dictionaries, shapes, layouts)
+    shapes, layouts = settle_with_model(job, model, survey=True)
     units = parse_channels(job.units, unit_count(job, shapes, layouts), "units", "units")
-    job.settle_recipe(layouts)
-    job.settle_fit(lambda: takes_other_sizes(model, image_size(job, model.input_contract)))
-    if not job.resize_to_contract:
-        check_input_size(model, image_size(job, model.input_contract))
     groups = [list(g) for g in batches(units, job.batch)]
     files = {k: unit_files(job, k) for k in units}
     mine = groups[rank.rank::rank.world]
