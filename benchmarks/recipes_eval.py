@@ -17,7 +17,8 @@ size), ``class`` (``--recipe class``), ``lucid_own`` (lucid's recipe with the tr
 model at its own size, ``--no-resize``, instead of cropped or padded to 224; recipes of several views per step
 cannot: their views differ in size and share one forward pass), ``maco``
 (``--recipe maco``), ``accent`` (feature accentuation from ``--start-photo``, ``--recipe accent``). All images of a
-recipe are rendered as one batch with seed ``--seed``. Writes ``--out``/``table.md``, ``results.json``,
+recipe are rendered as one batch with seed ``--seed``, for ``--steps`` steps or the recipe's measured minimum
+when larger (class and maco: 384). Writes ``--out``/``table.md``, ``results.json``,
 ``images_<recipe>.npy`` and ``contact_sheet.png`` (rows the recipes, columns the units); ``--brave`` to overwrite.
 
     python benchmarks/recipes_eval.py --out recipes_final --target classes --draw final --classes 6 --steps 256
@@ -137,7 +138,7 @@ def render_maco_variant(name: str, model, objective, size: int, k: int, steps: i
 
 
 def steps_for(name: str, steps: int) -> int:
-    """--steps, or the recipe's measured minimum when larger (the class recipe: 384)."""
+    """--steps, or the recipe's measured minimum when larger (the class and MACO recipes: 384)."""
     from dvtoolbox.optvis.recipes import RECIPES
 
     name = name[:-len(OWN_SIZE_SUFFIX)] if name.endswith(OWN_SIZE_SUFFIX) else name

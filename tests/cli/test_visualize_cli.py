@@ -91,11 +91,13 @@ def test_recipe_sets_defaults_that_config_and_flags_override(tmp_path, flags, co
     assert (args.views, args.transforms, args.decay_power, args.lr) == expected
 
 
-@pytest.mark.parametrize("flags, warned", [(["--recipe", "class"], True), (["--recipe", "class", "--thresholds",
-                                                                         "2,384"], False), ([], False)])
-def test_too_few_steps_for_the_recipe_is_a_warning(tmp_path, caplog, flags, warned):
+@pytest.mark.parametrize("recipe, flags, warned", [
+    ("class", ["--recipe", "class"], True), ("class", ["--recipe", "class", "--thresholds", "2,384"], False),
+    ("maco", ["--recipe", "maco"], True), ("maco", ["--recipe", "maco", "--steps", "384"], False),
+    ("class", [], False)])
+def test_too_few_steps_for_the_recipe_is_a_warning(tmp_path, caplog, recipe, flags, warned):
     assert run(tmp_path, *flags) == 0
-    assert ("--recipe class was measured at 384 steps or more; this run takes 3" in caplog.text) == warned
+    assert (f"--recipe {recipe} was measured at 384 steps or more; this run takes" in caplog.text) == warned
 
 
 def test_unknown_recipe_in_config_is_one_line(tmp_path, capsys):
